@@ -1,0 +1,365 @@
+//! The embedded engine: llama.cpp (through `llama-cpp-2`) on GGUF models.
+//!
+//! Why llama.cpp: it loads every common GGUF architecture with its exact tokenizer, and its CPU
+//! kernels are the fastest measured here (see docs/benchmarks.md). It is built with every CPU
+//! kernel variant as a loadable module; ggml picks the best one for the CPU it finds at run time,
+//! so one binary runs on any x86-64 machine without `-march=native`.
+//!
+//! Quantized files are by default expanded once to F32 (cached beside the models): the forward
+//! pass then computes exactly the function the stored weights define, and it is faster on CPU
+//! than the low-bit kernels, which also quantize activations on the fly.
+
+use std::mem::ManuallyDrop;
+use std::num::NonZeroU32;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend as RawBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use super::model_store::{self, Precision};
+use super::{fused, Backend, EngineError, ModelInfo, Tokenized};
+use crate::gguf;
+use crate::metrics::PositionStats;
+
+/// Settings of the embedded engine.
+#[derive(Debug, Clone)]
+pub struct LlamaOptions {
+    /// CPU threads; `None` = all available cores.
+    pub threads: Option<usize>,
+    pub precision: Precision,
+    /// Tokens per forward window; `None` = the model's training context.
+    pub window: Option<usize>,
+    /// Tokens per decode call (llama.cpp's micro-batch); bounds the logits buffer.
+    pub ubatch: usize,
+    /// Layers to offload to a GPU (only with the `cuda` feature).
+    pub gpu_layers: u32,
+    /// Flash attention: faster, but results then depend slightly on the decode chunking.
+    pub flash_attention: bool,
+}
+
+impl Default for LlamaOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            precision: Precision::Auto,
+            window: None,
+            ubatch: 512,
+            gpu_layers: 0,
+            flash_attention: false,
+        }
+    }
+}
+
+/// The process-wide llama.cpp runtime (it may be initialised only once).
+fn runtime() -> Result<&'static RawBackend, EngineError> {
+    static RUNTIME: OnceLock<Result<RawBackend, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            let dir = backends_dir();
+            tracing::debug!(dir = %dir.display(), "loading ggml compute backends");
+            llama_cpp_2::llama_backend::load_backends_from_path(&dir);
+            RawBackend::init().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| EngineError::Load {
+            path: PathBuf::new(),
+            message: format!("llama.cpp runtime: {e}"),
+        })
+}
+
+/// Where the CPU kernel modules (`libggml-cpu-*.so`) live: `$HESNR_BACKENDS_DIR`, else a
+/// `hesnr-backends` folder beside the executable (an installed copy), else the build's own folder.
+pub fn backends_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("HESNR_BACKENDS_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|p| p.join("hesnr-backends")))
+    {
+        if d.is_dir() {
+            return d;
+        }
+    }
+    PathBuf::from(llama_cpp_sys_2::BACKENDS_DIR.unwrap_or("."))
+}
+
+/// A loaded GGUF model with one context, ready to score windows.
+pub struct LlamaCppBackend {
+    // Field order matters: the context borrows the model and must be dropped first.
+    ctx: ManuallyDrop<LlamaContext<'static>>,
+    model: ManuallyDrop<Box<LlamaModel>>,
+    pieces: Vec<Vec<u8>>,
+    bos: Option<u32>,
+    window: usize,
+    ubatch: usize,
+    info: ModelInfo,
+}
+
+impl Drop for LlamaCppBackend {
+    fn drop(&mut self) {
+        // SAFETY: dropped exactly once, context before the model it borrows.
+        unsafe {
+            ManuallyDrop::drop(&mut self.ctx);
+            ManuallyDrop::drop(&mut self.model);
+        }
+    }
+}
+
+impl LlamaCppBackend {
+    /// Validates the file, converts it to the chosen precision if needed, and loads it.
+    pub fn load(path: &Path, opts: &LlamaOptions) -> Result<Self, EngineError> {
+        let header = gguf::read_gguf(path)?;
+        let architecture = header.architecture().unwrap_or("unknown").to_string();
+        let train_context = header.context_length().unwrap_or(2048) as usize;
+        let name = header
+            .get_str("general.name")
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            });
+        let sha256 = model_store::sha256_file(path).map_err(|e| EngineError::Load {
+            path: path.into(),
+            message: format!("cannot read: {e}"),
+        })?;
+
+        let runtime = runtime()?;
+        let (run_path, precision) =
+            model_store::prepare_precision(path, &sha256, &header, opts.precision)?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(opts.gpu_layers);
+        let model = LlamaModel::load_from_file(runtime, &run_path, &params).map_err(|e| {
+            EngineError::Load {
+                path: run_path.clone(),
+                message: format!(
+                    "llama.cpp could not load it ({e}); run with RUST_LOG=debug for its log"
+                ),
+            }
+        })?;
+        let model = Box::new(model);
+
+        let threads = opts
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1);
+        let window = opts.window.unwrap_or(train_context).max(2);
+        let ubatch = opts.ubatch.clamp(1, window);
+        let ctx_params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(window as u32))
+            .with_n_batch(ubatch as u32)
+            .with_n_ubatch(ubatch as u32)
+            .with_n_seq_max(1)
+            .with_n_threads(threads as i32)
+            .with_n_threads_batch(threads as i32)
+            // Exact by default: plain attention over an F32 KV cache gives bit-identical results
+            // however a window is cut into decode chunks; flash attention is faster but its
+            // result moves by ~1e-4 (relative) with the chunk size.
+            .with_flash_attention_policy(if opts.flash_attention { 1 } else { 0 })
+            .with_type_k(KvCacheType::F32)
+            .with_type_v(KvCacheType::F32);
+        // SAFETY: the model is boxed (stable address) and outlives the context: both are owned by
+        // the returned value, whose Drop releases the context first.
+        let model_ref: &'static LlamaModel = unsafe { &*(model.as_ref() as *const LlamaModel) };
+        let ctx = model_ref
+            .new_context(runtime, ctx_params)
+            .map_err(|e| EngineError::Load {
+                path: path.into(),
+                message: format!("cannot create a context of {window} tokens: {e}"),
+            })?;
+
+        let vocab = model.vocab();
+        let n_vocab = vocab.n_tokens().max(0) as usize;
+        let pieces: Vec<Vec<u8>> = (0..n_vocab)
+            .map(|i| vocab.token_to_piece(LlamaToken(i as i32), false, None))
+            .collect();
+        let bos = vocab.should_add_bos().then(|| vocab.bos().0 as u32);
+
+        let info = ModelInfo {
+            path: path.to_path_buf(),
+            name,
+            architecture,
+            sha256,
+            vocab_size: n_vocab,
+            train_context,
+            add_bos: bos.is_some(),
+            precision: precision.to_string(),
+            compute: compute_description(opts.gpu_layers),
+            threads,
+        };
+        tracing::info!(model = %info.name, precision = %info.precision, compute = %info.compute, threads, window, "model loaded");
+        Ok(Self {
+            ctx: ManuallyDrop::new(ctx),
+            model: ManuallyDrop::new(model),
+            pieces,
+            bos,
+            window,
+            ubatch,
+            info,
+        })
+    }
+}
+
+impl Backend for LlamaCppBackend {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
+        let vocab = self.model.vocab();
+        let raw = vocab.tokenize(text.as_bytes(), false, false);
+        let mut ids = Vec::with_capacity(raw.len() + 1);
+        let mut offsets = Vec::with_capacity(raw.len() + 1);
+        if let Some(bos) = self.bos {
+            ids.push(bos);
+            offsets.push(0..0);
+        }
+        let bytes = text.as_bytes();
+        // Some tokenizers (SentencePiece) add a space in front of the text that is not in it.
+        let mut pos = 0isize;
+        for (n, t) in raw.iter().enumerate() {
+            let id = t.0 as u32;
+            let piece = self
+                .pieces
+                .get(id as usize)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let mut piece = piece;
+            if n == 0 && piece.first() == Some(&b' ') && bytes.first() != Some(&b' ') {
+                piece = &piece[1..];
+                pos = 0;
+            }
+            let start = pos.max(0) as usize;
+            let end = start + piece.len();
+            if bytes.get(start..end) != Some(piece) {
+                return Err(EngineError::Tokenize(format!(
+                    "token {n} (id {id}) does not match the text at byte {start}: the tokenizer's pieces do not reproduce the input"
+                )));
+            }
+            ids.push(id);
+            offsets.push(start..end);
+            pos = end as isize;
+        }
+        if pos as usize != bytes.len() {
+            return Err(EngineError::Tokenize(format!(
+                "tokens cover {pos} of {} bytes of the text",
+                bytes.len()
+            )));
+        }
+        Ok(Tokenized {
+            ids,
+            offsets,
+            bos: self.bos.is_some(),
+        })
+    }
+
+    fn token_text(&self, id: u32) -> String {
+        self.pieces
+            .get(id as usize)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn max_window(&self) -> usize {
+        self.window
+    }
+
+    fn evaluate(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        k: usize,
+    ) -> Result<Vec<PositionStats>, EngineError> {
+        let mut out = Vec::with_capacity(targets.len());
+        self.forward(tokens, targets, |t, row| {
+            let stats =
+                fused::reduce_row(row, tokens[t], k).map_err(|source| EngineError::Row {
+                    position: t,
+                    source,
+                })?;
+            out.push(stats);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+impl LlamaCppBackend {
+    /// Teacher-forces `tokens` as a fresh sequence and hands each target's logits row to `row`,
+    /// in order, one decode chunk at a time (so at most `ubatch` rows exist at once).
+    pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        mut row: impl FnMut(usize, &[f32]) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        if targets.start == 0 || targets.end > tokens.len() || tokens.len() > self.window {
+            return Err(EngineError::Forward(format!(
+                "bad window: {} tokens, targets {:?}, window {}",
+                tokens.len(),
+                targets,
+                self.window
+            )));
+        }
+        let n_vocab = self.pieces.len();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(EngineError::Forward(format!(
+                "token id {bad} is outside the vocabulary ({n_vocab})"
+            )));
+        }
+        self.ctx.clear_kv_cache();
+        // The last target is never an input: feed tokens[..targets.end - 1].
+        let inputs = &tokens[..targets.end - 1];
+        let mut batch = LlamaBatch::new(self.ubatch, 1);
+        for chunk_start in (0..inputs.len()).step_by(self.ubatch) {
+            let chunk_end = (chunk_start + self.ubatch).min(inputs.len());
+            batch.clear();
+            for (i, &tok) in inputs.iter().enumerate().take(chunk_end).skip(chunk_start) {
+                let wanted = targets.contains(&(i + 1));
+                batch
+                    .add(LlamaToken(tok as i32), i as i32, &[0], wanted)
+                    .map_err(|e| EngineError::Forward(e.to_string()))?;
+            }
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Forward(e.to_string()))?;
+            for i in chunk_start..chunk_end {
+                if targets.contains(&(i + 1)) {
+                    row(i + 1, self.ctx.get_logits_ith((i - chunk_start) as i32))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Names the compute device and, on CPU, the kernel variant ggml loaded for this processor.
+fn compute_description(gpu_layers: u32) -> String {
+    let variant = std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            maps.lines().find_map(|l| {
+                let file = l.rsplit('/').next()?;
+                let v = file.strip_prefix("libggml-cpu-")?.strip_suffix(".so")?;
+                Some(v.to_string())
+            })
+        });
+    let cpu = match variant {
+        Some(v) => format!("cpu ({v} kernels)"),
+        None => "cpu".to_string(),
+    };
+    if gpu_layers > 0 {
+        format!("gpu ({gpu_layers} layers) + {cpu}")
+    } else {
+        cpu
+    }
+}

@@ -1,0 +1,116 @@
+//! Model backends: load a model, tokenize with character offsets, and turn teacher-forced
+//! forward passes into [`PositionStats`]. Everything above this module sees only the
+//! [`Backend`] trait and the statistics, never logits.
+
+pub mod fused;
+pub mod llama;
+pub mod model_store;
+pub mod window;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::metrics::PositionStats;
+
+/// Tokens of one text, with where each came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokenized {
+    pub ids: Vec<u32>,
+    /// Byte range in the source text per token; a BOS token added by the model gets an empty
+    /// range at 0. A token whose bytes are part of a multi-byte character spans that character.
+    pub offsets: Vec<Range<usize>>,
+    /// Whether `ids[0]` is a BOS token that the model requires and the text does not contain.
+    pub bos: bool,
+}
+
+impl Tokenized {
+    /// The first position that is a real prediction target (BOS, or the first token of a text
+    /// without one, has nothing to be predicted from).
+    pub fn first_target(&self) -> usize {
+        1
+    }
+}
+
+/// What a loaded model is, for logs and for the provenance written beside every result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub name: String,
+    pub architecture: String,
+    pub sha256: String,
+    pub vocab_size: usize,
+    /// Context length the model was trained with (from the GGUF).
+    pub train_context: usize,
+    pub add_bos: bool,
+    /// Weight precision used for the forward pass (e.g. `f32`, or `as-is` for the file's own).
+    pub precision: String,
+    /// The compute backend and CPU kernel variant picked at load (e.g. `CPU (icelake)`).
+    pub compute: String,
+    pub threads: usize,
+}
+
+/// Errors of a backend, each saying which model or document was involved.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("model {path}: {message}")]
+    Load { path: PathBuf, message: String },
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
+    #[error("tokenizer: {0}")]
+    Tokenize(String),
+    #[error("forward pass failed: {0}")]
+    Forward(String),
+    #[error("position {position}: {source}")]
+    Row {
+        position: usize,
+        source: fused::RowError,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A causal LM that can be teacher-forced. Implementations: [`llama::LlamaBackend`].
+pub trait Backend {
+    fn info(&self) -> &ModelInfo;
+
+    /// Tokenizes raw text as the model would see it: the model's BOS if it wants one, control
+    /// tokens in the text kept as plain text (never parsed as special).
+    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError>;
+
+    /// The text of a token, for traces (bytes that are not valid UTF-8 on their own are shown
+    /// lossily).
+    fn token_text(&self, id: u32) -> String;
+
+    /// The largest number of tokens one forward pass may hold.
+    fn max_window(&self) -> usize;
+
+    /// Runs `tokens` as a fresh sequence and returns, for each t in `targets` (indices into
+    /// `tokens`, all >= 1), the statistics of predicting `tokens[t]` from `tokens[..t]`.
+    fn evaluate(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        k: usize,
+    ) -> Result<Vec<PositionStats>, EngineError>;
+}
+
+/// Scores every target of a tokenized document through the window policy, in order.
+///
+/// Returns one [`PositionStats`] per position `first_target..ids.len()`.
+pub fn score_tokens(
+    backend: &mut dyn Backend,
+    tokens: &Tokenized,
+    window_size: usize,
+    stride: usize,
+    k: usize,
+) -> Result<Vec<PositionStats>, EngineError> {
+    window::check(window_size, stride).map_err(EngineError::Config)?;
+    let mut out = Vec::with_capacity(tokens.ids.len().saturating_sub(1));
+    for w in window::plan(tokens.ids.len(), tokens.first_target(), window_size, stride) {
+        let local = (w.targets.start - w.tokens.start)..(w.targets.end - w.tokens.start);
+        out.extend(backend.evaluate(&tokens.ids[w.tokens.clone()], local, k)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,3 @@
+//! Pipelines compose the pieces: data readers -> backend -> metrics -> writers.
+
+pub mod score;

@@ -1,0 +1,192 @@
+//! `hesnr score`: every document of the inputs through the model, one row per document and a
+//! pooled summary. Bad records are reported and counted; the rest of the run goes on.
+
+use std::io::Write;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::engine::{score_tokens, Backend, EngineError, ModelInfo, Tokenized};
+use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
+
+/// Settings of a scoring run that are not the model's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ScoreSettings {
+    pub metrics: MetricConfig,
+    /// Tokens per forward window.
+    pub window: usize,
+    /// Distance between window starts for documents longer than the window.
+    pub stride: usize,
+}
+
+/// One document's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentRow {
+    pub id: String,
+    pub source: String,
+    pub line: u64,
+    /// Tokens of the document as the model sees it (BOS included when the model adds one).
+    pub tokens: usize,
+    #[serde(flatten)]
+    pub metrics: Summary,
+}
+
+/// One scored position, for `--tokens` traces.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenRow<'a> {
+    pub doc: &'a str,
+    pub pos: usize,
+    pub token: String,
+    /// Byte range of the token in the document text.
+    pub offset: [usize; 2],
+    pub h10: f64,
+    pub p_true: f64,
+    pub nll: f64,
+    pub rank: u32,
+    pub decision: bool,
+    /// The top-k candidates with their full-softmax probabilities.
+    pub top: Vec<(String, f64)>,
+}
+
+/// A document's per-position statistics, kept while its rows are written.
+pub struct ScoredDocument {
+    pub tokens: Tokenized,
+    pub positions: Vec<PositionStats>,
+    pub acc: Accumulator,
+}
+
+/// Scores one text: tokenize, window, forward, reduce.
+pub fn score_text(
+    backend: &mut dyn Backend,
+    text: &str,
+    s: &ScoreSettings,
+) -> Result<ScoredDocument, EngineError> {
+    let tokens = backend.tokenize(text)?;
+    let positions = score_tokens(backend, &tokens, s.window, s.stride, s.metrics.k)?;
+    let mut acc = Accumulator::new(s.metrics);
+    for p in &positions {
+        acc.push(&PositionMetrics::from_stats(p, s.metrics.k));
+    }
+    acc.finish_document();
+    Ok(ScoredDocument {
+        tokens,
+        positions,
+        acc,
+    })
+}
+
+/// Writes the per-token trace of one scored document.
+pub fn write_token_trace(
+    out: &mut dyn Write,
+    backend: &dyn Backend,
+    id: &str,
+    doc: &ScoredDocument,
+    k: usize,
+) -> std::io::Result<()> {
+    let first = doc.tokens.first_target();
+    for (i, p) in doc.positions.iter().enumerate() {
+        let pos = first + i;
+        let m = PositionMetrics::from_stats(p, k);
+        let r = doc.tokens.offsets[pos].clone();
+        let row = TokenRow {
+            doc: id,
+            pos,
+            token: backend.token_text(p.true_id),
+            offset: [r.start, r.end],
+            h10: m.h_k,
+            p_true: m.p_true,
+            nll: m.nll,
+            rank: p.true_rank,
+            decision: doc.acc.is_decision(&m),
+            top: p
+                .top
+                .iter()
+                .take(k)
+                .map(|t| (backend.token_text(t.id), (t.logit as f64 - p.lse).exp()))
+                .collect(),
+        };
+        serde_json::to_writer(&mut *out, &row)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// The summary of a whole run, as written by `--json` and `--summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub model: ModelInfo,
+    pub settings: ScoreSettings,
+    pub documents: u64,
+    pub skipped: u64,
+    /// The first skipped records, with file, line and reason.
+    pub errors: Vec<String>,
+    pub tokens: u64,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    #[serde(flatten)]
+    pub metrics: Summary,
+}
+
+/// Keeps the pooled totals of a run and the problems met along the way.
+pub struct RunTotals {
+    pub pooled: Accumulator,
+    pub documents: u64,
+    pub skipped: u64,
+    pub errors: Vec<String>,
+    pub tokens: u64,
+    started: Instant,
+}
+
+impl RunTotals {
+    const MAX_ERRORS_KEPT: usize = 50;
+
+    pub fn new(config: MetricConfig) -> Self {
+        Self {
+            pooled: Accumulator::new(config),
+            documents: 0,
+            skipped: 0,
+            errors: Vec::new(),
+            tokens: 0,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn add(&mut self, doc: &ScoredDocument) {
+        self.pooled
+            .merge(&doc.acc)
+            .expect("same settings for every document");
+        self.documents += 1;
+        self.tokens += doc.tokens.ids.len() as u64;
+    }
+
+    pub fn skip(&mut self, reason: String) {
+        tracing::warn!("skipped: {reason}");
+        self.skipped += 1;
+        if self.errors.len() < Self::MAX_ERRORS_KEPT {
+            self.errors.push(reason);
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn finish(&self, model: ModelInfo, settings: ScoreSettings) -> RunSummary {
+        let seconds = self.elapsed();
+        RunSummary {
+            model,
+            settings,
+            documents: self.documents,
+            skipped: self.skipped,
+            errors: self.errors.clone(),
+            tokens: self.tokens,
+            seconds,
+            tokens_per_second: if seconds > 0.0 {
+                self.tokens as f64 / seconds
+            } else {
+                0.0
+            },
+            metrics: self.pooled.summary(),
+        }
+    }
+}

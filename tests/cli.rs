@@ -1,0 +1,260 @@
+//! The `hesnr` binary end to end on a tiny model: outputs, summaries and bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{default_tiny, scratch, CODE};
+use serde_json::Value;
+
+fn hesnr(args: &[&str]) -> std::process::Output {
+    scratch();
+    Command::new(env!("CARGO_BIN_EXE_hesnr"))
+        .args(args)
+        .env("HESNR_HOME", scratch())
+        .env_remove("HESNR_MODEL")
+        .output()
+        .expect("run hesnr")
+}
+
+fn write(name: &str, content: &[u8]) -> String {
+    let p = scratch().join(name);
+    std::fs::write(&p, content).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn model() -> String {
+    default_tiny().to_string_lossy().into_owned()
+}
+
+#[test]
+fn bad_records_are_reported_counted_and_skipped() {
+    let mut data = Vec::new();
+    data.extend(format!("{}\n", serde_json::json!({"id": "good-1", "text": CODE})).as_bytes());
+    data.extend(b"{\"id\": \"broken\", \"text\": \n");
+    data.extend(b"{\"id\": \"bytes\", \"text\": \"caf\xff\"}\n");
+    data.extend(b"{\"id\": \"notext\"}\n");
+    data.extend(b"{\"id\": \"number\", \"text\": 42}\n");
+    data.extend(b"{\"id\": \"empty\", \"text\": \"\"}\n");
+    data.extend(
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "good-2", "text": "fn main() {}"})
+        )
+        .as_bytes(),
+    );
+    let input = write("mixed.jsonl", &data);
+    let rows = scratch().join("mixed-rows.jsonl");
+    let out = hesnr(&[
+        "score",
+        &input,
+        "-m",
+        &model(),
+        "-o",
+        rows.to_str().unwrap(),
+        "--json",
+        "-t",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary JSON on stdout");
+    assert_eq!(summary["documents"], 2);
+    assert_eq!(summary["skipped"], 5);
+    let errors: Vec<String> = summary["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().to_string())
+        .collect();
+    for (line, what) in [
+        (2, "JSON"),
+        (3, "UTF-8"),
+        (4, "text"),
+        (5, "text"),
+        (6, "text"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&format!("mixed.jsonl:{line}")) && e.contains(what)),
+            "line {line} ({what}) not reported: {errors:?}"
+        );
+    }
+    let rows: Vec<Value> = std::fs::read_to_string(&rows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["id"], "good-1");
+    assert_eq!(rows[1]["id"], "good-2");
+    for key in [
+        "scored_tokens",
+        "ppl",
+        "top1_acc",
+        "decision_tokens",
+        "he_snr",
+        "he_ppl",
+        "mean_h10",
+    ] {
+        assert!(rows[0].get(key).is_some(), "missing {key}");
+    }
+    assert!(rows[0]["ppl"].as_f64().unwrap() > 1.0);
+}
+
+#[test]
+fn summary_pools_the_documents_exactly() {
+    let docs: Vec<String> = (0..4)
+        .map(|i| serde_json::json!({"id": i, "text": CODE.repeat(i + 1)}).to_string())
+        .collect();
+    let input = write("pool.jsonl", (docs.join("\n") + "\n").as_bytes());
+    let rows = scratch().join("pool-rows.jsonl");
+    let out = hesnr(&[
+        "score",
+        &input,
+        "-m",
+        &model(),
+        "-o",
+        rows.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: Vec<Value> = std::fs::read_to_string(&rows)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let scored: u64 = rows
+        .iter()
+        .map(|r| r["scored_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(summary["scored_tokens"].as_u64().unwrap(), scored);
+    let nll: f64 = rows
+        .iter()
+        .map(|r| r["mean_nll"].as_f64().unwrap() * r["scored_tokens"].as_f64().unwrap())
+        .sum();
+    let pooled = summary["mean_nll"].as_f64().unwrap();
+    assert!((pooled - nll / scored as f64).abs() < 1e-9);
+    // Same documents, one per run, give the same per-document rows.
+    let single = write("pool-single.jsonl", format!("{}\n", docs[2]).as_bytes());
+    let out1 = hesnr(&["score", &single, "-m", &model()]);
+    let row: Value =
+        serde_json::from_slice(out1.stdout.split(|&b| b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(row["mean_nll"], rows[2]["mean_nll"]);
+    assert_eq!(row["he_snr"], rows[2]["he_snr"]);
+}
+
+#[test]
+fn token_trace_lists_every_scored_token() {
+    let input = write("trace.txt", CODE.as_bytes());
+    let trace = scratch().join("trace.jsonl");
+    let out = hesnr(&[
+        "score",
+        &input,
+        "-m",
+        &model(),
+        "--tokens",
+        trace.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lines: Vec<Value> = std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len() as u64,
+        summary["scored_tokens"].as_u64().unwrap()
+    );
+    let decisions = lines
+        .iter()
+        .filter(|l| l["decision"].as_bool().unwrap())
+        .count() as u64;
+    assert_eq!(decisions, summary["decision_tokens"].as_u64().unwrap());
+    let text: String = lines.iter().map(|l| l["token"].as_str().unwrap()).collect();
+    assert!(
+        CODE.ends_with(&text),
+        "trace tokens rebuild the scored text"
+    );
+    for l in &lines {
+        let top = l["top"].as_array().unwrap();
+        assert_eq!(top.len(), 10);
+        let h = l["h10"].as_f64().unwrap();
+        assert!((0.0..=10f64.ln() + 1e-9).contains(&h));
+    }
+}
+
+#[test]
+fn model_problems_are_clear_errors() {
+    let input = write("one.jsonl", b"{\"text\": \"x = 1\"}\n");
+    let out = hesnr(&["score", &input, "-m", "/nonexistent/model.gguf"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/model.gguf"), "{err}");
+
+    let bytes = std::fs::read(default_tiny()).unwrap();
+    let cut = write("cut.gguf", &bytes[..bytes.len() / 2]);
+    let out = hesnr(&["score", &input, "-m", &cut]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.gguf") && err.contains("tensor"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_input_fails_before_loading_the_model() {
+    let out = hesnr(&["score", "/no/such/data.jsonl", "-m", &model()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/no/such/data.jsonl"), "{err}");
+}
+
+#[test]
+fn stdin_jsonl_with_custom_field() {
+    use std::io::Write;
+    scratch();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
+        .args([
+            "score",
+            "-",
+            "-m",
+            &model(),
+            "--text-field",
+            "content",
+            "--json",
+        ])
+        .env("HESNR_HOME", scratch())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"content\": \"let x = 1;\"}\n{\"content\": \"let y = 2;\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["documents"], 2);
+    assert!(Path::new(&model()).exists());
+}

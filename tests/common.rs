@@ -1,0 +1,44 @@
+//! Shared helpers for the integration tests: tiny random-weight GGUF models in the real format.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use hesnr::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
+
+/// A per-process scratch folder, also used as HESNR_HOME so conversions are cached there.
+pub fn scratch() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::env::set_var("HESNR_HOME", d.path());
+        d
+    })
+    .path()
+}
+
+/// Writes (once per spec name) a tiny llama model and returns its path.
+pub fn tiny_model(name: &str, spec: TinyLlamaSpec) -> PathBuf {
+    let path = scratch().join(format!("{name}.gguf"));
+    if !path.exists() {
+        write_tiny_llama(&path, &spec).expect("write tiny model");
+    }
+    path
+}
+
+pub fn default_tiny() -> PathBuf {
+    tiny_model("tiny-f32", TinyLlamaSpec::default())
+}
+
+/// The real default model, when fetched; tests that need it return early (and say so) without it.
+pub fn real_model() -> Option<PathBuf> {
+    let p = hesnr::engine::model_store::default_model_path();
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: default model not fetched ({})", p.display());
+        None
+    }
+}
+
+pub const CODE: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n\nif __name__ == \"__main__\":\n    print([fibonacci(i) for i in range(10)])\n";

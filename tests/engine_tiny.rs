@@ -1,0 +1,197 @@
+//! The embedded engine on tiny random-weight GGUF models written in the real format.
+
+mod common;
+
+use common::{default_tiny, scratch, tiny_model, CODE};
+use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
+use hesnr::engine::model_store::Precision;
+use hesnr::engine::{score_tokens, Backend};
+use hesnr::gguf::tiny::{TinyLlamaSpec, TinyWeightType};
+
+fn load(path: &std::path::Path, opts: LlamaOptions) -> LlamaCppBackend {
+    LlamaCppBackend::load(path, &opts).expect("load tiny model")
+}
+
+fn opts(window: usize, ubatch: usize) -> LlamaOptions {
+    LlamaOptions {
+        threads: Some(2),
+        window: Some(window),
+        ubatch,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn offsets_reproduce_the_text_including_tricky_characters() {
+    let b = load(&default_tiny(), opts(256, 64));
+    for text in [
+        CODE,
+        "a\r\n\tb   c",
+        "héllo 世界 🦀 done",
+        "x = '<|endoftext|>'  # literal",
+    ] {
+        let t = b.tokenize(text).unwrap();
+        assert!(!t.bos);
+        let rebuilt: Vec<u8> = t
+            .offsets
+            .iter()
+            .flat_map(|r| text.as_bytes()[r.clone()].to_vec())
+            .collect();
+        assert_eq!(rebuilt, text.as_bytes(), "{text:?}");
+        assert_eq!(t.ids.len(), t.offsets.len());
+    }
+    // A control token written in the text stays text: no id 0 (<|endoftext|>) appears.
+    let t = b.tokenize("<|endoftext|>").unwrap();
+    assert!(t.ids.len() > 1 && !t.ids.contains(&0), "{:?}", t.ids);
+}
+
+#[test]
+fn one_stat_per_target_and_deterministic() {
+    let mut b = load(&default_tiny(), opts(256, 64));
+    let t = b.tokenize(CODE).unwrap();
+    let a = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+    assert_eq!(a.len(), t.ids.len() - 1);
+    for (i, p) in a.iter().enumerate() {
+        assert_eq!(p.true_id, t.ids[i + 1]);
+        assert!(p.lse.is_finite() && p.top.len() == 10);
+        assert!(p.top.windows(2).all(|w| w[0].logit >= w[1].logit));
+        assert!(p.lse >= p.top[0].logit as f64);
+    }
+    let again = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+    assert_eq!(a, again);
+}
+
+#[test]
+fn decode_chunking_does_not_change_results() {
+    let t = {
+        let b = load(&default_tiny(), opts(256, 256));
+        b.tokenize(CODE).unwrap()
+    };
+    let mut whole = load(&default_tiny(), opts(256, 256));
+    let mut chunked = load(&default_tiny(), opts(256, 7));
+    let a = score_tokens(&mut whole, &t, 256, 128, 10).unwrap();
+    let b = score_tokens(&mut chunked, &t, 256, 128, 10).unwrap();
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.lse - y.lse).abs() <= 1e-6 * x.lse.abs(),
+            "{} vs {}",
+            x.lse,
+            y.lse
+        );
+        assert_eq!(x.true_rank, y.true_rank);
+    }
+}
+
+#[test]
+fn windows_score_every_token_once_and_agree_inside_the_first_window() {
+    let mut b = load(&default_tiny(), opts(256, 64));
+    let t = b.tokenize(&CODE.repeat(3)).unwrap();
+    assert!(t.ids.len() > 64, "need a document longer than the window");
+    let full = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+    let windowed = score_tokens(&mut b, &t, 32, 16, 10).unwrap();
+    assert_eq!(full.len(), windowed.len());
+    for (i, (f, w)) in full.iter().zip(&windowed).enumerate() {
+        assert_eq!(f.true_id, w.true_id, "target {}", i + 1);
+    }
+    // Targets 1..32 come from the first window, with the same context as the full pass.
+    for i in 0..31 {
+        assert!((full[i].lse - windowed[i].lse).abs() < 1e-4);
+    }
+}
+
+#[test]
+fn bos_models_get_bos_and_score_the_first_token() {
+    let path = tiny_model(
+        "tiny-bos",
+        TinyLlamaSpec {
+            add_bos: true,
+            ..Default::default()
+        },
+    );
+    let mut b = load(&path, opts(128, 64));
+    let t = b.tokenize("print(1)").unwrap();
+    assert!(t.bos);
+    assert_eq!(t.offsets[0], 0..0);
+    let s = score_tokens(&mut b, &t, 128, 64, 10).unwrap();
+    assert_eq!(s.len(), t.ids.len() - 1, "every real token is a target");
+}
+
+#[test]
+fn quantized_file_runs_as_converted_f32_and_close_to_as_is() {
+    scratch();
+    let path = tiny_model(
+        "tiny-q8",
+        TinyLlamaSpec {
+            weight_type: TinyWeightType::Q8_0,
+            ..Default::default()
+        },
+    );
+    let mut auto = load(&path, opts(128, 64));
+    assert_eq!(auto.info().precision, "f32");
+    let mut as_is = load(
+        &path,
+        LlamaOptions {
+            precision: Precision::AsIs,
+            ..opts(128, 64)
+        },
+    );
+    assert_eq!(as_is.info().precision, "as-is");
+    let t = auto.tokenize(CODE).unwrap();
+    let a = score_tokens(&mut auto, &t, 128, 64, 10).unwrap();
+    let b = score_tokens(&mut as_is, &t, 128, 64, 10).unwrap();
+    let nll = |v: &[hesnr::metrics::PositionStats]| {
+        v.iter().map(|p| p.lse - p.true_logit as f64).sum::<f64>() / v.len() as f64
+    };
+    let (na, nb) = (nll(&a), nll(&b));
+    assert!(
+        (na - nb).abs() < 0.05 * na.abs().max(1.0),
+        "f32 {na} vs q8_0 kernels {nb}"
+    );
+    // The conversion is cached by content: a second load reuses it.
+    let converted = std::fs::read_dir(scratch().join("converted"))
+        .unwrap()
+        .count();
+    let _again = load(&path, opts(128, 64));
+    assert_eq!(
+        std::fs::read_dir(scratch().join("converted"))
+            .unwrap()
+            .count(),
+        converted
+    );
+}
+
+#[test]
+fn truncated_model_names_the_tensor() {
+    let src = default_tiny();
+    let bytes = std::fs::read(&src).unwrap();
+    let bad = scratch().join("truncated.gguf");
+    std::fs::write(&bad, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = LlamaCppBackend::load(&bad, &opts(64, 64))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(
+        err.contains("truncated.gguf") && err.contains("tensor"),
+        "{err}"
+    );
+}
+
+#[test]
+fn garbage_and_missing_models_fail_cleanly() {
+    let bad = scratch().join("garbage.gguf");
+    std::fs::write(&bad, b"this is not a model at all").unwrap();
+    let err = LlamaCppBackend::load(&bad, &opts(64, 64))
+        .err()
+        .expect("must fail")
+        .to_string();
+    assert!(err.contains("garbage.gguf"), "{err}");
+    let missing = hesnr::engine::model_store::resolve_model(Some(std::path::Path::new(
+        "/no/such/model.gguf",
+    )));
+    let err = missing.expect_err("must fail").to_string();
+    assert!(
+        err.contains("/no/such/model.gguf") && err.contains("no such"),
+        "{err}"
+    );
+}

@@ -1,0 +1,73 @@
+//! Checks on the embedded default model (SmolLM2-135M-Instruct). They run when the model has
+//! been fetched (`hesnr fetch-model`; CI does it) and say they were skipped otherwise.
+
+mod common;
+
+use common::{real_model, CODE};
+use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
+use hesnr::engine::{score_tokens, Backend};
+use hesnr::metrics::{Accumulator, MetricConfig, PositionMetrics};
+
+#[test]
+fn default_model_tokenizes_like_the_reference_tokenizer() {
+    let Some(path) = real_model() else { return };
+    let b = LlamaCppBackend::load(
+        &path,
+        &LlamaOptions {
+            threads: Some(2),
+            window: Some(512),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(b.info().vocab_size, 49152);
+    assert!(!b.info().add_bos);
+    // Digits split one by one (the `smollm` pre-tokenizer), no prefix space, literal control text.
+    let t = b.tokenize("x = 12345").unwrap();
+    let pieces: Vec<String> = t.ids.iter().map(|&i| b.token_text(i)).collect();
+    assert_eq!(pieces, ["x", " =", " ", "1", "2", "3", "4", "5"]);
+    let t = b.tokenize("<|endoftext|>").unwrap();
+    assert!(
+        t.ids.len() > 1,
+        "control token text must not become one special id: {:?}",
+        t.ids
+    );
+}
+
+#[test]
+fn default_model_scores_code_sensibly_and_windows_agree() {
+    let Some(path) = real_model() else { return };
+    let mut b = LlamaCppBackend::load(
+        &path,
+        &LlamaOptions {
+            threads: Some(2),
+            window: Some(2048),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let text = CODE.repeat(4);
+    let t = b.tokenize(&text).unwrap();
+    let stats = score_tokens(&mut b, &t, 2048, 1024, 10).unwrap();
+    let cfg = MetricConfig::default();
+    let mut acc = Accumulator::new(cfg);
+    stats
+        .iter()
+        .for_each(|p| acc.push(&PositionMetrics::from_stats(p, 10)));
+    let s = acc.summary();
+    // A small instruct model on repeated simple Python: low perplexity, high top-1.
+    let ppl = s.ppl.unwrap();
+    assert!(ppl > 1.0 && ppl < 4.0, "ppl {ppl}");
+    assert!(s.top1_acc.unwrap() > 0.6);
+    assert!(s.decision_tokens > 0);
+    // A 64-token window with stride 32 scores the same tokens; the first window is identical.
+    let windowed = score_tokens(&mut b, &t, 64, 32, 10).unwrap();
+    assert_eq!(windowed.len(), stats.len());
+    for i in 0..63 {
+        assert!(
+            (windowed[i].lse - stats[i].lse).abs() < 2e-3,
+            "position {}",
+            i + 1
+        );
+    }
+}
