@@ -6,15 +6,17 @@ use std::sync::OnceLock;
 
 use hesnr::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 
-/// A per-process scratch folder, also used as HESNR_HOME so conversions are cached there.
+/// A scratch folder per test binary under cargo's target tmp dir (emptied when the binary
+/// starts), also used as HESNR_HOME so that model conversions are cached there.
 pub fn scratch() -> &'static Path {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = tempfile::tempdir().expect("tempdir");
-        std::env::set_var("HESNR_HOME", d.path());
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_CRATE_NAME"));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("scratch dir");
+        std::env::set_var("HESNR_HOME", &d);
         d
     })
-    .path()
 }
 
 /// Writes (once per spec name) a tiny llama model and returns its path.
