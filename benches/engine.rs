@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
-use hesnr::engine::{fused, window, Backend};
+use hesnr::engine::{window, Backend};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
@@ -66,15 +66,22 @@ fn main() -> anyhow::Result<()> {
                     let ids = &d.ids[win.tokens.clone()];
                     let local = (win.targets.start - win.tokens.start)
                         ..(win.targets.end - win.tokens.start);
-                    backend.forward(ids, local, |t, row| {
-                        if with_metrics {
-                            let s = fused::reduce_row(row, ids[t], 10).expect("finite logits");
-                            sink += s.lse;
-                        } else {
-                            sink += row[ids[t] as usize] as f64;
-                        }
-                        Ok(())
-                    })?;
+                    if with_metrics {
+                        // The same path `hesnr score` takes: rows reduced on all threads.
+                        sink += backend
+                            .evaluate(ids, local, 10)?
+                            .iter()
+                            .map(|s| s.lse)
+                            .sum::<f64>();
+                    } else {
+                        backend.forward(ids, local, |rows| {
+                            sink += rows
+                                .iter()
+                                .map(|(t, row)| row[ids[*t] as usize] as f64)
+                                .sum::<f64>();
+                            Ok(())
+                        })?;
+                    }
                 }
             }
             std::hint::black_box(sink);

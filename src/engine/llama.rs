@@ -280,27 +280,59 @@ impl Backend for LlamaCppBackend {
         k: usize,
     ) -> Result<Vec<PositionStats>, EngineError> {
         let mut out = Vec::with_capacity(targets.len());
-        self.forward(tokens, targets, |t, row| {
-            let stats =
-                fused::reduce_row(row, tokens[t], k).map_err(|source| EngineError::Row {
-                    position: t,
-                    source,
-                })?;
-            out.push(stats);
+        let threads = self.info.threads;
+        self.forward(tokens, targets, |rows| {
+            out.extend(reduce_rows(rows, tokens, k, threads)?);
             Ok(())
         })?;
         Ok(out)
     }
 }
 
+/// Reduces a decode chunk's rows on all threads (llama.cpp's workers are idle meanwhile);
+/// rows are independent, so the result is the same as a sequential pass, in order.
+fn reduce_rows(
+    rows: &[(usize, &[f32])],
+    tokens: &[u32],
+    k: usize,
+    threads: usize,
+) -> Result<Vec<PositionStats>, EngineError> {
+    let reduce = |part: &[(usize, &[f32])]| -> Result<Vec<PositionStats>, EngineError> {
+        part.iter()
+            .map(|&(t, row)| {
+                fused::reduce_row(row, tokens[t], k).map_err(|source| EngineError::Row {
+                    position: t,
+                    source,
+                })
+            })
+            .collect()
+    };
+    if threads <= 1 || rows.len() < 32 {
+        return reduce(rows);
+    }
+    let per = rows.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .chunks(per)
+            .map(|part| s.spawn(move || reduce(part)))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for h in handles {
+            out.extend(h.join().expect("row reduction does not panic")?);
+        }
+        Ok(out)
+    })
+}
+
 impl LlamaCppBackend {
-    /// Teacher-forces `tokens` as a fresh sequence and hands each target's logits row to `row`,
-    /// in order, one decode chunk at a time (so at most `ubatch` rows exist at once).
+    /// Teacher-forces `tokens` as a fresh sequence and hands the logits rows of each decode
+    /// chunk to `rows` as (target position, row) pairs, in order; at most `ubatch` rows exist at
+    /// once, so memory does not grow with the document.
     pub fn forward(
         &mut self,
         tokens: &[u32],
         targets: Range<usize>,
-        mut row: impl FnMut(usize, &[f32]) -> Result<(), EngineError>,
+        mut rows: impl FnMut(&[(usize, &[f32])]) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         if targets.start == 0 || targets.end > tokens.len() || tokens.len() > self.window {
             return Err(EngineError::Forward(format!(
@@ -332,11 +364,11 @@ impl LlamaCppBackend {
             self.ctx
                 .decode(&mut batch)
                 .map_err(|e| EngineError::Forward(e.to_string()))?;
-            for i in chunk_start..chunk_end {
-                if targets.contains(&(i + 1)) {
-                    row(i + 1, self.ctx.get_logits_ith((i - chunk_start) as i32))?;
-                }
-            }
+            let chunk_rows: Vec<(usize, &[f32])> = (chunk_start..chunk_end)
+                .filter(|i| targets.contains(&(i + 1)))
+                .map(|i| (i + 1, self.ctx.get_logits_ith((i - chunk_start) as i32)))
+                .collect();
+            rows(&chunk_rows)?;
         }
         Ok(())
     }
