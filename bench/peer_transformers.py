@@ -22,7 +22,15 @@ args = ap.parse_args()
 torch.set_num_threads(args.threads)
 d, f = os.path.split(os.path.abspath(args.model))
 tok = AutoTokenizer.from_pretrained(d, gguf_file=f)
-model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, torch_dtype=torch.float32).eval()
+# transformers' GGUF converter does not know SmolLM2's pre-tokenizer ("smollm": digits split one
+# by one, then GPT-2 byte-level, no prefix space) and falls back to plain GPT-2, which tokenizes
+# numbers differently. Restore the model's real pre-tokenizer so both sides see the same ids.
+from tokenizers import pre_tokenizers
+tok.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+    pre_tokenizers.Digits(individual_digits=True),
+    pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+])
+model = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32).eval()
 texts = [json.loads(l)["text"] for l in open(args.file) if l.strip()]
 docs = [tok(t, add_special_tokens=False, return_tensors="pt").input_ids for t in texts]
 n_tokens = sum(x.shape[1] for x in docs)
@@ -54,5 +62,5 @@ print(json.dumps({
     "forward_tok_s": statistics.median(bare), "forward_metrics_tok_s": statistics.median(full),
     "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024,
     "mean_nll_per_doc": nlls,
-    "token_ids_first_doc_head": docs[0][0, :16].tolist(),
+    "tokens_per_doc": [x.shape[1] for x in docs],
 }))

@@ -15,7 +15,7 @@ mkdir -p "$OUT"
 cargo build --release --quiet --manifest-path bench/peer-llamacpp/Cargo.toml
 if [ ! -x bench/.venv/bin/python ]; then
   python3 -m venv bench/.venv
-  bench/.venv/bin/pip install --quiet transformers gguf torch sentencepiece
+  bench/.venv/bin/pip install --quiet transformers gguf torch sentencepiece accelerate
 fi
 
 for n in 512 2048; do

@@ -71,3 +71,57 @@ fn default_model_scores_code_sensibly_and_windows_agree() {
         );
     }
 }
+
+/// Per-document mean NLL of bench/corpus/code-512.jsonl under Hugging Face transformers 5.23.0 +
+/// torch 2.15.0 (fp32, the same GGUF dequantized, SmolLM2's own pre-tokenizer restored), from
+/// `python bench/peer_transformers.py MODEL bench/corpus/code-512.jsonl --reps 1`.
+const TRANSFORMERS_MEAN_NLL: [f64; 8] = [
+    0.9911321401596069,
+    2.08988356590271,
+    1.6629576683044434,
+    1.357945203781128,
+    1.8003798723220825,
+    1.1760896444320679,
+    1.666746735572815,
+    1.3660259246826172,
+];
+
+#[test]
+fn perplexity_agrees_with_an_independent_implementation() {
+    let Some(path) = real_model() else { return };
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/corpus/code-512.jsonl");
+    let mut b = LlamaCppBackend::load(
+        &path,
+        &LlamaOptions {
+            threads: Some(2),
+            window: Some(1024),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let texts: Vec<String> = std::fs::read_to_string(corpus)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts.len(), TRANSFORMERS_MEAN_NLL.len());
+    for (text, want) in texts.iter().zip(TRANSFORMERS_MEAN_NLL) {
+        let t = b.tokenize(text).unwrap();
+        let stats = score_tokens(&mut b, &t, 1024, 512, 10).unwrap();
+        let mut acc = Accumulator::new(MetricConfig::default());
+        stats
+            .iter()
+            .for_each(|p| acc.push(&PositionMetrics::from_stats(p, 10)));
+        let got = acc.summary().mean_nll.unwrap();
+        // Within 1% in perplexity (|exp(a - b) - 1| < 0.01); measured: 1e-5 nats.
+        assert!(
+            (got - want).abs() < 0.00995,
+            "mean NLL {got} vs transformers {want}"
+        );
+    }
+}
