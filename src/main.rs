@@ -270,7 +270,7 @@ fn run_score(args: ScoreArgs) -> Result<()> {
             out.write_all(b"\n")?;
         }
         if let Some(out) = trace_out.as_mut() {
-            score::write_token_trace(out, &backend, &doc.id, &scored, metrics.k)?;
+            score::write_token_trace(out, &backend, &doc.id, &doc.text, &scored, metrics.k)?;
         }
         progress.set_message(format!(
             "{} docs, {} tokens, {:.0} tok/s",

@@ -153,7 +153,8 @@ fn summary_pools_the_documents_exactly() {
 
 #[test]
 fn token_trace_lists_every_scored_token() {
-    let input = write("trace.txt", CODE.as_bytes());
+    let code = format!("{CODE}# héllo 世界 🦀\n");
+    let input = write("trace.txt", code.as_bytes());
     let trace = scratch().join("trace.jsonl");
     let out = hesnr(&[
         "score",
@@ -184,11 +185,34 @@ fn token_trace_lists_every_scored_token() {
         .filter(|l| l["decision"].as_bool().unwrap())
         .count() as u64;
     assert_eq!(decisions, summary["decision_tokens"].as_u64().unwrap());
-    let text: String = lines.iter().map(|l| l["token"].as_str().unwrap()).collect();
-    assert!(
-        CODE.ends_with(&text),
-        "trace tokens rebuild the scored text"
-    );
+    // Byte offsets tile the scored text: each token starts where the previous one ended.
+    let mut at = lines[0]["offset"][0].as_u64().unwrap() as usize;
+    for l in &lines {
+        assert_eq!(l["offset"][0].as_u64().unwrap() as usize, at);
+        at = l["offset"][1].as_u64().unwrap() as usize;
+    }
+    assert_eq!(at, code.len());
+    // Character offsets agree with the byte offsets wherever a token is whole characters.
+    let chars: Vec<char> = code.chars().collect();
+    for l in &lines {
+        let (bs, be) = (
+            l["offset"][0].as_u64().unwrap() as usize,
+            l["offset"][1].as_u64().unwrap() as usize,
+        );
+        let (cs, ce) = (
+            l["char_offset"][0].as_u64().unwrap() as usize,
+            l["char_offset"][1].as_u64().unwrap() as usize,
+        );
+        if code.is_char_boundary(bs) && code.is_char_boundary(be) {
+            assert_eq!(chars[cs..ce].iter().collect::<String>(), code[bs..be]);
+            assert_eq!(l["token"].as_str().unwrap(), &code[bs..be], "token text");
+        } else {
+            assert!(
+                cs < ce && ce <= chars.len(),
+                "a split character is covered: {l}"
+            );
+        }
+    }
     for l in &lines {
         let top = l["top"].as_array().unwrap();
         assert_eq!(top.len(), 10);

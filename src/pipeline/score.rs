@@ -37,8 +37,10 @@ pub struct TokenRow<'a> {
     pub doc: &'a str,
     pub pos: usize,
     pub token: String,
-    /// Byte range of the token in the document text.
+    /// Byte range of the token in the document's UTF-8 text.
     pub offset: [usize; 2],
+    /// The same range in characters (Unicode scalar values, as Python's `str` indexes them).
+    pub char_offset: [usize; 2],
     pub h10: f64,
     pub p_true: f64,
     pub nll: f64,
@@ -80,10 +82,21 @@ pub fn write_token_trace(
     out: &mut dyn Write,
     backend: &dyn Backend,
     id: &str,
+    text: &str,
     doc: &ScoredDocument,
     k: usize,
 ) -> std::io::Result<()> {
     let first = doc.tokens.first_target();
+    // Byte offset -> character offset; a token may end inside a multi-byte character, so every
+    // byte position gets the index of the character it belongs to (or the end).
+    let mut char_at = vec![0usize; text.len() + 1];
+    let mut n = 0;
+    for (b, slot) in char_at.iter_mut().enumerate() {
+        if text.is_char_boundary(b) && b > 0 {
+            n += 1;
+        }
+        *slot = n;
+    }
     for (i, p) in doc.positions.iter().enumerate() {
         let pos = first + i;
         let m = PositionMetrics::from_stats(p, k);
@@ -93,6 +106,11 @@ pub fn write_token_trace(
             pos,
             token: backend.token_text(p.true_id),
             offset: [r.start, r.end],
+            // A token that ends inside a character covers that whole character.
+            char_offset: [
+                char_at[r.start],
+                char_at[r.end] + usize::from(!text.is_char_boundary(r.end)),
+            ],
             h10: m.h_k,
             p_true: m.p_true,
             nll: m.nll,
