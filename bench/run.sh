@@ -24,7 +24,7 @@ for n in 512 2048; do
   cargo bench --quiet --bench engine -- --threads "$THREADS" --reps "$REPS" "$f" | tee "$OUT/hesnr-$n.txt"
   cargo bench --quiet --bench engine -- --threads "$THREADS" --reps "$REPS" --precision bf16 "$f" | tee "$OUT/hesnr-bf16-$n.txt"
   bench/peer-llamacpp/target/release/peer-llamacpp "$MODEL" "$f" --threads "$THREADS" --reps "$REPS" | tee "$OUT/llamacpp-$n.json"
-  bench/.venv/bin/python bench/peer_transformers.py "$MODEL" "$f" --threads "$THREADS" --reps "$REPS" | tee "$OUT/transformers-$n.json"
+  bench/.venv/bin/python bench/peer_transformers.py "$MODEL" "$f" --threads "$THREADS" --reps "${TF_REPS:-1}" | tee "$OUT/transformers-$n.json"
   ./target/release/hesnr score "$f" -t "$THREADS" -o "$OUT/hesnr-rows-$n.jsonl" --json > "$OUT/hesnr-summary-$n.json"
 done
 

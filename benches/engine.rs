@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
     let (mut model, mut threads, mut precision, mut reps, mut files) =
         (None, 2usize, Precision::Auto, 3usize, Vec::new());
     let mut window_size: Option<usize> = None;
+    let mut flash_attention = true;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--model" => model = args.next().map(PathBuf::from),
@@ -26,6 +27,7 @@ fn main() -> anyhow::Result<()> {
             }
             "--reps" => reps = args.next().unwrap().parse()?,
             "--window" => window_size = Some(args.next().unwrap().parse()?),
+            "--exact-attention" => flash_attention = false,
             f => files.push(PathBuf::from(f)),
         }
     }
@@ -34,6 +36,7 @@ fn main() -> anyhow::Result<()> {
         threads: Some(threads),
         precision,
         window: window_size,
+        flash_attention,
         ..Default::default()
     };
     let mut backend = LlamaCppBackend::load(&path, &opts)?;

@@ -76,9 +76,10 @@ struct ModelArgs {
     /// Layers to offload to the GPU (builds with the `cuda` feature)
     #[arg(long, default_value_t = 0)]
     gpu_layers: u32,
-    /// Use flash attention: faster on long windows, but results then move by ~1e-4 with --ubatch
+    /// Plain attention instead of flash attention: slower on long windows, but results are
+    /// bit-identical for any --ubatch (flash attention moves them by ~1e-4 relative)
     #[arg(long)]
-    flash_attn: bool,
+    exact_attention: bool,
 }
 
 #[derive(Args)]
@@ -177,7 +178,7 @@ fn load_model(args: &ModelArgs) -> Result<LlamaCppBackend> {
         window: args.window,
         ubatch: args.ubatch,
         gpu_layers: args.gpu_layers,
-        flash_attention: args.flash_attn,
+        flash_attention: !args.exact_attention,
     };
     LlamaCppBackend::load(&path, &opts).with_context(|| format!("loading model {}", path.display()))
 }

@@ -14,6 +14,7 @@ fn load(path: &std::path::Path, opts: LlamaOptions) -> LlamaCppBackend {
 
 fn opts(window: usize, ubatch: usize) -> LlamaOptions {
     LlamaOptions {
+        flash_attention: false,
         threads: Some(2),
         window: Some(window),
         ubatch,
@@ -194,4 +195,28 @@ fn garbage_and_missing_models_fail_cleanly() {
         err.contains("/no/such/model.gguf") && err.contains("no such"),
         "{err}"
     );
+}
+
+#[test]
+fn flash_attention_agrees_with_exact_attention() {
+    let fast = |ubatch| LlamaOptions {
+        flash_attention: true,
+        ..opts(256, ubatch)
+    };
+    let mut exact = load(&default_tiny(), opts(256, 256));
+    let t = exact.tokenize(CODE).unwrap();
+    let reference = score_tokens(&mut exact, &t, 256, 128, 10).unwrap();
+    for ubatch in [256, 7] {
+        let mut b = load(&default_tiny(), fast(ubatch));
+        let got = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+        for (x, y) in reference.iter().zip(&got) {
+            assert!(
+                (x.lse - y.lse).abs() <= 1e-3 * x.lse.abs().max(1.0),
+                "ubatch {ubatch}: {} vs {}",
+                x.lse,
+                y.lse
+            );
+            assert_eq!(x.true_id, y.true_id);
+        }
+    }
 }

@@ -40,7 +40,9 @@ pub struct LlamaOptions {
     pub ubatch: usize,
     /// Layers to offload to a GPU (only with the `cuda` feature).
     pub gpu_layers: u32,
-    /// Flash attention: faster, but results then depend slightly on the decode chunking.
+    /// Flash attention (default): much faster on long windows; results then move by ~1e-4
+    /// (relative) if the decode chunk size (`ubatch`) changes. Off = plain attention over an F32
+    /// KV cache, bit-identical for any chunking.
     pub flash_attention: bool,
 }
 
@@ -161,9 +163,8 @@ impl LlamaCppBackend {
             .with_n_seq_max(1)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
-            // Exact by default: plain attention over an F32 KV cache gives bit-identical results
-            // however a window is cut into decode chunks; flash attention is faster but its
-            // result moves by ~1e-4 (relative) with the chunk size.
+            // See LlamaOptions::flash_attention. The KV cache stays F32 either way: the model's
+            // own precision, not a 16-bit approximation of it.
             .with_flash_attention_policy(if opts.flash_attention { 1 } else { 0 })
             .with_type_k(KvCacheType::F32)
             .with_type_v(KvCacheType::F32);

@@ -1,56 +1,20 @@
-//! GGUF files: a defensive header reader and a small writer.
+//! GGUF model files: a defensive header reader, a small writer, and tiny test models.
 //!
-//! Model files are untrusted input. The reader checks every count, length and tensor range
-//! against the file before anything is allocated or handed to llama.cpp, so a truncated or
-//! corrupted file gets an error naming the key or tensor instead of a crash deep in C++.
-//! The writer exists so that tests can build tiny random-weight models in the real format.
+//! Model files are untrusted input: downloads get cut short, disks fill up, and a hand-passed
+//! `--model` may be anything. llama.cpp's own loader fails on such files with a terse log line
+//! (or worse, deep in C++), so [`read_gguf`] validates every count, length, type and tensor
+//! range first and reports the file, and the key or tensor, at fault. The reader never loads
+//! tensor data and never allocates more than the file could justify.
+//!
+//! The writer and [`tiny`] exist so that tests can build small random-weight models in the
+//! real format (llama architecture, byte-level BPE vocabulary) and run the real engine on them
+//! in milliseconds, without downloads.
 
 mod reader;
 pub mod tiny;
 mod writer;
 
-pub use reader::{read_gguf, GgufError, GgufFile, GgufValue, TensorInfo};
-pub use writer::{GgufWriter, TensorData};
-
-/// ggml tensor types: (id, name, elements per block, bytes per block).
-pub(crate) const GGML_TYPES: &[(u32, &str, u64, u64)] = &[
-    (0, "F32", 1, 4),
-    (1, "F16", 1, 2),
-    (2, "Q4_0", 32, 18),
-    (3, "Q4_1", 32, 20),
-    (6, "Q5_0", 32, 22),
-    (7, "Q5_1", 32, 24),
-    (8, "Q8_0", 32, 34),
-    (9, "Q8_1", 32, 36),
-    (10, "Q2_K", 256, 84),
-    (11, "Q3_K", 256, 110),
-    (12, "Q4_K", 256, 144),
-    (13, "Q5_K", 256, 176),
-    (14, "Q6_K", 256, 210),
-    (15, "Q8_K", 256, 292),
-    (16, "IQ2_XXS", 256, 66),
-    (17, "IQ2_XS", 256, 74),
-    (18, "IQ3_XXS", 256, 98),
-    (19, "IQ1_S", 256, 50),
-    (20, "IQ4_NL", 32, 18),
-    (21, "IQ3_S", 256, 110),
-    (22, "IQ2_S", 256, 82),
-    (23, "IQ4_XS", 256, 136),
-    (24, "I8", 1, 1),
-    (25, "I16", 1, 2),
-    (26, "I32", 1, 4),
-    (27, "I64", 1, 8),
-    (28, "F64", 1, 8),
-    (29, "IQ1_M", 256, 56),
-    (30, "BF16", 1, 2),
-    (34, "TQ1_0", 256, 54),
-    (35, "TQ2_0", 256, 66),
-    (39, "MXFP4", 32, 17),
-];
-
-pub(crate) fn ggml_type(id: u32) -> Option<(&'static str, u64, u64)> {
-    GGML_TYPES
-        .iter()
-        .find(|t| t.0 == id)
-        .map(|t| (t.1, t.2, t.3))
-}
+pub use reader::{
+    ggml_type_name, read_gguf, GgufError, GgufFile, GgufValue, TensorInfo, DEFAULT_ALIGNMENT,
+};
+pub use writer::{f16_to_f32, f32_to_f16, GgufWriter, TensorData};
