@@ -47,6 +47,12 @@ fn main() -> anyhow::Result<()> {
         backend.info().precision,
         backend.info().compute
     );
+    let micros = reduce_row_micros(backend.info().vocab_size);
+    println!(
+        "metrics pass: {micros:.1} us per position on one thread ({} vocabulary); on {threads} threads that is {:.1}% of a forward pass running at 500 tok/s",
+        backend.info().vocab_size,
+        micros / threads as f64 * 500.0 / 1e6 * 100.0
+    );
     for file in files {
         let texts: Vec<String> = std::fs::read_to_string(&file)?
             .lines()
@@ -111,6 +117,33 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The metrics pass alone, timed directly (the difference of two noisy end-to-end runs cannot
+/// resolve a few percent): microseconds per logits row of the model's vocabulary size, one thread.
+fn reduce_row_micros(vocab: usize) -> f64 {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let rows: Vec<Vec<f32>> = (0..64)
+        .map(|_| {
+            (0..vocab)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state >> 40) as f32 / (1u64 << 24) as f32 * 20.0 - 10.0
+                })
+                .collect()
+        })
+        .collect();
+    let reps = 2000;
+    let t0 = Instant::now();
+    let mut sink = 0f64;
+    for i in 0..reps {
+        let row = &rows[i % rows.len()];
+        sink += hesnr::engine::fused::reduce_row(row, (i * 7919 % vocab) as u32, 10).expect("finite").lse;
+    }
+    std::hint::black_box(sink);
+    t0.elapsed().as_secs_f64() * 1e6 / reps as f64
 }
 
 fn peak_rss_gb() -> f64 {
