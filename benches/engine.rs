@@ -140,7 +140,9 @@ fn reduce_row_micros(vocab: usize) -> f64 {
     let mut sink = 0f64;
     for i in 0..reps {
         let row = &rows[i % rows.len()];
-        sink += hesnr::engine::fused::reduce_row(row, (i * 7919 % vocab) as u32, 10).expect("finite").lse;
+        sink += hesnr::engine::fused::reduce_row(row, (i * 7919 % vocab) as u32, 10)
+            .expect("finite")
+            .lse;
     }
     std::hint::black_box(sink);
     t0.elapsed().as_secs_f64() * 1e6 / reps as f64
