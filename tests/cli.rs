@@ -24,6 +24,14 @@ fn write(name: &str, content: &[u8]) -> String {
     p.to_string_lossy().into_owned()
 }
 
+fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
 fn model() -> String {
     default_tiny().to_string_lossy().into_owned()
 }
@@ -82,11 +90,7 @@ fn bad_records_are_reported_counted_and_skipped() {
             "line {line} ({what}) not reported: {errors:?}"
         );
     }
-    let rows: Vec<Value> = std::fs::read_to_string(&rows)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<Value> = read_jsonl(&rows);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["id"], "good-1");
     assert_eq!(rows[1]["id"], "good-2");
@@ -126,11 +130,7 @@ fn summary_pools_the_documents_exactly() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows: Vec<Value> = std::fs::read_to_string(&rows)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows: Vec<Value> = read_jsonl(&rows);
     let scored: u64 = rows
         .iter()
         .map(|r| r["scored_tokens"].as_u64().unwrap())
@@ -171,11 +171,7 @@ fn token_trace_lists_every_scored_token() {
         String::from_utf8_lossy(&out.stderr)
     );
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let lines: Vec<Value> = std::fs::read_to_string(&trace)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<Value> = read_jsonl(&trace);
     assert_eq!(
         lines.len() as u64,
         summary["scored_tokens"].as_u64().unwrap()

@@ -162,31 +162,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn reference(row: &[f32], true_id: u32, k: usize) -> PositionStats {
-        let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max
-            + row
-                .iter()
-                .map(|&l| (l as f64 - max).exp())
-                .sum::<f64>()
-                .ln();
-        let mut top: Vec<TokenLogit> = row
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| TokenLogit {
-                id: i as u32,
-                logit: l,
-            })
-            .collect();
-        top.sort_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
-        top.truncate(k);
-        let tl = row[true_id as usize];
-        PositionStats {
-            lse,
-            top,
-            true_id,
-            true_logit: tl,
-            true_rank: 1 + row.iter().filter(|&&l| l > tl).count() as u32,
-        }
+        let mut s = crate::metrics::reference_stats(row, true_id);
+        s.top.truncate(k);
+        s
     }
 
     #[test]

@@ -16,4 +16,6 @@ mod position;
 pub use accumulator::{Accumulator, Summary, ENTROPY_BINS};
 pub use config::{MetricConfig, Pooling, SignalProb};
 pub use exact_sum::ExactSum;
+#[cfg(test)]
+pub(crate) use position::reference_stats;
 pub use position::{entropy_order, PositionMetrics, PositionStats, TokenLogit};

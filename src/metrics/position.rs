@@ -98,37 +98,44 @@ pub fn entropy_order(h: f64, k: usize) -> usize {
     m
 }
 
+/// Test reference: the statistics of a full logits row computed the slow, obvious way (f64,
+/// full sort), for checking the fused pass and the metrics against.
+#[cfg(test)]
+pub(crate) fn reference_stats(logits: &[f32], true_id: u32) -> PositionStats {
+    let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = max
+        + logits
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    let mut top: Vec<TokenLogit> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| TokenLogit {
+            id: i as u32,
+            logit: l,
+        })
+        .collect();
+    top.sort_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
+    let true_logit = logits[true_id as usize];
+    let true_rank = 1 + logits.iter().filter(|&&l| l > true_logit).count() as u32;
+    PositionStats {
+        lse,
+        top,
+        true_id,
+        true_logit,
+        true_rank,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     fn stats(logits: &[f32], true_id: u32) -> PositionStats {
-        let max = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let lse = max
-            + logits
-                .iter()
-                .map(|&l| (l as f64 - max).exp())
-                .sum::<f64>()
-                .ln();
-        let mut top: Vec<TokenLogit> = logits
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| TokenLogit {
-                id: i as u32,
-                logit: l,
-            })
-            .collect();
-        top.sort_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
-        let true_logit = logits[true_id as usize];
-        let true_rank = 1 + logits.iter().filter(|&&l| l > true_logit).count() as u32;
-        PositionStats {
-            lse,
-            top,
-            true_id,
-            true_logit,
-            true_rank,
-        }
+        reference_stats(logits, true_id)
     }
 
     #[test]
