@@ -71,10 +71,7 @@ fn runtime() -> Result<&'static RawBackend, EngineError> {
             RawBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|e| EngineError::Load {
-            path: PathBuf::new(),
-            message: format!("llama.cpp runtime: {e}"),
-        })
+        .map_err(|e| EngineError::Runtime(e.clone()))
 }
 
 /// Where the CPU kernel modules (`libggml-cpu-*.so`) live: `$HESNR_BACKENDS_DIR`, else a

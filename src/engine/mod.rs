@@ -56,6 +56,8 @@ pub struct ModelInfo {
 pub enum EngineError {
     #[error("model {path}: {message}")]
     Load { path: PathBuf, message: String },
+    #[error("llama.cpp runtime: {0}")]
+    Runtime(String),
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
     #[error("tokenizer: {0}")]
