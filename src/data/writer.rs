@@ -1,84 +1,155 @@
+//! Output writers: results appear under their final name only when complete, so a crash or an
+//! interrupted run never leaves a truncated file that looks like a finished one.
+
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
+const BUF_SIZE: usize = 1 << 16;
+const ZSTD_LEVEL: i32 = 3;
+
+/// Prefixes an I/O error with the path it concerns: `io::Error`s carry no path of their own.
+fn with_path(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
 /// A file that appears under its final name only when complete.
 ///
-/// Writes go to a temporary file in the destination's folder; [`AtomicFile::commit`] flushes,
-/// fsyncs and renames it over the destination. Dropped without commit, it leaves nothing behind.
+/// Writes go, buffered, to a temporary file in the destination's directory (so that the final
+/// rename stays on one filesystem and is atomic). [`AtomicFile::commit`] flushes, fsyncs and
+/// renames it over the destination; dropped without a commit, it removes the temporary file
+/// and leaves any existing destination as it was.
 pub struct AtomicFile {
     dest: PathBuf,
-    inner: BufWriter<tempfile::NamedTempFile>,
+    /// `None` once committed.
+    inner: Option<BufWriter<tempfile::NamedTempFile>>,
 }
 
 impl AtomicFile {
+    /// Starts writing `dest`, creating its parent directories if they are missing.
     pub fn create(dest: &Path) -> io::Result<Self> {
         let parent = match dest.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
         };
-        std::fs::create_dir_all(&parent)?;
+        std::fs::create_dir_all(parent).map_err(|e| with_path(parent, e))?;
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = tempfile::Builder::new()
-            .prefix(".hesnr-")
+            .prefix(&format!(".{name}."))
             .suffix(".part")
-            .tempfile_in(&parent)?;
+            .tempfile_in(parent)
+            .map_err(|e| with_path(dest, e))?;
         Ok(Self {
             dest: dest.to_path_buf(),
-            inner: BufWriter::with_capacity(1 << 16, tmp),
+            inner: Some(BufWriter::with_capacity(BUF_SIZE, tmp)),
         })
     }
 
-    pub fn commit(self) -> io::Result<()> {
-        let tmp = self.inner.into_inner().map_err(|e| e.into_error())?;
-        tmp.as_file().sync_all()?;
-        // Outputs are for people and pipelines, not secrets: the usual 0644, not tempfile's 0600.
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes, fsyncs and renames the file onto its destination, replacing any file there.
+    pub fn commit(mut self) -> io::Result<()> {
+        let dest = self.dest.clone();
+        let inner = self.inner.take().expect("present until commit");
+        let tmp = inner
+            .into_inner()
+            .map_err(|e| with_path(&dest, e.into_error()))?;
+        // Outputs are for people and pipelines, not secrets: keep an existing file's mode, else
+        // the usual 0644 rather than tempfile's 0600.
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
+            let perms = std::fs::metadata(&dest)
+                .map(|m| m.permissions())
+                .unwrap_or_else(|_| std::fs::Permissions::from_mode(0o644));
             tmp.as_file()
-                .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                .set_permissions(perms)
+                .map_err(|e| with_path(&dest, e))?;
         }
-        tmp.persist(&self.dest).map_err(|e| e.error)?;
+        tmp.as_file().sync_all().map_err(|e| with_path(&dest, e))?;
+        tmp.persist(&dest).map_err(|e| with_path(&dest, e.error))?;
+        // Make the rename itself durable; not every platform can open a directory, and the
+        // file is complete either way, so this is best effort.
+        #[cfg(unix)]
+        if let Some(dir) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(d) = std::fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
         Ok(())
+    }
+
+    fn writer(&mut self) -> &mut BufWriter<tempfile::NamedTempFile> {
+        self.inner.as_mut().expect("present until commit")
     }
 }
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write(buf)
+        self.writer().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer().write_all(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        self.writer().flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.inner.is_some() {
+            // The temporary file is removed by its own Drop.
+            tracing::debug!("output {} not committed; discarded", self.dest.display());
+        }
     }
 }
 
 enum Sink {
-    Stdout(io::Stdout),
+    Stdout(BufWriter<io::Stdout>),
     Plain(AtomicFile),
     Gzip(flate2::write::GzEncoder<AtomicFile>),
     Zstd(zstd::stream::write::Encoder<'static, AtomicFile>),
 }
 
-/// Where results go: stdout, or an atomically written file compressed by its extension
-/// (`.gz`, `.zst`).
+/// Where results go: stdout, or an [`AtomicFile`] compressed according to its extension
+/// (`.gz`: gzip, `.zst`/`.zstd`: zstd). Nothing appears under a file's name before
+/// [`Output::finish`].
 pub struct Output {
     sink: Sink,
 }
 
-/// Opens an output; `None` or `-` is stdout.
+/// Opens an output; `None` or `-` is stdout, anything else a file committed by
+/// [`Output::finish`]. Errors name the path.
 pub fn create_output(path: Option<&Path>) -> io::Result<Output> {
     let sink = match path {
-        None => Sink::Stdout(io::stdout()),
-        Some(p) if p.as_os_str() == "-" => Sink::Stdout(io::stdout()),
+        None => Sink::Stdout(BufWriter::with_capacity(BUF_SIZE, io::stdout())),
+        Some(p) if p.as_os_str() == "-" => {
+            Sink::Stdout(BufWriter::with_capacity(BUF_SIZE, io::stdout()))
+        }
         Some(p) => {
             let file = AtomicFile::create(p)?;
-            let name = p.to_string_lossy().to_lowercase();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
             if name.ends_with(".gz") {
                 Sink::Gzip(flate2::write::GzEncoder::new(
                     file,
                     flate2::Compression::default(),
                 ))
             } else if name.ends_with(".zst") || name.ends_with(".zstd") {
-                Sink::Zstd(zstd::stream::write::Encoder::new(file, 3)?)
+                Sink::Zstd(
+                    zstd::stream::write::Encoder::new(file, ZSTD_LEVEL)
+                        .map_err(|e| with_path(p, e))?,
+                )
             } else {
                 Sink::Plain(file)
             }
@@ -88,7 +159,7 @@ pub fn create_output(path: Option<&Path>) -> io::Result<Output> {
 }
 
 impl Output {
-    /// Completes the output: flushes stdout, or finishes compression and commits the file.
+    /// Completes the output: flushes stdout, or ends the compressed stream and commits the file.
     pub fn finish(self) -> io::Result<()> {
         match self.sink {
             Sink::Stdout(mut s) => s.flush(),
@@ -97,24 +168,90 @@ impl Output {
             Sink::Zstd(z) => z.finish()?.commit(),
         }
     }
+
+    /// Whether this writes to stdout (callers keep other output off stdout then).
+    pub fn is_stdout(&self) -> bool {
+        matches!(self.sink, Sink::Stdout(_))
+    }
+
+    /// The destination file, or `None` for stdout.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.sink {
+            Sink::Stdout(_) => None,
+            Sink::Plain(f) => Some(f.path()),
+            Sink::Gzip(g) => Some(g.get_ref().path()),
+            Sink::Zstd(z) => Some(z.get_ref().path()),
+        }
+    }
+
+    fn writer(&mut self) -> &mut dyn Write {
+        match &mut self.sink {
+            Sink::Stdout(s) => s,
+            Sink::Plain(f) => f,
+            Sink::Gzip(g) => g,
+            Sink::Zstd(z) => z,
+        }
+    }
 }
 
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match &mut self.sink {
-            Sink::Stdout(s) => s.write(buf),
-            Sink::Plain(f) => f.write(buf),
-            Sink::Gzip(g) => g.write(buf),
-            Sink::Zstd(z) => z.write(buf),
-        }
+        self.writer().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.writer().write_all(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        match &mut self.sink {
-            Sink::Stdout(s) => s.flush(),
-            Sink::Plain(f) => f.flush(),
-            Sink::Gzip(g) => g.flush(),
-            Sink::Zstd(z) => z.flush(),
+        self.writer().flush()
+    }
+}
+
+/// Writes one compact JSON value per line (JSON Lines), the format the inputs come in and
+/// that `pandas.read_json(lines=True)` and `datasets` read back.
+pub struct JsonlWriter<W: Write> {
+    inner: W,
+    line: Vec<u8>,
+    lines: u64,
+}
+
+impl<W: Write> JsonlWriter<W> {
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            line: Vec::new(),
+            lines: 0,
         }
+    }
+
+    /// Writes `value` and a newline. The value is serialized in full before anything is
+    /// written, so one that fails to serialize leaves no partial line behind.
+    pub fn write<T: Serialize + ?Sized>(&mut self, value: &T) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, value)?;
+        self.line.push(b'\n');
+        self.inner.write_all(&self.line)?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Lines written so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.inner
+    }
+
+    pub fn into_inner(self) -> W {
+        self.inner
+    }
+}
+
+impl JsonlWriter<Output> {
+    /// Finishes the underlying [`Output`] (commits the file).
+    pub fn finish(self) -> io::Result<()> {
+        self.inner.finish()
     }
 }
 
@@ -123,46 +260,157 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
     #[test]
-    fn nothing_appears_until_commit() {
+    fn dropped_without_commit_leaves_nothing() {
         let d = tempfile::tempdir().unwrap();
-        let dest = d.path().join("out/rows.jsonl");
+        let dest = d.path().join("new/dir/rows.jsonl");
         let mut f = AtomicFile::create(&dest).unwrap();
-        f.write_all(b"partial").unwrap();
-        assert!(!dest.exists());
-        drop(f);
+        f.write_all(&vec![b'x'; 3 * BUF_SIZE]).unwrap();
         assert!(!dest.exists());
         assert_eq!(
-            std::fs::read_dir(d.path().join("out")).unwrap().count(),
-            0,
+            files_in(&d.path().join("new/dir")).len(),
+            1,
+            "one temp file"
+        );
+        drop(f);
+        assert!(!dest.exists());
+        assert!(
+            files_in(&d.path().join("new/dir")).is_empty(),
             "temp file removed"
         );
+    }
+
+    #[test]
+    fn commit_creates_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("rows.jsonl");
+        let mut f = AtomicFile::create(&dest).unwrap();
+        assert_eq!(f.path(), dest);
+        f.write_all(b"done\n").unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"done\n");
+        assert_eq!(files_in(d.path()), vec!["rows.jsonl"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o644);
+        }
+    }
+
+    #[test]
+    fn an_existing_destination_is_replaced_only_at_commit() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("rows.jsonl");
         std::fs::write(&dest, b"old").unwrap();
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"new").unwrap();
+        f.flush().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        drop(f);
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old", "abandoned: old kept");
         let mut f = AtomicFile::create(&dest).unwrap();
         f.write_all(b"new").unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"old");
         f.commit().unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+        assert_eq!(files_in(d.path()), vec!["rows.jsonl"]);
     }
 
     #[test]
-    fn compressed_outputs_round_trip() {
+    fn creation_errors_name_the_path() {
         let d = tempfile::tempdir().unwrap();
-        for name in ["a.jsonl.gz", "b.jsonl.zst"] {
+        std::fs::write(d.path().join("file"), b"").unwrap();
+        let bad = d.path().join("file/sub/rows.jsonl");
+        let e = create_output(Some(&bad))
+            .err()
+            .expect("a file is not a directory");
+        assert!(
+            e.to_string()
+                .contains(&d.path().join("file/sub").display().to_string()),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bare_file_name_goes_in_the_current_directory() {
+        // `Path::new("x").parent()` is `Some("")`, which must mean ".", not an error.
+        let name = format!("hesnr-atomic-test-{}.jsonl", std::process::id());
+        let mut f = AtomicFile::create(Path::new(&name)).unwrap();
+        f.write_all(b"x").unwrap();
+        drop(f);
+        assert!(!Path::new(&name).exists());
+    }
+
+    #[test]
+    fn outputs_compress_by_extension_and_appear_at_finish() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["a.jsonl", "b.jsonl.gz", "c.jsonl.zst", "d.JSONL.ZSTD"] {
             let p = d.path().join(name);
-            let mut o = create_output(Some(&p)).unwrap();
-            o.write_all(b"{\"x\":1}\n").unwrap();
-            o.finish().unwrap();
+            let out = create_output(Some(&p)).unwrap();
+            assert!(!out.is_stdout());
+            assert_eq!(out.path(), Some(p.as_path()));
+            let mut w = JsonlWriter::new(out);
+            w.write(&serde_json::json!({"id": "a", "x": 1.5})).unwrap();
+            w.write(&serde_json::json!({"id": "b", "x": null})).unwrap();
+            assert_eq!(w.lines(), 2);
+            assert!(!p.exists(), "{name} visible before finish");
+            w.finish().unwrap();
             let raw = std::fs::read(&p).unwrap();
-            let mut text = String::new();
-            if name.ends_with(".gz") {
-                flate2::read::GzDecoder::new(&raw[..])
-                    .read_to_string(&mut text)
+            let text = if name.ends_with(".gz") {
+                let mut s = String::new();
+                flate2::read::MultiGzDecoder::new(&raw[..])
+                    .read_to_string(&mut s)
                     .unwrap();
+                s
+            } else if name.to_lowercase().contains(".zst") {
+                String::from_utf8(zstd::decode_all(&raw[..]).unwrap()).unwrap()
             } else {
-                text = String::from_utf8(zstd::decode_all(&raw[..]).unwrap()).unwrap();
-            }
-            assert_eq!(text, "{\"x\":1}\n");
+                String::from_utf8(raw).unwrap()
+            };
+            assert_eq!(
+                text, "{\"id\":\"a\",\"x\":1.5}\n{\"id\":\"b\",\"x\":null}\n",
+                "{name}"
+            );
         }
+    }
+
+    #[test]
+    fn an_unfinished_output_is_discarded() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rows.jsonl.gz");
+        let mut out = create_output(Some(&p)).unwrap();
+        out.write_all(b"partial").unwrap();
+        drop(out);
+        assert!(files_in(d.path()).is_empty());
+    }
+
+    #[test]
+    fn dash_and_none_are_stdout() {
+        assert!(create_output(None).unwrap().is_stdout());
+        assert!(create_output(Some(Path::new("-"))).unwrap().is_stdout());
+        assert_eq!(create_output(None).unwrap().path(), None);
+    }
+
+    #[test]
+    fn a_value_that_fails_to_serialize_writes_nothing() {
+        let mut w = JsonlWriter::new(Vec::new());
+        w.write(&serde_json::json!({"ok": true})).unwrap();
+        let mut bad = std::collections::BTreeMap::new();
+        bad.insert((1, 2), "tuple keys are not JSON");
+        let e = w.write(&bad).unwrap_err();
+        assert!(e.to_string().contains("key must be a string"), "{e}");
+        w.write("plain").unwrap();
+        assert_eq!(w.lines(), 2);
+        assert_eq!(w.into_inner(), b"{\"ok\":true}\n\"plain\"\n");
     }
 }
