@@ -266,6 +266,7 @@ fn run_score(args: ScoreArgs) -> Result<()> {
                 line: doc.line,
                 tokens: scored.tokens.ids.len(),
                 metrics: scored.acc.summary(),
+                metadata: doc.metadata.clone(),
             };
             serde_json::to_writer(&mut *out, &row)?;
             out.write_all(b"\n")?;

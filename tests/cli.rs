@@ -39,7 +39,13 @@ fn model() -> String {
 #[test]
 fn bad_records_are_reported_counted_and_skipped() {
     let mut data = Vec::new();
-    data.extend(format!("{}\n", serde_json::json!({"id": "good-1", "text": CODE})).as_bytes());
+    data.extend(
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "good-1", "text": CODE, "metadata": {"lang": "py"}})
+        )
+        .as_bytes(),
+    );
     data.extend(b"{\"id\": \"broken\", \"text\": \n");
     data.extend(b"{\"id\": \"bytes\", \"text\": \"caf\xff\"}\n");
     data.extend(b"{\"id\": \"notext\"}\n");
@@ -93,6 +99,8 @@ fn bad_records_are_reported_counted_and_skipped() {
     let rows: Vec<Value> = read_jsonl(&rows);
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0]["id"], "good-1");
+    assert_eq!(rows[0]["metadata"]["lang"], "py", "metadata passes through");
+    assert!(rows[1].get("metadata").is_none());
     assert_eq!(rows[1]["id"], "good-2");
     for key in [
         "scored_tokens",

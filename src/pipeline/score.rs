@@ -29,6 +29,9 @@ pub struct DocumentRow {
     pub tokens: usize,
     #[serde(flatten)]
     pub metrics: Summary,
+    /// The input record's `metadata`, passed through so rows can be joined and filtered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// One scored position, for `--tokens` traces.
