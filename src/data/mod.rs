@@ -9,6 +9,7 @@
 
 mod reader;
 mod writer;
+pub mod trajectory;
 
 pub use reader::{
     read_documents, DataError, Document, DocumentStream, InputFormat, ReaderOptions, RecordError,
