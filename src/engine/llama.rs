@@ -24,7 +24,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::model_store::{self, Precision};
-use super::{fused, Backend, EngineError, ModelInfo, Tokenized};
+use super::{fused, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized};
 use crate::gguf;
 use crate::metrics::PositionStats;
 
@@ -98,6 +98,7 @@ pub struct LlamaCppBackend {
     model: ManuallyDrop<Box<LlamaModel>>,
     pieces: Vec<Vec<u8>>,
     bos: Option<u32>,
+    chat_template: Option<ChatTemplateSpec>,
     window: usize,
     ubatch: usize,
     info: ModelInfo,
@@ -178,9 +179,21 @@ impl LlamaCppBackend {
         let vocab = model.vocab();
         let n_vocab = vocab.n_tokens().max(0) as usize;
         let pieces: Vec<Vec<u8>> = (0..n_vocab)
-            .map(|i| vocab.token_to_piece(LlamaToken(i as i32), false, None))
+            // Control tokens as their text (`<|im_start|>`): they appear when chat-rendered text
+            // is tokenized, and traces show them.
+            .map(|i| vocab.token_to_piece(LlamaToken(i as i32), true, None))
             .collect();
         let bos = vocab.should_add_bos().then(|| vocab.bos().0 as u32);
+        let piece_text = |id: Option<u64>| {
+            id.and_then(|i| pieces.get(i as usize))
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default()
+        };
+        let chat_template = header.chat_template().map(|t| ChatTemplateSpec {
+            template: t.to_string(),
+            bos_token: piece_text(header.get_u64("tokenizer.ggml.bos_token_id")),
+            eos_token: piece_text(header.get_u64("tokenizer.ggml.eos_token_id")),
+        });
 
         let info = ModelInfo {
             path: path.to_path_buf(),
@@ -200,6 +213,7 @@ impl LlamaCppBackend {
             model: ManuallyDrop::new(model),
             pieces,
             bos,
+            chat_template,
             window,
             ubatch,
             info,
@@ -213,11 +227,74 @@ impl Backend for LlamaCppBackend {
     }
 
     fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
+        self.tokenize_with(text, false)
+    }
+
+    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
+        self.tokenize_with(text, true)
+    }
+
+    fn chat_template(&self) -> Option<ChatTemplateSpec> {
+        self.chat_template.clone()
+    }
+
+    fn token_text(&self, id: u32) -> String {
+        self.pieces
+            .get(id as usize)
+            .map(|p| String::from_utf8_lossy(p).into_owned())
+            .unwrap_or_default()
+    }
+
+    fn max_window(&self) -> usize {
+        self.window
+    }
+
+    fn evaluate(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        k: usize,
+    ) -> Result<Vec<PositionStats>, EngineError> {
+        let mut out = Vec::with_capacity(targets.len());
+        let threads = self.info.threads;
+        self.forward(tokens, targets, None, |rows| {
+            out.extend(reduce_rows(rows, tokens, k, threads)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn evaluate_selected(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: &[bool],
+        k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        let start = targets.start;
+        let mut out: Vec<Option<PositionStats>> = vec![None; targets.len()];
+        let threads = self.info.threads;
+        self.forward(tokens, targets, Some(wanted), |rows| {
+            let stats = reduce_rows(rows, tokens, k, threads)?;
+            for (&(t, _), s) in rows.iter().zip(stats) {
+                out[t - start] = Some(s);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+impl LlamaCppBackend {
+    /// Tokenizes with byte offsets; `special` parses control tokens written in the text.
+    fn tokenize_with(&self, text: &str, special: bool) -> Result<Tokenized, EngineError> {
         let vocab = self.model.vocab();
-        let raw = vocab.tokenize(text.as_bytes(), false, false);
+        let raw = vocab.tokenize(text.as_bytes(), false, special);
         let mut ids = Vec::with_capacity(raw.len() + 1);
         let mut offsets = Vec::with_capacity(raw.len() + 1);
-        if let Some(bos) = self.bos {
+        let starts_with_bos = raw.first().map(|t| t.0 as u32) == self.bos;
+        let add_bos = self.bos.filter(|_| !(special && starts_with_bos));
+        if let Some(bos) = add_bos {
             ids.push(bos);
             offsets.push(0..0);
         }
@@ -256,34 +333,8 @@ impl Backend for LlamaCppBackend {
         Ok(Tokenized {
             ids,
             offsets,
-            bos: self.bos.is_some(),
+            bos: add_bos.is_some(),
         })
-    }
-
-    fn token_text(&self, id: u32) -> String {
-        self.pieces
-            .get(id as usize)
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default()
-    }
-
-    fn max_window(&self) -> usize {
-        self.window
-    }
-
-    fn evaluate(
-        &mut self,
-        tokens: &[u32],
-        targets: Range<usize>,
-        k: usize,
-    ) -> Result<Vec<PositionStats>, EngineError> {
-        let mut out = Vec::with_capacity(targets.len());
-        let threads = self.info.threads;
-        self.forward(tokens, targets, |rows| {
-            out.extend(reduce_rows(rows, tokens, k, threads)?);
-            Ok(())
-        })?;
-        Ok(out)
     }
 }
 
@@ -326,12 +377,26 @@ impl LlamaCppBackend {
     /// Teacher-forces `tokens` as a fresh sequence and hands the logits rows of each decode
     /// chunk to `rows` as (target position, row) pairs, in order; at most `ubatch` rows exist at
     /// once, so memory does not grow with the document.
+    ///
+    /// With `wanted` (one flag per target), only the flagged targets get logits: the output
+    /// layer is skipped for the others.
     pub fn forward(
         &mut self,
         tokens: &[u32],
         targets: Range<usize>,
+        wanted: Option<&[bool]>,
         mut rows: impl FnMut(&[(usize, &[f32])]) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
+        if wanted.is_some_and(|w| w.len() != targets.len()) {
+            return Err(EngineError::Forward(format!(
+                "{} target flags for {} targets",
+                wanted.map_or(0, <[bool]>::len),
+                targets.len()
+            )));
+        }
+        let is_wanted = |t: usize| {
+            targets.contains(&t) && wanted.is_none_or(|w| w[t - targets.start])
+        };
         if targets.start == 0 || targets.end > tokens.len() || tokens.len() > self.window {
             return Err(EngineError::Forward(format!(
                 "bad window: {} tokens, targets {:?}, window {}",
@@ -354,19 +419,20 @@ impl LlamaCppBackend {
             let chunk_end = (chunk_start + self.ubatch).min(inputs.len());
             batch.clear();
             for (i, &tok) in inputs.iter().enumerate().take(chunk_end).skip(chunk_start) {
-                let wanted = targets.contains(&(i + 1));
                 batch
-                    .add(LlamaToken(tok as i32), i as i32, &[0], wanted)
+                    .add(LlamaToken(tok as i32), i as i32, &[0], is_wanted(i + 1))
                     .map_err(|e| EngineError::Forward(e.to_string()))?;
             }
             self.ctx
                 .decode(&mut batch)
                 .map_err(|e| EngineError::Forward(e.to_string()))?;
             let chunk_rows: Vec<(usize, &[f32])> = (chunk_start..chunk_end)
-                .filter(|i| targets.contains(&(i + 1)))
+                .filter(|&i| is_wanted(i + 1))
                 .map(|i| (i + 1, self.ctx.get_logits_ith((i - chunk_start) as i32)))
                 .collect();
-            rows(&chunk_rows)?;
+            if !chunk_rows.is_empty() {
+                rows(&chunk_rows)?;
+            }
         }
         Ok(())
     }

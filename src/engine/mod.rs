@@ -51,6 +51,14 @@ pub struct ModelInfo {
     pub threads: usize,
 }
 
+/// A chat template as a model file carries it (GGUF `tokenizer.chat_template`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatTemplateSpec {
+    pub template: String,
+    pub bos_token: String,
+    pub eos_token: String,
+}
+
 /// Errors of a backend, each saying which model or document was involved.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -81,6 +89,14 @@ pub trait Backend {
     /// tokens in the text kept as plain text (never parsed as special).
     fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError>;
 
+    /// Tokenizes text rendered by a chat template: control tokens written in it
+    /// (`<|im_start|>`, `<s>`) become their special ids. BOS is added when the model wants one
+    /// and the text does not already start with it.
+    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError>;
+
+    /// The model's own chat template and the special tokens it refers to, if it ships one.
+    fn chat_template(&self) -> Option<ChatTemplateSpec>;
+
     /// The text of a token, for traces (bytes that are not valid UTF-8 on their own are shown
     /// lossily).
     fn token_text(&self, id: u32) -> String;
@@ -96,6 +112,24 @@ pub trait Backend {
         targets: Range<usize>,
         k: usize,
     ) -> Result<Vec<PositionStats>, EngineError>;
+
+    /// Like [`Backend::evaluate`], but only the targets with `wanted[t - targets.start]` are
+    /// computed (the others are `None`): the whole window is still the context. Backends that can
+    /// skip the output layer for unwanted rows override this; the result is the same.
+    fn evaluate_selected(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: &[bool],
+        k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        let all = self.evaluate(tokens, targets, k)?;
+        Ok(all
+            .into_iter()
+            .zip(wanted)
+            .map(|(p, &w)| w.then_some(p))
+            .collect())
+    }
 }
 
 /// Scores every target of a tokenized document through the window policy, in order.
@@ -113,6 +147,40 @@ pub fn score_tokens(
     for w in window::plan(tokens.ids.len(), tokens.first_target(), window_size, stride) {
         let local = (w.targets.start - w.tokens.start)..(w.targets.end - w.tokens.start);
         out.extend(backend.evaluate(&tokens.ids[w.tokens.clone()], local, k)?);
+    }
+    Ok(out)
+}
+
+/// Scores the targets of a tokenized text that `wanted` selects (one flag per token), through
+/// the window policy: every token is still context, but only selected positions are computed,
+/// and windows holding none are not run at all.
+///
+/// Returns one entry per position `first_target..ids.len()`, `Some` where selected. The values
+/// are those [`score_tokens`] gives at the same positions.
+pub fn score_selected(
+    backend: &mut dyn Backend,
+    tokens: &Tokenized,
+    wanted: &[bool],
+    window_size: usize,
+    stride: usize,
+    k: usize,
+) -> Result<Vec<Option<PositionStats>>, EngineError> {
+    window::check(window_size, stride).map_err(EngineError::Config)?;
+    assert_eq!(wanted.len(), tokens.ids.len(), "one flag per token");
+    let first = tokens.first_target();
+    let mut out = Vec::with_capacity(tokens.ids.len().saturating_sub(first));
+    for w in window::plan(tokens.ids.len(), first, window_size, stride) {
+        let flags = &wanted[w.targets.clone()];
+        if !flags.iter().any(|&f| f) {
+            out.extend(std::iter::repeat_n(None, flags.len()));
+            continue;
+        }
+        // Run only up to the last wanted target: later tokens are not context for it.
+        let last = w.targets.start + flags.iter().rposition(|&f| f).expect("one is wanted");
+        let local = (w.targets.start - w.tokens.start)..(last + 1 - w.tokens.start);
+        let tokens_in = &tokens.ids[w.tokens.start..last + 1];
+        out.extend(backend.evaluate_selected(tokens_in, local, &flags[..last + 1 - w.targets.start], k)?);
+        out.extend(std::iter::repeat_n(None, w.targets.end - last - 1));
     }
     Ok(out)
 }

@@ -1,0 +1,326 @@
+//! `hesnr eval`: HE-SNR of a model on an agent-trajectory evaluation set, the paper's way.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use hesnr::data::trajectory::mask::{Preset, TokenRule};
+use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat};
+use hesnr::data::trajectory::render::ChatTemplate;
+use hesnr::data::trajectory::Trajectory;
+use hesnr::data::{self, JsonlWriter};
+use hesnr::engine::Backend;
+use hesnr::pipeline::eval::{self, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory};
+use hesnr::report::explain;
+
+use crate::{load_model, progress_bar, MetricArgs, ModelArgs};
+
+pub const EVAL_EXAMPLES: &str = "Examples:
+  hesnr eval -T examples/trajectories                    # every trajectory file under the folder
+  hesnr eval -T runs/*.traj --preset all                 # the paper's ablation rows side by side
+  hesnr eval -T chat.jsonl -o rows.jsonl --json > summary.json
+  hesnr eval -T chat.jsonl --explain django__django-11099            # colours in a terminal
+  hesnr eval -T chat.jsonl --explain django__django-11099 --html t.html
+  hesnr eval -T trajs/ --chat-template tokenizer_config.json --model ckpt.gguf
+
+Formats (auto-detected, or --format): OpenAI chat JSONL (messages with tool_calls), SWE-agent
+.traj, OpenHands event logs (.json). Presets: thought, action, action+xml, action+xml+ws,
+full (default: the paper's evaluation set), all.";
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Trajectory files or directories; `-` reads chat JSONL from stdin
+    #[arg(long, short = 'T', required = true, num_args = 1..)]
+    trajectories: Vec<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Trajectory format: auto, chat, swe-agent, openhands
+    #[arg(long, default_value = "auto", value_parser = parse_format)]
+    format: TrajectoryFormat,
+    /// Which tokens are scored: full, action+xml+ws, action+xml, action, thought, or `all`
+    /// (every preset side by side); comma-separate several
+    #[arg(long, default_value = "full", value_parser = parse_presets)]
+    preset: PresetList,
+    /// Chat template: `model` (the GGUF's own, ChatML if it has none), `chatml`, or a file
+    /// (Jinja, or a Hugging Face tokenizer_config.json or its directory)
+    #[arg(long, default_value = "model")]
+    chat_template: String,
+    /// A token is scored if all (default) or any of its characters survive cleaning
+    #[arg(long, default_value = "all", value_parser = parse_token_rule)]
+    token_rule: TokenRule,
+    #[command(flatten)]
+    metric: MetricArgs,
+    /// Per-trajectory rows (JSONL, one per trajectory and preset) [default: stdout, unless --json]
+    #[arg(long, short = 'o')]
+    output: Option<PathBuf>,
+    /// Write the run summary (JSON) to this file
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// Print the run summary as JSON on stdout (rows then need -o)
+    #[arg(long)]
+    json: bool,
+    /// Show one trajectory with its scored and decision tokens marked, instead of the whole set
+    #[arg(long, value_name = "ID")]
+    explain: Option<String>,
+    /// With --explain: write a self-contained HTML page instead of terminal output
+    #[arg(long, requires = "explain")]
+    html: Option<PathBuf>,
+    /// Terminal colours for --explain: auto, always, never
+    #[arg(long, default_value = "auto")]
+    color: String,
+    /// Stop after this many trajectories
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+#[derive(Clone)]
+struct PresetList(Vec<Preset>);
+
+fn parse_presets(s: &str) -> Result<PresetList, String> {
+    if s == "all" {
+        return Ok(PresetList(Preset::ALL.to_vec()));
+    }
+    let mut out = Vec::new();
+    for name in s.split(',').map(str::trim) {
+        let p = Preset::parse(name).ok_or_else(|| {
+            format!("unknown preset '{name}' (full, action+xml+ws, action+xml, action, thought, all)")
+        })?;
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    Ok(PresetList(out))
+}
+
+fn parse_format(s: &str) -> Result<TrajectoryFormat, String> {
+    match s {
+        "auto" => Ok(TrajectoryFormat::Auto),
+        "chat" | "openai" | "jsonl" => Ok(TrajectoryFormat::Chat),
+        "swe-agent" | "sweagent" | "traj" => Ok(TrajectoryFormat::SweAgent),
+        "openhands" => Ok(TrajectoryFormat::OpenHands),
+        _ => Err(format!("expected auto, chat, swe-agent or openhands, got '{s}'")),
+    }
+}
+
+fn parse_token_rule(s: &str) -> Result<TokenRule, String> {
+    match s {
+        "all" => Ok(TokenRule::All),
+        "any" => Ok(TokenRule::Any),
+        _ => Err(format!("expected all or any, got '{s}'")),
+    }
+}
+
+fn choose_template(flag: &str, backend: &dyn Backend) -> Result<ChatTemplate> {
+    Ok(match flag {
+        "model" => match backend.chat_template() {
+            Some(spec) => ChatTemplate::new(&spec.template, "model", &spec.bos_token, &spec.eos_token)?,
+            None => {
+                tracing::warn!("the model has no chat template; using ChatML");
+                ChatTemplate::chatml()
+            }
+        },
+        "chatml" => ChatTemplate::chatml(),
+        path => ChatTemplate::from_file(std::path::Path::new(path))?,
+    })
+}
+
+pub fn run_eval(args: EvalArgs) -> Result<()> {
+    let presets = args.preset.0.clone();
+    let metrics = args.metric.config()?;
+    // Open inputs and outputs before the (slow) model load, so that typos fail at once.
+    let trajectories = read_trajectories(&args.trajectories, args.format)?;
+    let explaining = args.explain.is_some();
+    let mut rows_out = match (&args.output, args.json || explaining) {
+        (Some(p), _) => Some(data::create_output(Some(p.as_path()))?),
+        (None, false) => Some(data::create_output(None)?),
+        (None, true) => None,
+    }
+    .map(JsonlWriter::new);
+    let mut backend = load_model(&args.model)?;
+    let template = choose_template(&args.chat_template, &backend)?;
+    let settings = EvalSettings {
+        score: args.metric.settings(&backend)?,
+        presets: presets.clone(),
+        token_rule: args.token_rule,
+    };
+    debug_assert_eq!(settings.score.metrics, metrics);
+
+    let progress = progress_bar();
+    let mut totals = EvalTotals::new(&presets, metrics);
+    let mut explained = false;
+    for item in trajectories {
+        if args
+            .limit
+            .is_some_and(|l| totals.trajectories + totals.skipped >= l)
+        {
+            break;
+        }
+        let traj = match item {
+            Ok(t) => t,
+            Err(e) => {
+                totals.skip(e.to_string());
+                continue;
+            }
+        };
+        if args.explain.as_ref().is_some_and(|id| *id != traj.id) {
+            continue;
+        }
+        for w in &traj.warnings {
+            tracing::warn!("{}: trajectory '{}': {w}", where_(&traj), traj.id);
+        }
+        let evaluated = match eval::eval_trajectory(&mut backend, &template, &traj, &settings) {
+            Ok(e) => e,
+            Err(e) => {
+                totals.skip(format!("{}: trajectory '{}': {e}", where_(&traj), traj.id));
+                continue;
+            }
+        };
+        totals.add(&traj, &evaluated);
+        if let Some(out) = rows_out.as_mut() {
+            for row in eval::rows(&traj, &evaluated) {
+                out.write(&row)?;
+            }
+        }
+        if explaining {
+            progress.finish_and_clear();
+            write_explanation(&args, &backend, &traj, &evaluated, presets[0])?;
+            explained = true;
+            break;
+        }
+        progress.set_message(format!(
+            "{} trajectories, {} context tokens, {:.0} tok/s",
+            totals.trajectories,
+            totals.context_tokens,
+            totals.context_tokens as f64 / totals.elapsed().max(1e-9)
+        ));
+        progress.tick();
+    }
+    progress.finish_and_clear();
+    if let Some(out) = rows_out {
+        out.finish().context("writing the per-trajectory rows")?;
+    }
+    if let Some(id) = &args.explain {
+        if !explained {
+            let why = totals.errors.iter().find(|e| e.contains(&format!("'{id}'")));
+            match why {
+                Some(e) => bail!("trajectory '{id}' could not be scored: {e}"),
+                None => bail!("no trajectory with id '{id}' in the inputs"),
+            }
+        }
+        return Ok(());
+    }
+    let summary = totals.finish(backend.info().clone(), template.origin.clone(), settings);
+    if let Some(p) = &args.summary {
+        let mut out = data::create_output(Some(p.as_path()))?;
+        serde_json::to_writer_pretty(&mut out, &summary)?;
+        out.write_all(b"\n")?;
+        out.finish()?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    }
+    print_table(&summary);
+    if summary.trajectories == 0 {
+        bail!("no trajectory could be scored ({} skipped)", summary.skipped);
+    }
+    Ok(())
+}
+
+fn where_(t: &Trajectory) -> String {
+    if t.line > 0 {
+        format!("{}:{}", t.source, t.line)
+    } else {
+        t.source.clone()
+    }
+}
+
+fn write_explanation(
+    args: &EvalArgs,
+    backend: &dyn Backend,
+    traj: &Trajectory,
+    evaluated: &EvaluatedTrajectory,
+    preset: Preset,
+) -> Result<()> {
+    let tokens = explain::explain_tokens(evaluated, preset, backend);
+    let result = &evaluated.presets[0];
+    let s = result.acc.summary();
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let lines = vec![
+        format!("source: {}", where_(traj)),
+        format!(
+            "preset: {} ({}); context tokens: {}; scored tokens: {}; decision tokens |H|: {}",
+            preset.name(),
+            preset.description(),
+            evaluated.tokens.ids.len(),
+            s.scored_tokens,
+            s.decision_tokens
+        ),
+        format!(
+            "HE-SNR {}  HE-PPL {}  PPL {}  top-1 {}",
+            f(s.he_snr),
+            f(s.he_ppl),
+            f(s.ppl),
+            f(s.top1_acc)
+        ),
+    ];
+    if let Some(path) = &args.html {
+        let page = explain::to_html(&tokens, &format!("hesnr explain: {}", traj.id), &lines);
+        let mut out = data::create_output(Some(path.as_path()))?;
+        out.write_all(page.as_bytes())?;
+        out.finish()
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("wrote {}", path.display());
+        return Ok(());
+    }
+    let colour = match args.color.as_str() {
+        "always" => true,
+        "never" => false,
+        _ => std::io::stdout().is_terminal(),
+    };
+    let header = lines.join("\n");
+    let text = if colour {
+        explain::to_ansi(&tokens, &header)
+    } else {
+        explain::to_plain(&tokens, &header)
+    };
+    std::io::stdout().lock().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn print_table(s: &EvalSummary) {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "trajectories {}  skipped {}  context tokens {}  ({:.0} tok/s)  template: {}",
+        s.trajectories, s.skipped, s.context_tokens, s.context_tokens_per_second, s.chat_template
+    );
+    let _ = writeln!(
+        e,
+        "{:<15} {:>8} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9}",
+        "preset", "scored", "|H|", "HE-SNR", "HE-PPL", "PPL", "top-1", "fallback"
+    );
+    for p in &s.presets {
+        let m = &p.metrics;
+        let _ = writeln!(
+            e,
+            "{:<15} {:>8} {:>7} {:>8} {:>8} {:>8} {:>7} {:>9}",
+            p.preset,
+            m.scored_tokens,
+            m.decision_tokens,
+            f(m.he_snr),
+            f(m.he_ppl),
+            f(m.ppl),
+            f(m.top1_acc),
+            p.clean.fallbacks
+        );
+    }
+    for err in s.errors.iter().take(5) {
+        let _ = writeln!(e, "  skipped: {err}");
+    }
+    if s.errors.len() > 5 {
+        let _ = writeln!(e, "  ... and {} more (see --summary)", s.skipped - 5);
+    }
+}

@@ -1,0 +1,3 @@
+//! Subcommands of the `hesnr` binary that are larger than a screen.
+
+pub mod eval;

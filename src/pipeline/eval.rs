@@ -1,0 +1,290 @@
+//! `hesnr eval`: the paper's evaluation set. Every trajectory is rendered whole with the chat
+//! template and teacher-forced as context (windowed like any long document); only the positions a
+//! [`Preset`] selects (by default, cleaned Action tokens) are pushed into the metrics.
+//!
+//! One forward pass serves every preset: the presets differ only in which positions they score.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::trajectory::clean::CleanStats;
+use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
+use crate::data::trajectory::render::{render, ChatTemplate, Rendered, RenderError};
+use crate::data::trajectory::{SegmentKind, Trajectory};
+use crate::engine::{score_selected, Backend, EngineError, ModelInfo, Tokenized};
+use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
+use crate::pipeline::score::ScoreSettings;
+
+/// Settings of an eval run that are not the model's.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSettings {
+    #[serde(flatten)]
+    pub score: ScoreSettings,
+    /// The presets computed; the first is the headline.
+    pub presets: Vec<Preset>,
+    pub token_rule: TokenRule,
+}
+
+/// Why one trajectory was not scored.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("no {0} segment to score")]
+    NothingToScore(&'static str),
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// One preset's result on one trajectory.
+#[derive(Debug, Clone)]
+pub struct PresetResult {
+    pub preset: Preset,
+    pub acc: Accumulator,
+    /// Per token of [`EvaluatedTrajectory::tokens`]: scored under this preset.
+    pub scored: Vec<bool>,
+    pub clean: CleanStats,
+}
+
+/// A trajectory after the forward pass: what the model saw and every preset's result.
+#[derive(Debug, Clone)]
+pub struct EvaluatedTrajectory {
+    pub rendered: Rendered,
+    pub tokens: Tokenized,
+    /// Statistics of the positions `tokens.first_target()..` that some preset scores (the
+    /// others are context only and not computed).
+    pub positions: Vec<Option<PositionStats>>,
+    pub presets: Vec<PresetResult>,
+}
+
+impl EvaluatedTrajectory {
+    /// The statistics of token `pos`, if it is a prediction target.
+    pub fn position(&self, pos: usize) -> Option<&PositionStats> {
+        pos.checked_sub(self.tokens.first_target())
+            .and_then(|i| self.positions.get(i))
+            .and_then(Option::as_ref)
+    }
+}
+
+/// Renders, tokenizes, runs and scores one trajectory under every preset of `settings`.
+pub fn eval_trajectory(
+    backend: &mut dyn Backend,
+    template: &ChatTemplate,
+    traj: &Trajectory,
+    settings: &EvalSettings,
+) -> Result<EvaluatedTrajectory, EvalError> {
+    for kind in [SegmentKind::Action, SegmentKind::Thought] {
+        let wanted = settings.presets.iter().any(|p| p.scored_kind() == kind);
+        let present = traj
+            .messages
+            .iter()
+            .flat_map(|m| &m.segments)
+            .any(|s| s.kind == kind && !s.text.trim().is_empty());
+        if wanted && !present {
+            return Err(EvalError::NothingToScore(match kind {
+                SegmentKind::Action => "Action",
+                _ => "Thought",
+            }));
+        }
+    }
+    let rendered = render(traj, template)?;
+    let tokens = backend.tokenize_chat(&rendered.text)?;
+    let first = tokens.first_target();
+    let k = settings.score.metrics.k;
+    let masks: Vec<(Preset, Vec<bool>, CleanStats)> = settings
+        .presets
+        .iter()
+        .map(|&preset| {
+            let mut clean = CleanStats::default();
+            let bytes = byte_mask(traj, &rendered, preset, &mut clean);
+            (preset, token_mask(&tokens.offsets, &bytes, settings.token_rule), clean)
+        })
+        .collect();
+    // One forward pass for all presets; only positions some preset scores are computed.
+    let wanted: Vec<bool> = (0..tokens.ids.len())
+        .map(|t| masks.iter().any(|(_, m, _)| m[t]))
+        .collect();
+    let positions = score_selected(
+        backend,
+        &tokens,
+        &wanted,
+        settings.score.window,
+        settings.score.stride,
+        k,
+    )?;
+    let presets = masks
+        .into_iter()
+        .map(|(preset, scored, clean)| {
+            let mut acc = Accumulator::new(settings.score.metrics);
+            for (i, p) in positions.iter().enumerate() {
+                if scored[first + i] {
+                    let p = p.as_ref().expect("scored positions are computed");
+                    acc.push(&PositionMetrics::from_stats(p, k));
+                }
+            }
+            acc.finish_document();
+            PresetResult {
+                preset,
+                acc,
+                scored,
+                clean,
+            }
+        })
+        .collect();
+    Ok(EvaluatedTrajectory {
+        rendered,
+        tokens,
+        positions,
+        presets,
+    })
+}
+
+/// One output row: one trajectory under one preset (long format, one row per pair).
+#[derive(Debug, Clone, Serialize)]
+pub struct TrajectoryRow<'a> {
+    pub id: &'a str,
+    pub source: &'a str,
+    pub line: u64,
+    pub preset: &'static str,
+    /// Tokens of the rendered trajectory: the context the model saw.
+    pub context_tokens: usize,
+    pub action_segments: usize,
+    #[serde(flatten)]
+    pub metrics: Summary,
+    pub clean: &'a CleanStats,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<&'a serde_json::Value>,
+}
+
+/// The rows of one evaluated trajectory, one per preset.
+pub fn rows<'a>(traj: &'a Trajectory, eval: &'a EvaluatedTrajectory) -> Vec<TrajectoryRow<'a>> {
+    eval.presets
+        .iter()
+        .map(|r| TrajectoryRow {
+            id: &traj.id,
+            source: &traj.source,
+            line: traj.line,
+            preset: r.preset.name(),
+            context_tokens: eval.tokens.ids.len(),
+            action_segments: traj.action_count(),
+            metrics: r.acc.summary(),
+            clean: &r.clean,
+            warnings: &traj.warnings,
+            metadata: traj.metadata.as_ref(),
+        })
+        .collect()
+}
+
+/// One preset pooled over the set.
+#[derive(Debug, Clone, Serialize)]
+pub struct PresetSummary {
+    pub preset: &'static str,
+    pub description: &'static str,
+    #[serde(flatten)]
+    pub metrics: Summary,
+    pub clean: CleanStats,
+}
+
+/// The summary of an eval run, as written by `--json` and `--summary`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalSummary {
+    pub model: ModelInfo,
+    /// Where the chat template came from (`model`, `chatml`, a file).
+    pub chat_template: String,
+    pub settings: EvalSettings,
+    pub trajectories: u64,
+    pub skipped: u64,
+    /// The first skipped trajectories, with file, line and reason.
+    pub errors: Vec<String>,
+    pub warnings: u64,
+    /// Context tokens processed (every token of every rendered trajectory).
+    pub context_tokens: u64,
+    pub seconds: f64,
+    pub context_tokens_per_second: f64,
+    pub presets: Vec<PresetSummary>,
+}
+
+/// Pooled totals per preset, and the problems met along the way.
+pub struct EvalTotals {
+    pooled: Vec<(Preset, Accumulator, CleanStats)>,
+    pub trajectories: u64,
+    pub skipped: u64,
+    pub errors: Vec<String>,
+    pub warnings: u64,
+    pub context_tokens: u64,
+    started: Instant,
+}
+
+impl EvalTotals {
+    const MAX_ERRORS_KEPT: usize = 50;
+
+    pub fn new(presets: &[Preset], config: MetricConfig) -> Self {
+        Self {
+            pooled: presets
+                .iter()
+                .map(|&p| (p, Accumulator::new(config), CleanStats::default()))
+                .collect(),
+            trajectories: 0,
+            skipped: 0,
+            errors: Vec::new(),
+            warnings: 0,
+            context_tokens: 0,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn add(&mut self, traj: &Trajectory, eval: &EvaluatedTrajectory) {
+        for ((_, acc, clean), r) in self.pooled.iter_mut().zip(&eval.presets) {
+            acc.merge(&r.acc).expect("same settings for every trajectory");
+            clean.merge(&r.clean);
+        }
+        self.trajectories += 1;
+        self.warnings += traj.warnings.len() as u64;
+        self.context_tokens += eval.tokens.ids.len() as u64;
+    }
+
+    pub fn skip(&mut self, reason: String) {
+        tracing::warn!("skipped: {reason}");
+        self.skipped += 1;
+        if self.errors.len() < Self::MAX_ERRORS_KEPT {
+            self.errors.push(reason);
+        }
+    }
+
+    pub fn elapsed(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    pub fn finish(&self, model: ModelInfo, chat_template: String, settings: EvalSettings) -> EvalSummary {
+        let seconds = self.elapsed();
+        EvalSummary {
+            model,
+            chat_template,
+            settings,
+            trajectories: self.trajectories,
+            skipped: self.skipped,
+            errors: self.errors.clone(),
+            warnings: self.warnings,
+            context_tokens: self.context_tokens,
+            seconds,
+            context_tokens_per_second: if seconds > 0.0 {
+                self.context_tokens as f64 / seconds
+            } else {
+                0.0
+            },
+            presets: self
+                .pooled
+                .iter()
+                .map(|(p, acc, clean)| PresetSummary {
+                    preset: p.name(),
+                    description: p.description(),
+                    metrics: acc.summary(),
+                    clean: clean.clone(),
+                })
+                .collect(),
+        }
+    }
+}

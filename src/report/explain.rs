@@ -1,0 +1,271 @@
+//! `hesnr eval --explain ID`: one trajectory as the model saw it, with the scored tokens
+//! highlighted and the decision tokens marked, in a terminal (ANSI colours) or as an HTML page.
+//!
+//! Every token is drawn from the bytes of the rendered text it covers, so what is shown is
+//! exactly what was scored; everything from the data is escaped in HTML.
+
+use std::fmt::Write as _;
+
+use crate::data::trajectory::mask::Preset;
+use crate::data::trajectory::SegmentKind;
+use crate::engine::Backend;
+use crate::metrics::PositionMetrics;
+use crate::pipeline::eval::EvaluatedTrajectory;
+
+/// What one token is in the explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenClass {
+    /// Template text (role headers, special tokens).
+    Template,
+    /// Context of a segment kind that this preset does not score.
+    Context(SegmentKind),
+    /// Part of a scored kind of segment, but removed by cleaning (or straddling removed text).
+    Removed,
+    /// Scored.
+    Scored,
+    /// Scored and in the high-entropy decision set H.
+    Decision,
+}
+
+impl TokenClass {
+    fn css(self) -> &'static str {
+        match self {
+            TokenClass::Template => "tpl",
+            TokenClass::Context(SegmentKind::Prompt) => "prompt",
+            TokenClass::Context(SegmentKind::Thought) => "thought",
+            TokenClass::Context(SegmentKind::Action) => "action",
+            TokenClass::Context(SegmentKind::Observation) => "obs",
+            TokenClass::Removed => "removed",
+            TokenClass::Scored => "scored",
+            TokenClass::Decision => "decision",
+        }
+    }
+
+    fn ansi(self) -> &'static str {
+        match self {
+            TokenClass::Template => "\x1b[2;35m",
+            TokenClass::Context(SegmentKind::Observation) => "\x1b[2m",
+            TokenClass::Context(_) => "\x1b[2;3m",
+            TokenClass::Removed => "\x1b[2;9m",
+            TokenClass::Scored => "\x1b[32m",
+            TokenClass::Decision => "\x1b[1;4;31m",
+        }
+    }
+}
+
+/// One token of the explanation with its numbers.
+#[derive(Debug, Clone)]
+pub struct ExplainedToken {
+    pub text: String,
+    pub class: TokenClass,
+    /// H_k, p(true), rank and the top candidates, for prediction targets.
+    pub detail: Option<String>,
+}
+
+/// Classifies every token of an evaluated trajectory under `preset`.
+pub fn explain_tokens(
+    eval: &EvaluatedTrajectory,
+    preset: Preset,
+    backend: &dyn Backend,
+) -> Vec<ExplainedToken> {
+    let result = eval
+        .presets
+        .iter()
+        .find(|r| r.preset == preset)
+        .expect("explained preset was evaluated");
+    let kinds = eval.rendered.byte_kinds();
+    let bytes = eval.rendered.text.as_bytes();
+    let k = result.acc.config.k;
+    eval.tokens
+        .offsets
+        .iter()
+        .enumerate()
+        .map(|(pos, r)| {
+            let text = String::from_utf8_lossy(&bytes[r.clone()]).into_owned();
+            let kind = kinds.get(r.start).copied().flatten();
+            let stats = eval.position(pos);
+            let metrics = stats.map(|s| PositionMetrics::from_stats(s, k));
+            let class = if result.scored[pos] {
+                if metrics.is_some_and(|m| result.acc.is_decision(&m)) {
+                    TokenClass::Decision
+                } else {
+                    TokenClass::Scored
+                }
+            } else {
+                match kind {
+                    None => TokenClass::Template,
+                    Some(kd) if kd == preset.scored_kind() => TokenClass::Removed,
+                    Some(kd) => TokenClass::Context(kd),
+                }
+            };
+            let detail = stats.zip(metrics).map(|(s, m)| {
+                let top: Vec<String> = s
+                    .top
+                    .iter()
+                    .take(5)
+                    .map(|t| {
+                        format!(
+                            "{:?} {:.3}",
+                            backend.token_text(t.id),
+                            (t.logit as f64 - s.lse).exp()
+                        )
+                    })
+                    .collect();
+                format!(
+                    "H{k}={:.3} p={:.3} rank={} | {}",
+                    m.h_k,
+                    m.p_true,
+                    s.true_rank,
+                    top.join(", ")
+                )
+            });
+            ExplainedToken {
+                text,
+                class,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// The trajectory with ANSI colours, for a terminal.
+pub fn to_ansi(tokens: &[ExplainedToken], header: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{header}");
+    let _ = writeln!(
+        out,
+        "legend: {}scored\x1b[0m  {}decision token\x1b[0m  {}removed by cleaning\x1b[0m  {}context\x1b[0m  {}template\x1b[0m\n",
+        TokenClass::Scored.ansi(),
+        TokenClass::Decision.ansi(),
+        TokenClass::Removed.ansi(),
+        TokenClass::Context(SegmentKind::Thought).ansi(),
+        TokenClass::Template.ansi(),
+    );
+    for t in tokens {
+        // Reset before newlines so a colour never bleeds into the terminal's margin.
+        for (i, line) in t.text.split('\n').enumerate() {
+            if i > 0 {
+                out.push('\n');
+            }
+            if !line.is_empty() {
+                let _ = write!(out, "{}{line}\x1b[0m", t.class.ansi());
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// The trajectory without colours: scored runs in «», decision tokens in ⟦⟧.
+pub fn to_plain(tokens: &[ExplainedToken], header: &str) -> String {
+    let mut out = format!("{header}\nlegend: «scored» ⟦decision token⟧\n\n");
+    let mut in_run = false;
+    for t in tokens {
+        let scored = matches!(t.class, TokenClass::Scored | TokenClass::Decision);
+        if scored != in_run {
+            out.push(if scored { '«' } else { '»' });
+            in_run = scored;
+        }
+        if t.class == TokenClass::Decision {
+            let _ = write!(out, "⟦{}⟧", t.text);
+        } else {
+            out.push_str(&t.text);
+        }
+    }
+    if in_run {
+        out.push('»');
+    }
+    out.push('\n');
+    out
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A self-contained HTML page (no scripts, no network) with hover details per token.
+pub fn to_html(tokens: &[ExplainedToken], title: &str, summary_lines: &[String]) -> String {
+    let mut out = String::new();
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    let _ = writeln!(out, "<title>{}</title>", html_escape(title));
+    out.push_str(STYLE);
+    out.push_str("</head><body>\n");
+    let _ = writeln!(out, "<h1>{}</h1>", html_escape(title));
+    out.push_str("<ul class=\"summary\">");
+    for l in summary_lines {
+        let _ = write!(out, "<li>{}</li>", html_escape(l));
+    }
+    out.push_str("</ul>\n<p class=\"legend\"><span class=\"scored\">scored</span> <span class=\"decision\">decision token</span> <span class=\"removed\">removed by cleaning</span> <span class=\"thought\">thought</span> <span class=\"prompt\">prompt</span> <span class=\"obs\">observation</span> <span class=\"tpl\">template</span> (hover a token for H, p, rank and the top candidates)</p>\n<pre>");
+    for t in tokens {
+        let title = t
+            .detail
+            .as_deref()
+            .map(|d| format!(" title=\"{}\"", html_escape(d)))
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "<span class=\"{}\"{title}>{}</span>",
+            t.class.css(),
+            html_escape(&t.text)
+        );
+    }
+    out.push_str("</pre>\n</body></html>\n");
+    out
+}
+
+const STYLE: &str = "<style>
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+pre { white-space: pre-wrap; word-break: break-word; font: 13px/1.5 ui-monospace, monospace; background: #fafafa; padding: 1em; border: 1px solid #ddd; }
+.tpl { color: #a040a0; opacity: .6; }
+.prompt, .thought, .action { color: #777; font-style: italic; }
+.obs { color: #999; }
+.removed { color: #999; text-decoration: line-through; }
+.scored { background: #dff5df; color: #064; }
+.decision { background: #ffd6d6; color: #900; font-weight: bold; text-decoration: underline; }
+.legend span { padding: 0 .3em; }
+ul.summary { font-family: ui-monospace, monospace; }
+</style>\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_escapes_hostile_text() {
+        let t = ExplainedToken {
+            text: "<script>alert('x')</script>&".into(),
+            class: TokenClass::Decision,
+            detail: Some("\"><img src=x onerror=1>".into()),
+        };
+        let page = to_html(&[t], "<b>id</b>", &["a < b".into()]);
+        assert!(!page.contains("<script>"));
+        assert!(!page.contains("<img"));
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
+        assert!(page.contains("title=\"&quot;&gt;&lt;img src=x onerror=1&gt;\""));
+        assert!(page.contains("<h1>&lt;b&gt;id&lt;/b&gt;</h1>"));
+        assert!(page.contains("<li>a &lt; b</li>"));
+    }
+
+    #[test]
+    fn ansi_resets_at_every_line_end() {
+        let t = ExplainedToken {
+            text: "a\nb".into(),
+            class: TokenClass::Scored,
+            detail: None,
+        };
+        let s = to_ansi(&[t], "h");
+        assert!(s.ends_with("\x1b[32ma\x1b[0m\n\x1b[32mb\x1b[0m\n"), "{s:?}");
+    }
+}

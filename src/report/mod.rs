@@ -1,0 +1,3 @@
+//! What a person looks at: renderings of results for terminals and browsers.
+
+pub mod explain;
