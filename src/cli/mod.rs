@@ -1,3 +1,4 @@
 //! Subcommands of the `hesnr` binary that are larger than a screen.
 
 pub mod eval;
+pub mod track;

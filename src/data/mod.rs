@@ -7,9 +7,9 @@
 //! multi-hour scoring run. Writers never leave a half-written output under its final name, so
 //! a file that exists is a file that is complete.
 
-mod reader;
-mod writer;
+pub(crate) mod reader;
 pub mod trajectory;
+mod writer;
 
 pub use reader::{
     read_documents, DataError, Document, DocumentStream, InputFormat, ReaderOptions, RecordError,

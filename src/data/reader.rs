@@ -216,7 +216,7 @@ fn forced_layout(format: InputFormat) -> Option<Layout> {
 }
 
 /// Appends the files under `dir` (depth first, sorted by name, hidden entries skipped).
-fn collect_dir(
+pub(crate) fn collect_dir(
     dir: &Path,
     seen: &mut HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,

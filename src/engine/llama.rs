@@ -60,7 +60,7 @@ impl Default for LlamaOptions {
 }
 
 /// The process-wide llama.cpp runtime (it may be initialised only once).
-fn runtime() -> Result<&'static RawBackend, EngineError> {
+pub(crate) fn runtime() -> Result<&'static RawBackend, EngineError> {
     static RUNTIME: OnceLock<Result<RawBackend, String>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
@@ -394,9 +394,8 @@ impl LlamaCppBackend {
                 targets.len()
             )));
         }
-        let is_wanted = |t: usize| {
-            targets.contains(&t) && wanted.is_none_or(|w| w[t - targets.start])
-        };
+        let is_wanted =
+            |t: usize| targets.contains(&t) && wanted.is_none_or(|w| w[t - targets.start]);
         if targets.start == 0 || targets.end > tokens.len() || tokens.len() > self.window {
             return Err(EngineError::Forward(format!(
                 "bad window: {} tokens, targets {:?}, window {}",

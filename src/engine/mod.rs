@@ -179,7 +179,12 @@ pub fn score_selected(
         let last = w.targets.start + flags.iter().rposition(|&f| f).expect("one is wanted");
         let local = (w.targets.start - w.tokens.start)..(last + 1 - w.tokens.start);
         let tokens_in = &tokens.ids[w.tokens.start..last + 1];
-        out.extend(backend.evaluate_selected(tokens_in, local, &flags[..last + 1 - w.targets.start], k)?);
+        out.extend(backend.evaluate_selected(
+            tokens_in,
+            local,
+            &flags[..last + 1 - w.targets.start],
+            k,
+        )?);
         out.extend(std::iter::repeat_n(None, w.targets.end - last - 1));
     }
     Ok(out)

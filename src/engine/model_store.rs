@@ -258,3 +258,78 @@ fn convert(src: &Path, dst: &Path, ftype: u32) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Weight types of a precision series: name, llama_ftype, nominal bits per weight (llama.cpp's
+/// block layouts), best first.
+const SERIES_TYPES: [(&str, u32, f64); 13] = [
+    ("f32", 0, 32.0),
+    ("f16", 1, 16.0),
+    ("bf16", 32, 16.0),
+    ("q8_0", 7, 8.5),
+    ("q6_k", 18, 6.5625),
+    ("q5_1", 9, 6.0),
+    ("q5_k_m", 17, 5.5),
+    ("q5_0", 8, 5.5),
+    ("q4_1", 3, 5.0),
+    ("q4_k_m", 15, 4.5),
+    ("q4_0", 2, 4.5),
+    ("q3_k_m", 12, 3.4375),
+    ("q2_k", 10, 2.625),
+];
+
+/// Writes `src` at each of `types` (e.g. `q8_0`) into `out_dir` as `{stem}-{type}.gguf`,
+/// quantizing from the model's F32 weights, and returns (type, path, bits per weight) for each.
+/// Files already there and readable are kept, so a re-run only writes what is missing.
+pub fn write_precision_series(
+    src: &Path,
+    out_dir: &Path,
+    types: &[String],
+) -> Result<Vec<(String, PathBuf, f64)>, EngineError> {
+    let fail = |message: String| EngineError::Load {
+        path: src.to_path_buf(),
+        message,
+    };
+    let mut wanted = Vec::new();
+    for t in types {
+        let t = t.trim().to_ascii_lowercase();
+        let known = SERIES_TYPES.iter().find(|(name, _, _)| *name == t).ok_or_else(|| {
+            let names: Vec<&str> = SERIES_TYPES.iter().map(|t| t.0).collect();
+            EngineError::Config(format!("unknown weight type '{t}' (one of {})", names.join(", ")))
+        })?;
+        wanted.push(*known);
+    }
+    let header = crate::gguf::read_gguf(src)?;
+    // Initialise llama.cpp first so that the quantizer's log goes to `tracing`, not the terminal.
+    super::llama::runtime()?;
+    let sha = sha256_file(src).map_err(|e| fail(format!("cannot read: {e}")))?;
+    let (f32_path, _) = prepare_precision(src, &sha, &header, Precision::F32)?;
+    std::fs::create_dir_all(out_dir)
+        .map_err(|e| fail(format!("cannot create {}: {e}", out_dir.display())))?;
+    let stem = src
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let mut written = Vec::new();
+    for (name, ftype, bits) in wanted {
+        let out = out_dir.join(format!("{stem}-{name}.gguf"));
+        if !(out.is_file() && crate::gguf::read_gguf(&out).is_ok()) {
+            let tmp = tempfile::Builder::new()
+                .suffix(".gguf.part")
+                .tempfile_in(out_dir)
+                .map_err(|e| fail(e.to_string()))?
+                .into_temp_path();
+            tracing::info!(to = %out.display(), "writing {name}");
+            convert(&f32_path, &tmp, ftype).map_err(|m| fail(format!("{name}: {m}")))?;
+            tmp.persist(&out).map_err(|e| fail(e.to_string()))?;
+            // Temporary files are private (0600); a model file is an ordinary readable file.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644));
+            }
+        }
+        written.push((name.to_string(), out, bits));
+    }
+    Ok(written)
+}

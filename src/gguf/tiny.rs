@@ -280,19 +280,19 @@ fn check_spec(s: &TinyLlamaSpec) -> Result<(), String> {
     if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
         return Err(format!("{name} must be positive"));
     }
-    if s.n_embd % s.n_head != 0 || (s.n_embd / s.n_head) % 2 != 0 {
+    if !s.n_embd.is_multiple_of(s.n_head) || !(s.n_embd / s.n_head).is_multiple_of(2) {
         return Err(format!(
             "n_embd {} must be n_head {} times an even head size (RoPE rotates pairs)",
             s.n_embd, s.n_head
         ));
     }
-    if s.n_head % s.n_head_kv != 0 {
+    if !s.n_head.is_multiple_of(s.n_head_kv) {
         return Err(format!(
             "n_head {} must be a multiple of n_head_kv {}",
             s.n_head, s.n_head_kv
         ));
     }
-    if s.weight_type == TinyWeightType::Q8_0 && (s.n_embd % 32 != 0 || s.n_ff % 32 != 0) {
+    if s.weight_type == TinyWeightType::Q8_0 && (!s.n_embd.is_multiple_of(32) || !s.n_ff.is_multiple_of(32)) {
         return Err(format!(
             "Q8_0 weights need n_embd ({}) and n_ff ({}) to be multiples of 32",
             s.n_embd, s.n_ff

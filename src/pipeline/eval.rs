@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::data::trajectory::clean::CleanStats;
 use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
-use crate::data::trajectory::render::{render, ChatTemplate, Rendered, RenderError};
+use crate::data::trajectory::render::{render, ChatTemplate, RenderError, Rendered};
 use crate::data::trajectory::{SegmentKind, Trajectory};
 use crate::engine::{score_selected, Backend, EngineError, ModelInfo, Tokenized};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
@@ -98,7 +98,11 @@ pub fn eval_trajectory(
         .map(|&preset| {
             let mut clean = CleanStats::default();
             let bytes = byte_mask(traj, &rendered, preset, &mut clean);
-            (preset, token_mask(&tokens.offsets, &bytes, settings.token_rule), clean)
+            (
+                preset,
+                token_mask(&tokens.offsets, &bytes, settings.token_rule),
+                clean,
+            )
         })
         .collect();
     // One forward pass for all presets; only positions some preset scores are computed.
@@ -238,7 +242,8 @@ impl EvalTotals {
 
     pub fn add(&mut self, traj: &Trajectory, eval: &EvaluatedTrajectory) {
         for ((_, acc, clean), r) in self.pooled.iter_mut().zip(&eval.presets) {
-            acc.merge(&r.acc).expect("same settings for every trajectory");
+            acc.merge(&r.acc)
+                .expect("same settings for every trajectory");
             clean.merge(&r.clean);
         }
         self.trajectories += 1;
@@ -258,7 +263,12 @@ impl EvalTotals {
         self.started.elapsed().as_secs_f64()
     }
 
-    pub fn finish(&self, model: ModelInfo, chat_template: String, settings: EvalSettings) -> EvalSummary {
+    pub fn finish(
+        &self,
+        model: ModelInfo,
+        chat_template: String,
+        settings: EvalSettings,
+    ) -> EvalSummary {
         let seconds = self.elapsed();
         EvalSummary {
             model,

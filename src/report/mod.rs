@@ -1,3 +1,4 @@
 //! What a person looks at: renderings of results for terminals and browsers.
 
 pub mod explain;
+pub mod track;

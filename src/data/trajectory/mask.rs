@@ -148,7 +148,10 @@ mod tests {
         for p in Preset::ALL {
             assert_eq!(Preset::parse(p.name()), Some(p));
         }
-        assert_eq!(Preset::parse("action-xml-ws"), Some(Preset::ActionWhitespace));
+        assert_eq!(
+            Preset::parse("action-xml-ws"),
+            Some(Preset::ActionWhitespace)
+        );
         assert_eq!(Preset::parse("paper"), Some(Preset::Full));
         assert_eq!(Preset::parse("nope"), None);
     }

@@ -27,6 +27,7 @@ use super::action::{
     wrap,
 };
 use super::{Message, Role, Segment, SegmentKind, Trajectory};
+use crate::data::reader::collect_dir;
 use crate::data::{DataError, RecordError, RecordErrorKind};
 
 const STDIN: &str = "<stdin>";
@@ -1435,40 +1436,6 @@ fn classify(
         format,
         fallback,
     })
-}
-
-/// Appends the files under `dir` (depth first, sorted by name, hidden entries skipped).
-fn collect_dir(
-    dir: &Path,
-    seen: &mut HashSet<PathBuf>,
-    out: &mut Vec<PathBuf>,
-) -> Result<(), DataError> {
-    // A symlink back up the tree must not recurse forever.
-    if let Ok(canonical) = dir.canonicalize() {
-        if !seen.insert(canonical) {
-            return Ok(());
-        }
-    }
-    let io_err = |e| DataError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    };
-    let mut entries = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_err)? {
-        let entry = entry.map_err(io_err)?;
-        if !entry.file_name().to_string_lossy().starts_with('.') {
-            entries.push(entry.path());
-        }
-    }
-    entries.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    for p in entries {
-        match std::fs::metadata(&p) {
-            Ok(m) if m.is_dir() => collect_dir(&p, seen, out)?,
-            Ok(m) if !m.is_file() => tracing::debug!("skipping special file {}", p.display()),
-            _ => out.push(p),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

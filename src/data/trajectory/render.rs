@@ -69,9 +69,12 @@ impl ChatTemplate {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
-        });
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
+            },
+        );
         env.add_function("strftime_now", |_format: String| FIXED_DATE.to_string());
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| RenderError::Template {
@@ -120,9 +123,15 @@ impl ChatTemplate {
                 .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
                 .and_then(|t| t.get("template"))
                 .and_then(|t| t.as_str())
-                .ok_or_else(|| file_err("field 'chat_template': no template named 'default'".into()))?
+                .ok_or_else(|| {
+                    file_err("field 'chat_template': no template named 'default'".into())
+                })?
                 .to_string(),
-            Some(_) => return Err(file_err("field 'chat_template': expected a string or a list of {name, template}".into())),
+            Some(_) => {
+                return Err(file_err(
+                    "field 'chat_template': expected a string or a list of {name, template}".into(),
+                ))
+            }
             None => return Err(file_err("no field 'chat_template'".into())),
         };
         // Special tokens are strings, or objects with a `content` field.
@@ -138,7 +147,11 @@ impl ChatTemplate {
         Self::new(&template, &origin, &token("bos_token"), &token("eos_token"))
     }
 
-    fn render_contents(&self, traj: &Trajectory, contents: &[String]) -> Result<String, RenderError> {
+    fn render_contents(
+        &self,
+        traj: &Trajectory,
+        contents: &[String],
+    ) -> Result<String, RenderError> {
         let messages: Vec<JValue> = traj
             .messages
             .iter()
@@ -208,10 +221,12 @@ pub fn render(traj: &Trajectory, template: &ChatTemplate) -> Result<Rendered, Re
     let mut literal: Vec<&str> = Vec::with_capacity(contents.len() + 1);
     let mut rest = skeleton.as_str();
     for (i, p) in placeholders.iter().enumerate() {
-        let at = rest.find(p.as_str()).ok_or_else(|| RenderError::ContentMissing {
-            origin: template.origin.clone(),
-            message: i,
-        })?;
+        let at = rest
+            .find(p.as_str())
+            .ok_or_else(|| RenderError::ContentMissing {
+                origin: template.origin.clone(),
+                message: i,
+            })?;
         literal.push(&rest[..at]);
         rest = &rest[at + p.len()..];
     }
@@ -267,16 +282,25 @@ pub fn render(traj: &Trajectory, template: &ChatTemplate) -> Result<Rendered, Re
 /// trimmed (both ends, start only, end only), as long as the template text that follows
 /// (`next_literal`, up to the next placeholder) comes right after it. Returns the inserted text
 /// and how many bytes were trimmed from the front.
-fn match_inserted<'a>(real: &'a str, content: &str, next_literal: &str) -> Option<(&'a str, usize)> {
+fn match_inserted<'a>(
+    real: &'a str,
+    content: &str,
+    next_literal: &str,
+) -> Option<(&'a str, usize)> {
     let candidates = [
         (content, 0),
         (content.trim(), content.len() - content.trim_start().len()),
-        (content.trim_start(), content.len() - content.trim_start().len()),
+        (
+            content.trim_start(),
+            content.len() - content.trim_start().len(),
+        ),
         (content.trim_end(), 0),
     ];
     candidates.into_iter().find_map(|(c, lead)| {
         let after = real.strip_prefix(c)?;
-        after.starts_with(next_literal).then(|| (&real[..c.len()], lead))
+        after
+            .starts_with(next_literal)
+            .then(|| (&real[..c.len()], lead))
     })
 }
 
@@ -317,7 +341,10 @@ mod tests {
     }
 
     fn span_texts(r: &Rendered) -> Vec<(SegmentKind, &str)> {
-        r.spans.iter().map(|s| (s.kind, &r.text[s.range.clone()])).collect()
+        r.spans
+            .iter()
+            .map(|s| (s.kind, &r.text[s.range.clone()]))
+            .collect()
     }
 
     #[test]
@@ -372,7 +399,10 @@ mod tests {
         let src = "{% for m in messages %}{{ m.content | replace('ls', 'dir') }}|{% endfor %}";
         let t = ChatTemplate::new(src, "test", "", "").unwrap();
         let err = render(&sample(), &t).unwrap_err();
-        assert!(matches!(err, RenderError::ContentTransformed { message: 1, .. }), "{err}");
+        assert!(
+            matches!(err, RenderError::ContentTransformed { message: 1, .. }),
+            "{err}"
+        );
         let dropping = ChatTemplate::new("{{ messages[0].content }}", "test", "", "").unwrap();
         assert!(matches!(
             render(&sample(), &dropping).unwrap_err(),
@@ -383,7 +413,11 @@ mod tests {
     #[test]
     fn broken_templates_fail_clearly() {
         let err = ChatTemplate::new("{% for m in messages %}", "model", "", "").unwrap_err();
-        assert!(err.to_string().starts_with("chat template model: does not compile"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("chat template model: does not compile"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,0 +1,241 @@
+//! `hesnr track`: HE-SNR and its companions across checkpoints, with their correlation to
+//! downstream scores and a report; and `hesnr precision-series`, a checkpoint series of known
+//! quality order made from one model, for trying it out.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use hesnr::data::trajectory::mask::{Preset, TokenRule};
+use hesnr::data::trajectory::read::TrajectoryFormat;
+use hesnr::data::{InputFormat, ReaderOptions};
+use hesnr::engine::{model_store, Backend};
+use hesnr::pipeline::track::{
+    self, CheckpointEvent, EvalSet, TrackOptions,
+};
+use hesnr::pipeline::track_types::TrackReport;
+use hesnr::report;
+
+use crate::{load_model, MetricArgs, ModelArgs};
+
+pub const TRACK_EXAMPLES: &str = "Examples:
+  hesnr track checkpoints.toml -T evalset/ --out report/      # trajectories, the paper's way
+  hesnr track checkpoints.csv --documents held-out.jsonl --out report/
+  hesnr precision-series --out series/ && hesnr track series/manifest.toml -T examples/trajectories/chat.jsonl --out series/report
+
+Manifest (TOML):
+  title = \"mid-training run 7\"
+  [[checkpoint]]
+  model = \"ckpt/step-2000.gguf\"   # relative to the manifest
+  step = 2000
+  stage = \"32k\"
+  [checkpoint.scores]
+  swebench_verified = 0.214
+Manifest (CSV): model,step,stage,name,swebench_verified  (empty cells: unknown)
+
+Per-position numbers are cached (--cache) by model content, data content and settings: adding a
+checkpoint scores only that one, and a killed run resumes with the checkpoints it finished.";
+
+#[derive(Args)]
+pub struct TrackArgs {
+    /// Checkpoint manifest (.toml or .csv)
+    manifest: PathBuf,
+    /// Evaluation set: trajectory files or directories (scored the paper's way)
+    #[arg(long, short = 'T', num_args = 1.., required_unless_present = "documents", conflicts_with = "documents")]
+    trajectories: Vec<PathBuf>,
+    /// Evaluation set: plain documents (JSONL or text), every position scored
+    #[arg(long, num_args = 1..)]
+    documents: Vec<PathBuf>,
+    /// Trajectory format: auto, chat, swe-agent, openhands
+    #[arg(long, default_value = "auto", value_parser = crate::cli::eval::parse_format)]
+    format: TrajectoryFormat,
+    /// Which trajectory tokens are scored (one preset; see `hesnr eval --help`)
+    #[arg(long, default_value = "full", value_parser = parse_preset)]
+    preset: Preset,
+    /// Chat template: model, chatml, or a file
+    #[arg(long, default_value = "model")]
+    chat_template: String,
+    /// JSON field holding the text of --documents
+    #[arg(long, default_value = "text")]
+    text_field: String,
+    /// Report folder: report.html, plots/*.svg, checkpoints.csv, correlations.csv, sweep.csv, report.json
+    #[arg(long, short = 'o', default_value = "hesnr-report")]
+    out: PathBuf,
+    /// Cache of per-position numbers [default: <hesnr home>/track-cache]
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Print the report as JSON on stdout
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    metric: MetricArgs,
+}
+
+fn parse_preset(s: &str) -> Result<Preset, String> {
+    Preset::parse(s).ok_or_else(|| format!("unknown preset '{s}'"))
+}
+
+pub fn run_track(args: TrackArgs) -> Result<()> {
+    let manifest = track::read_manifest(&args.manifest)?;
+    let set = if args.documents.is_empty() {
+        EvalSet::Trajectories {
+            inputs: args.trajectories.clone(),
+            format: args.format,
+            preset: args.preset,
+            chat_template: args.chat_template.clone(),
+            token_rule: TokenRule::All,
+        }
+    } else {
+        EvalSet::Documents {
+            inputs: args.documents.clone(),
+            reader: ReaderOptions {
+                text_field: args.text_field.clone(),
+                format: InputFormat::Auto,
+                ..ReaderOptions::default()
+            },
+        }
+    };
+    let opts = TrackOptions {
+        metrics: args.metric.config()?,
+        window: args.model.window,
+        stride: args.metric.stride,
+        engine: serde_json::json!({
+            "precision": args.model.precision.to_string(),
+            "exact_attention": args.model.exact_attention,
+            "ubatch": args.model.ubatch,
+        }),
+        cache_dir: args
+            .cache
+            .clone()
+            .unwrap_or_else(|| model_store::home().join("track-cache")),
+    };
+    let n = manifest.checkpoints.len();
+    let mut done = 0usize;
+    let model_args = args.model.clone();
+    let mut load = |path: &Path| -> Result<Box<dyn Backend>, hesnr::engine::EngineError> {
+        let mut m = model_args.clone();
+        m.model = Some(path.to_path_buf());
+        load_model(&m)
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .map_err(|e| hesnr::engine::EngineError::Config(format!("{e:#}")))
+    };
+    let mut log = |c: &track::Checkpoint, event: CheckpointEvent, key: &str| {
+        // Each checkpoint reports Cached, or Scoring then Scored: count it at its first event.
+        let what = match event {
+            CheckpointEvent::Cached => "cached",
+            CheckpointEvent::Scoring => "scoring",
+            CheckpointEvent::Scored => "scored",
+        };
+        if event != CheckpointEvent::Scored {
+            done += 1;
+        }
+        eprintln!("track: [{done}/{n}] {}: {what} (cache key {key})", c.name);
+    };
+    let report = track::run_track(&manifest, &set, &opts, &mut load, &mut log)?;
+    let files = report::track::write_report(&report, &args.out)
+        .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    print_report(&report);
+    eprintln!(
+        "report: {} ({} files)",
+        args.out.join("report.html").display(),
+        files.len()
+    );
+    Ok(())
+}
+
+fn print_report(r: &TrackReport) {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{} on {} (k = {}, eps = {:.4})", r.title, r.eval_set, r.k, r.eps);
+    let _ = writeln!(
+        e,
+        "{:<16} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7}",
+        "checkpoint", "step", "stage", "HE-SNR", "HE-PPL", "PPL", "top-1", "|H|%"
+    );
+    for c in &r.checkpoints {
+        let s = &c.summary;
+        let _ = writeln!(
+            e,
+            "{:<16} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7}",
+            c.name,
+            c.step.map_or("-".into(), |s| format!("{s}")),
+            c.stage.as_deref().unwrap_or("-"),
+            f(s.he_snr),
+            f(s.he_ppl),
+            f(s.ppl),
+            f(s.top1_acc),
+            s.decision_share.map_or("-".into(), |x| format!("{:.2}", x * 100.0)),
+        );
+    }
+    let downstream: std::collections::BTreeSet<&str> =
+        r.correlations.iter().map(|c| c.downstream.as_str()).collect();
+    for d in downstream {
+        let _ = writeln!(e, "correlation with {d} (Pearson / Spearman / Kendall):");
+        for c in r.correlations.iter().filter(|c| c.downstream == d) {
+            let rep = &c.report;
+            let _ = writeln!(
+                e,
+                "  {:<15} {:>7} {:>7} {:>7}  n={}{}",
+                c.metric,
+                f(rep.pearson.value),
+                f(rep.spearman.value),
+                f(rep.kendall.value),
+                rep.n,
+                if rep.conclusive { "" } else { "  (inconclusive)" }
+            );
+        }
+    }
+    for t in &r.tax {
+        let _ = writeln!(e, "Long-Context Tax? {} -> {}: {}", t.from, t.to, t.findings.join("; "));
+    }
+    for n in &r.notes {
+        let _ = writeln!(e, "note: {n}");
+    }
+}
+
+#[derive(Args)]
+pub struct SeriesArgs {
+    /// Source model [default: $HESNR_MODEL, else the fetched default model]
+    #[arg(long, short = 'm')]
+    model: Option<PathBuf>,
+    /// Folder for the series and its manifest.toml
+    #[arg(long, short = 'o')]
+    out: PathBuf,
+    /// Weight types, best first
+    #[arg(long, value_delimiter = ',', default_value = "f32,f16,q8_0,q5_1,q5_0,q4_1,q4_0")]
+    types: Vec<String>,
+}
+
+/// Writes the source model at several precisions (llama.cpp's quantizer, from the F32 weights)
+/// and a manifest whose `bits_per_weight` score is the known quality order.
+pub fn run_series(args: SeriesArgs) -> Result<()> {
+    let src = model_store::resolve_model(args.model.as_deref())?;
+    let written = model_store::write_precision_series(&src, &args.out, &args.types)?;
+    let mut manifest = String::from(
+        "# Written by `hesnr precision-series`: one model at several weight precisions.\n\
+         # bits_per_weight orders them by quality (more bits, closer to the F32 weights).\n",
+    );
+    manifest.push_str(&format!(
+        "title = \"Precision series of {}\"\n",
+        src.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    for (i, (ty, path, bits)) in written.iter().enumerate() {
+        manifest.push_str(&format!(
+            "\n[[checkpoint]]\nname = \"{ty}\"\nmodel = \"{}\"\nstep = {i}\n[checkpoint.scores]\nbits_per_weight = {bits}\n",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    }
+    let path = args.out.join("manifest.toml");
+    let mut f = hesnr::data::AtomicFile::create(&path)?;
+    f.write_all(manifest.as_bytes())?;
+    f.commit()?;
+    println!("{}", path.display());
+    Ok(())
+}

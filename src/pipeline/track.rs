@@ -1,0 +1,981 @@
+//! `hesnr track`: every checkpoint of a manifest on the same evaluation set, then the numbers a
+//! training lead needs: the metrics per checkpoint, how each predicts the downstream scores, the
+//! eps sweep, and the Long-Context Tax pairs.
+//!
+//! Each checkpoint's per-position numbers (for the scored positions only: H_k, p, renormalised
+//! p, NLL, top-1 and top-k flags) are cached on disk under a key made of the model's content, the
+//! evaluation set's content and every setting that changes them. Adding a checkpoint scores only
+//! that one; a killed run loses at most the checkpoint it was on. Every table, cached or fresh,
+//! is computed from the cached numbers, so it does not depend on what was cached when.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::track_types::{
+    CheckpointResult, MetricCorrelation, SweepCorrelation, SweepPoint, TaxFlag, TrackReport,
+};
+use crate::analysis::stats::{self, Correlation};
+use crate::data::trajectory::mask::{Preset, TokenRule};
+use crate::data::trajectory::read::{read_trajectories, TrajectoryFormat};
+use crate::data::trajectory::render::ChatTemplate;
+use crate::data::{self, AtomicFile, ReaderOptions};
+use crate::engine::{model_store, Backend, EngineError};
+use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
+use crate::pipeline::eval::{eval_trajectory, EvalSettings};
+use crate::pipeline::score::{score_text, ScoreSettings};
+
+/// Points of the eps sweep over [ln 2, ln 5] (method.md: the paper's sweep range).
+pub const SWEEP_POINTS: usize = 25;
+/// Relative tolerance for the plateau of the correlation over the eps sweep.
+pub const PLATEAU_TOLERANCE: f64 = 0.02;
+/// Relative growth of |H| / scored tokens between consecutive checkpoints called a jump.
+pub const DECISION_JUMP: f64 = 0.10;
+/// Seed of the bootstrap and permutation tests, fixed so that reports are reproducible.
+const STATS_SEED: u64 = 2601_20255;
+
+/// Why a tracking run failed as a whole (one checkpoint's bad document is not one of these).
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error("manifest {path}: {message}")]
+    Manifest { path: String, message: String },
+    #[error("cache {path}: {message}")]
+    Cache { path: String, message: String },
+    #[error("checkpoint '{name}': {source}")]
+    Checkpoint {
+        name: String,
+        #[source]
+        source: EngineError,
+    },
+    #[error("checkpoint '{name}': {message}")]
+    Scoring { name: String, message: String },
+    #[error(transparent)]
+    Data(#[from] data::DataError),
+}
+
+/// One checkpoint as the manifest names it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkpoint {
+    pub name: String,
+    pub model: PathBuf,
+    pub step: Option<f64>,
+    pub stage: Option<String>,
+    pub downstream: BTreeMap<String, f64>,
+}
+
+/// The checkpoints of a run, in manifest order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    pub title: Option<String>,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlManifest {
+    title: Option<String>,
+    #[serde(default, alias = "checkpoints")]
+    checkpoint: Vec<TomlCheckpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TomlCheckpoint {
+    model: PathBuf,
+    name: Option<String>,
+    step: Option<f64>,
+    stage: Option<String>,
+    #[serde(default)]
+    scores: BTreeMap<String, f64>,
+}
+
+/// Reads a manifest: TOML (`[[checkpoint]]` tables with `model`, optional `name`, `step`,
+/// `stage` and a `[checkpoint.scores]` table) or CSV (columns `model`, optional `name`, `step`,
+/// `stage`; every other column is a downstream score, empty where unknown). Relative model paths
+/// are relative to the manifest's folder.
+pub fn read_manifest(path: &Path) -> Result<Manifest, TrackError> {
+    let err = |message: String| TrackError::Manifest {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let is_csv = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let (title, mut checkpoints) = if is_csv {
+        (None, parse_csv(&text).map_err(err)?)
+    } else {
+        let m: TomlManifest = toml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let cps = m
+            .checkpoint
+            .into_iter()
+            .map(|c| Checkpoint {
+                name: c.name.unwrap_or_default(),
+                model: c.model,
+                step: c.step,
+                stage: c.stage,
+                downstream: c.scores,
+            })
+            .collect();
+        (m.title, cps)
+    };
+    if checkpoints.is_empty() {
+        return Err(err("no checkpoints".into()));
+    }
+    for c in &mut checkpoints {
+        if c.model.is_relative() {
+            c.model = base.join(&c.model);
+        }
+        if c.name.is_empty() {
+            c.name = match c.step {
+                Some(s) => format!("step {s}"),
+                None => c
+                    .model
+                    .file_stem()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+        }
+        if let Some((k, v)) = c.downstream.iter().find(|(_, v)| !v.is_finite()) {
+            return Err(err(format!("checkpoint '{}': score '{k}' is {v}", c.name)));
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(dup) = checkpoints.iter().find(|c| !seen.insert(c.name.clone())) {
+        return Err(err(format!(
+            "two checkpoints are named '{}': give each a distinct `name`",
+            dup.name
+        )));
+    }
+    Ok(Manifest { title, checkpoints })
+}
+
+fn parse_csv(text: &str) -> Result<Vec<Checkpoint>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let headers = reader.headers().map_err(|e| e.to_string())?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let model_col = col("model").ok_or("no `model` column")?;
+    let (name_col, step_col, stage_col) = (col("name"), col("step"), col("stage"));
+    let mut out = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let line = i + 2;
+        let record = record.map_err(|e| format!("line {line}: {e}"))?;
+        let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
+        let number = |c: usize, v: &str| {
+            v.parse::<f64>()
+                .map_err(|_| format!("line {line}: column '{}': '{v}' is not a number", &headers[c]))
+        };
+        let model = field(Some(model_col)).ok_or(format!("line {line}: column 'model' is empty"))?;
+        let mut downstream = BTreeMap::new();
+        for (c, h) in headers.iter().enumerate() {
+            if [Some(model_col), name_col, step_col, stage_col].contains(&Some(c)) {
+                continue;
+            }
+            if let Some(v) = field(Some(c)) {
+                downstream.insert(h.to_string(), number(c, v)?);
+            }
+        }
+        out.push(Checkpoint {
+            name: field(name_col).unwrap_or_default().to_string(),
+            model: PathBuf::from(model),
+            step: field(step_col)
+                .map(|v| number(step_col.expect("has a value"), v))
+                .transpose()?,
+            stage: field(stage_col).map(str::to_string),
+            downstream,
+        });
+    }
+    Ok(out)
+}
+
+/// What every checkpoint is scored on.
+#[derive(Debug, Clone)]
+pub enum EvalSet {
+    /// Agent trajectories, scored the paper's way under one preset.
+    Trajectories {
+        inputs: Vec<PathBuf>,
+        format: TrajectoryFormat,
+        preset: Preset,
+        /// `model`, `chatml`, or a template file (see `hesnr eval --chat-template`).
+        chat_template: String,
+        token_rule: TokenRule,
+    },
+    /// Plain documents (JSONL or text), every position scored.
+    Documents {
+        inputs: Vec<PathBuf>,
+        reader: ReaderOptions,
+    },
+}
+
+impl EvalSet {
+    fn inputs(&self) -> &[PathBuf] {
+        match self {
+            EvalSet::Trajectories { inputs, .. } | EvalSet::Documents { inputs, .. } => inputs,
+        }
+    }
+
+    /// A one-line description for reports.
+    pub fn describe(&self) -> String {
+        let inputs: Vec<String> = self.inputs().iter().map(|p| p.display().to_string()).collect();
+        match self {
+            EvalSet::Trajectories { preset, .. } => {
+                format!("trajectories {} (preset {})", inputs.join(", "), preset.name())
+            }
+            EvalSet::Documents { .. } => format!("documents {}", inputs.join(", ")),
+        }
+    }
+
+    /// Everything about the set and its settings that changes the scored positions.
+    fn fingerprint(&self) -> Result<serde_json::Value, TrackError> {
+        let mut hasher = Sha256::new();
+        let mut files = Vec::new();
+        for p in self.inputs() {
+            if p.is_dir() {
+                data::reader::collect_dir(p, &mut Default::default(), &mut files)?;
+            } else {
+                files.push(p.clone());
+            }
+        }
+        for f in &files {
+            let mut file = std::fs::File::open(f).map_err(|e| data::DataError::Io {
+                path: f.clone(),
+                source: e,
+            })?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = file.read(&mut buf).map_err(|e| data::DataError::Io {
+                    path: f.clone(),
+                    source: e,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            hasher.update(b"\0file\0");
+        }
+        let content = hex(&hasher.finalize());
+        Ok(match self {
+            EvalSet::Trajectories {
+                format,
+                preset,
+                chat_template,
+                token_rule,
+                ..
+            } => {
+                // A template file's content matters, not its name.
+                let template = match chat_template.as_str() {
+                    t @ ("model" | "chatml") => t.to_string(),
+                    path => model_store::sha256_file(Path::new(path)).unwrap_or_else(|_| path.to_string()),
+                };
+                serde_json::json!({"kind": "trajectories", "content": content, "format": format!("{format:?}"),
+                    "preset": preset.name(), "template": template, "token_rule": token_rule})
+            }
+            EvalSet::Documents { reader, .. } => serde_json::json!({"kind": "documents", "content": content,
+                "text_field": reader.text_field, "id_field": reader.id_field, "format": format!("{:?}", reader.format)}),
+        })
+    }
+}
+
+/// Settings of a tracking run that are not the checkpoints'.
+pub struct TrackOptions {
+    pub metrics: MetricConfig,
+    /// Tokens per window and the stride; `None` = the model's training context and half of it.
+    pub window: Option<usize>,
+    pub stride: Option<usize>,
+    /// Engine settings that change results (precision, attention, decode chunk), from the CLI.
+    pub engine: serde_json::Value,
+    pub cache_dir: PathBuf,
+}
+
+/// The per-position numbers of one scored position: enough to recompute every metric at any eps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Position {
+    h_k: f64,
+    p_true: f64,
+    p_true_renorm: f64,
+    nll: f64,
+    in_top_k: bool,
+    top1: bool,
+}
+
+const RECORD: usize = 4 * 8 + 1;
+
+impl Position {
+    fn from_metrics(m: &PositionMetrics) -> Self {
+        Self {
+            h_k: m.h_k,
+            p_true: m.p_true,
+            p_true_renorm: m.p_true_renorm,
+            nll: m.nll,
+            in_top_k: m.in_top_k,
+            top1: m.top1,
+        }
+    }
+
+    fn metrics(&self) -> PositionMetrics {
+        PositionMetrics {
+            nll: self.nll,
+            p_true: self.p_true,
+            p_true_renorm: self.p_true_renorm,
+            h_k: self.h_k,
+            in_top_k: self.in_top_k,
+            top1: self.top1,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        for v in [self.h_k, self.p_true, self.p_true_renorm, self.nll] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.push(u8::from(self.in_top_k) | (u8::from(self.top1) << 1));
+    }
+
+    fn read(b: &[u8]) -> Self {
+        let f = |i: usize| f64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Self {
+            h_k: f(0),
+            p_true: f(1),
+            p_true_renorm: f(2),
+            nll: f(3),
+            in_top_k: b[32] & 1 != 0,
+            top1: b[32] & 2 != 0,
+        }
+    }
+}
+
+/// The cache entry of one checkpoint: what was scored, and the counts that slice the
+/// position file back into units (trajectories or documents).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CacheMeta {
+    model: String,
+    model_sha256: String,
+    fingerprint: serde_json::Value,
+    units: Vec<(String, u64)>,
+    skipped: Vec<String>,
+    context_tokens: u64,
+    positions_sha256: String,
+}
+
+struct Scored {
+    meta: CacheMeta,
+    units: Vec<Vec<Position>>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cache_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{key}.json")), dir.join(format!("{key}.pos")))
+}
+
+fn load_cached(dir: &Path, key: &str) -> Result<Option<Scored>, TrackError> {
+    let (meta_path, pos_path) = cache_paths(dir, key);
+    if !meta_path.is_file() {
+        return Ok(None);
+    }
+    let err = |message: String| TrackError::Cache {
+        path: meta_path.display().to_string(),
+        message,
+    };
+    let meta: CacheMeta = serde_json::from_slice(
+        &std::fs::read(&meta_path).map_err(|e| err(e.to_string()))?,
+    )
+    .map_err(|e| err(format!("unreadable ({e}); delete it to re-score")))?;
+    let bytes = std::fs::read(&pos_path).map_err(|e| err(format!("{}: {e}", pos_path.display())))?;
+    if hex(&Sha256::digest(&bytes)) != meta.positions_sha256 {
+        tracing::warn!("cache entry {} is damaged; scoring again", pos_path.display());
+        return Ok(None);
+    }
+    let total: u64 = meta.units.iter().map(|u| u.1).sum();
+    if bytes.len() as u64 != total * RECORD as u64 {
+        return Err(err("position file length does not match; delete it to re-score".into()));
+    }
+    let mut units = Vec::with_capacity(meta.units.len());
+    let mut at = 0usize;
+    for (_, n) in &meta.units {
+        let n = *n as usize;
+        units.push(
+            bytes[at..at + n * RECORD]
+                .chunks_exact(RECORD)
+                .map(Position::read)
+                .collect(),
+        );
+        at += n * RECORD;
+    }
+    Ok(Some(Scored { meta, units }))
+}
+
+fn store(dir: &Path, key: &str, scored: &mut Scored) -> Result<(), TrackError> {
+    let (meta_path, pos_path) = cache_paths(dir, key);
+    let err = |p: &Path, e: std::io::Error| TrackError::Cache {
+        path: p.display().to_string(),
+        message: e.to_string(),
+    };
+    let mut bytes = Vec::with_capacity(scored.units.iter().map(Vec::len).sum::<usize>() * RECORD);
+    for u in &scored.units {
+        for p in u {
+            p.write(&mut bytes);
+        }
+    }
+    scored.meta.positions_sha256 = hex(&Sha256::digest(&bytes));
+    // Positions first, metadata last: the metadata file is the entry's completion mark.
+    let mut f = AtomicFile::create(&pos_path).map_err(|e| err(&pos_path, e))?;
+    f.write_all(&bytes).map_err(|e| err(&pos_path, e))?;
+    f.commit().map_err(|e| err(&pos_path, e))?;
+    let mut f = AtomicFile::create(&meta_path).map_err(|e| err(&meta_path, e))?;
+    serde_json::to_writer_pretty(&mut f, &scored.meta).map_err(|e| err(&meta_path, e.into()))?;
+    f.commit().map_err(|e| err(&meta_path, e))
+}
+
+/// Scores one loaded checkpoint on the evaluation set.
+fn score_checkpoint(
+    backend: &mut dyn Backend,
+    set: &EvalSet,
+    opts: &TrackOptions,
+    name: &str,
+) -> Result<(Vec<(String, Vec<Position>)>, Vec<String>, u64), TrackError> {
+    let window = backend.max_window();
+    let stride = opts.stride.unwrap_or((window / 2).max(1));
+    let score = ScoreSettings {
+        metrics: opts.metrics,
+        window,
+        stride,
+    };
+    let k = opts.metrics.k;
+    let mut units = Vec::new();
+    let mut skipped = Vec::new();
+    let mut context = 0u64;
+    match set {
+        EvalSet::Trajectories {
+            inputs,
+            format,
+            preset,
+            chat_template,
+            token_rule,
+        } => {
+            let template = match chat_template.as_str() {
+                "model" => match backend.chat_template() {
+                    Some(s) => ChatTemplate::new(&s.template, "model", &s.bos_token, &s.eos_token),
+                    None => Ok(ChatTemplate::chatml()),
+                },
+                "chatml" => Ok(ChatTemplate::chatml()),
+                path => ChatTemplate::from_file(Path::new(path)),
+            }
+            .map_err(|e| TrackError::Scoring {
+                name: name.to_string(),
+                message: e.to_string(),
+            })?;
+            let settings = EvalSettings {
+                score,
+                presets: vec![*preset],
+                token_rule: *token_rule,
+            };
+            for item in read_trajectories(inputs, *format)? {
+                let traj = match item {
+                    Ok(t) => t,
+                    Err(e) => {
+                        skipped.push(e.to_string());
+                        continue;
+                    }
+                };
+                match eval_trajectory(backend, &template, &traj, &settings) {
+                    Ok(e) => {
+                        context += e.tokens.ids.len() as u64;
+                        let first = e.tokens.first_target();
+                        let scored = &e.presets[0].scored;
+                        let positions = e
+                            .positions
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| scored[first + i])
+                            .filter_map(|(_, p)| p.as_ref())
+                            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
+                            .collect();
+                        units.push((traj.id.clone(), positions));
+                    }
+                    Err(e) => skipped.push(format!("{}: trajectory '{}': {e}", traj.source, traj.id)),
+                }
+            }
+        }
+        EvalSet::Documents { inputs, reader } => {
+            for item in data::read_documents(inputs, reader)? {
+                let doc = match item {
+                    Ok(d) => d,
+                    Err(e) => {
+                        skipped.push(e.to_string());
+                        continue;
+                    }
+                };
+                match score_text(backend, &doc.text, &score) {
+                    Ok(s) => {
+                        context += s.tokens.ids.len() as u64;
+                        let positions = s
+                            .positions
+                            .iter()
+                            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
+                            .collect();
+                        units.push((doc.id.clone(), positions));
+                    }
+                    Err(e) => skipped.push(format!("{}: document '{}': {e}", doc.source, doc.id)),
+                }
+            }
+        }
+    }
+    if units.is_empty() {
+        return Err(TrackError::Scoring {
+            name: name.to_string(),
+            message: format!(
+                "nothing in the evaluation set could be scored ({} skipped{})",
+                skipped.len(),
+                skipped.first().map(|e| format!("; first: {e}")).unwrap_or_default()
+            ),
+        });
+    }
+    Ok((units, skipped, context))
+}
+
+/// Pooled metrics of a checkpoint's positions at one eps.
+fn pool(units: &[Vec<Position>], config: MetricConfig) -> Accumulator {
+    let mut pooled = Accumulator::new(config);
+    for u in units {
+        let mut acc = Accumulator::new(config);
+        for p in u {
+            acc.push(&p.metrics());
+        }
+        acc.finish_document();
+        pooled.merge(&acc).expect("same settings");
+    }
+    pooled
+}
+
+/// The eps grid of the sweep: [`SWEEP_POINTS`] evenly spaced points over [ln 2, ln 5].
+pub fn sweep_grid() -> Vec<f64> {
+    let (lo, hi) = (2f64.ln(), 5f64.ln());
+    (0..SWEEP_POINTS)
+        .map(|i| lo + (hi - lo) * i as f64 / (SWEEP_POINTS - 1) as f64)
+        .collect()
+}
+
+/// The metrics correlated with downstream scores, by their key in [`Summary`].
+pub const TRACKED_METRICS: [&str; 7] = [
+    "he_snr",
+    "he_ppl",
+    "ppl",
+    "top1_acc",
+    "decision_share",
+    "mean_h10",
+    "mean_nll",
+];
+
+/// A metric of a summary by its key.
+pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
+    match key {
+        "he_snr" => s.he_snr,
+        "he_ppl" => s.he_ppl,
+        "ppl" => s.ppl,
+        "top1_acc" => s.top1_acc,
+        "decision_share" => s.decision_share,
+        "mean_h10" => s.mean_h10,
+        "mean_nll" => s.mean_nll,
+        "decision_tokens" => Some(s.decision_tokens as f64),
+        _ => None,
+    }
+}
+
+/// What happened to each checkpoint, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointEvent {
+    Cached,
+    Scoring,
+    Scored,
+}
+
+/// Scores (or reads from the cache) every checkpoint, then builds the report.
+///
+/// `load` loads a model for scoring; `log` is told about each checkpoint as it goes.
+pub fn run_track(
+    manifest: &Manifest,
+    set: &EvalSet,
+    opts: &TrackOptions,
+    load: &mut dyn FnMut(&Path) -> Result<Box<dyn Backend>, EngineError>,
+    log: &mut dyn FnMut(&Checkpoint, CheckpointEvent, &str),
+) -> Result<TrackReport, TrackError> {
+    let fingerprint = serde_json::json!({
+        "set": set.fingerprint()?,
+        "k": opts.metrics.k,
+        "window": opts.window,
+        "stride": opts.stride,
+        "engine": opts.engine,
+        "version": 1,
+    });
+    let mut results = Vec::with_capacity(manifest.checkpoints.len());
+    for c in &manifest.checkpoints {
+        let model_sha = model_store::sha256_file(&c.model).map_err(|e| TrackError::Checkpoint {
+            name: c.name.clone(),
+            source: EngineError::Load {
+                path: c.model.clone(),
+                message: format!("cannot read: {e}"),
+            },
+        })?;
+        let key = hex(&Sha256::digest(
+            format!("{model_sha}\n{fingerprint}").as_bytes(),
+        ))[..32]
+            .to_string();
+        let (scored, cached) = match load_cached(&opts.cache_dir, &key)? {
+            Some(s) => {
+                log(c, CheckpointEvent::Cached, &key);
+                (s, true)
+            }
+            None => {
+                log(c, CheckpointEvent::Scoring, &key);
+                let mut backend = load(&c.model).map_err(|source| TrackError::Checkpoint {
+                    name: c.name.clone(),
+                    source,
+                })?;
+                let (units, skipped, context_tokens) =
+                    score_checkpoint(backend.as_mut(), set, opts, &c.name)?;
+                let mut s = Scored {
+                    meta: CacheMeta {
+                        model: c.model.display().to_string(),
+                        model_sha256: model_sha,
+                        fingerprint: fingerprint.clone(),
+                        units: units.iter().map(|(id, p)| (id.clone(), p.len() as u64)).collect(),
+                        skipped,
+                        context_tokens,
+                        positions_sha256: String::new(),
+                    },
+                    units: units.into_iter().map(|(_, p)| p).collect(),
+                };
+                store(&opts.cache_dir, &key, &mut s)?;
+                log(c, CheckpointEvent::Scored, &key);
+                (s, false)
+            }
+        };
+        results.push((c, scored, cached));
+    }
+    Ok(build_report(manifest, set, opts.metrics, &results))
+}
+
+fn build_report(
+    manifest: &Manifest,
+    set: &EvalSet,
+    config: MetricConfig,
+    results: &[(&Checkpoint, Scored, bool)],
+) -> TrackReport {
+    let grid = sweep_grid();
+    let mut checkpoints: Vec<CheckpointResult> = results
+        .iter()
+        .map(|(c, s, cached)| {
+            let acc = pool(&s.units, config);
+            let sweep = grid
+                .iter()
+                .map(|&eps| {
+                    let a = pool(&s.units, MetricConfig { eps, ..config });
+                    SweepPoint {
+                        eps,
+                        he_snr: a.summary().he_snr,
+                        decision_tokens: a.decision,
+                    }
+                })
+                .collect();
+            CheckpointResult {
+                name: c.name.clone(),
+                model: c.model.display().to_string(),
+                step: c.step,
+                stage: c.stage.clone(),
+                downstream: c.downstream.clone(),
+                summary: acc.summary(),
+                entropy_hist: acc.entropy_hist.clone(),
+                sweep,
+                cached: *cached,
+            }
+        })
+        .collect();
+    // By step (checkpoints without one keep their manifest order, after the others).
+    checkpoints.sort_by(|a, b| match (a.step, b.step) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+
+    let downstream_names: Vec<String> = checkpoints
+        .iter()
+        .flat_map(|c| c.downstream.keys().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut correlations = Vec::new();
+    let mut sweep = Vec::new();
+    let mut notes = Vec::new();
+    for d in &downstream_names {
+        let with: Vec<&CheckpointResult> = checkpoints
+            .iter()
+            .filter(|c| c.downstream.contains_key(d))
+            .collect();
+        let y: Vec<f64> = with.iter().map(|c| c.downstream[d]).collect();
+        for m in TRACKED_METRICS {
+            let pairs: Vec<(f64, f64)> = with
+                .iter()
+                .zip(&y)
+                .filter_map(|(c, &y)| metric_value(&c.summary, m).map(|x| (x, y)))
+                .collect();
+            let (x, yy): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
+            correlations.push(MetricCorrelation {
+                metric: m.to_string(),
+                downstream: d.clone(),
+                report: stats::correlate(&x, &yy, STATS_SEED),
+            });
+        }
+        let points: Vec<(f64, Option<f64>, Option<f64>, Option<f64>)> = grid
+            .iter()
+            .enumerate()
+            .map(|(i, &eps)| {
+                let (x, yy): (Vec<f64>, Vec<f64>) = with
+                    .iter()
+                    .zip(&y)
+                    .filter_map(|(c, &y)| c.sweep[i].he_snr.map(|x| (x, y)))
+                    .unzip();
+                (
+                    eps,
+                    Correlation::Pearson.compute(&x, &yy),
+                    Correlation::Spearman.compute(&x, &yy),
+                    Correlation::Kendall.compute(&x, &yy),
+                )
+            })
+            .collect();
+        let series: Vec<(f64, f64)> = points
+            .iter()
+            .filter_map(|&(eps, r, _, _)| r.map(|r| (eps, r)))
+            .collect();
+        // Indices of `series` map back to `points` only when every point is defined.
+        let plateau = (series.len() == points.len())
+            .then(|| stats::plateau(&series, PLATEAU_TOLERANCE))
+            .flatten();
+        sweep.push(SweepCorrelation {
+            downstream: d.clone(),
+            points,
+            plateau,
+        });
+        // Which metric predicts this score best, and can that be concluded at all.
+        let best = correlations
+            .iter()
+            .filter(|c| &c.downstream == d)
+            .filter_map(|c| c.report.spearman.value.map(|v| (c, v)))
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+        if let Some((c, v)) = best {
+            notes.push(format!(
+                "{d}: the metric that tracks it most closely here is {} (Spearman {v:+.3}, n = {}); {}",
+                c.metric,
+                c.report.n,
+                if c.report.conclusive {
+                    "the evidence is conclusive".to_string()
+                } else {
+                    format!("inconclusive: {}", c.report.note)
+                }
+            ));
+        }
+    }
+    if downstream_names.is_empty() {
+        notes.push("No downstream scores in the manifest: add a `scores` table (TOML) or score columns (CSV) to see which metric predicts them.".into());
+    }
+    let tax = long_context_tax(&checkpoints);
+    TrackReport {
+        title: manifest
+            .title
+            .clone()
+            .unwrap_or_else(|| "hesnr checkpoint report".into()),
+        eval_set: set.describe(),
+        k: config.k,
+        eps: config.eps,
+        checkpoints,
+        correlations,
+        sweep,
+        tax,
+        notes,
+    }
+}
+
+/// Consecutive checkpoints where PPL or top-1 get worse while HE-SNR improves.
+fn long_context_tax(checkpoints: &[CheckpointResult]) -> Vec<TaxFlag> {
+    let mut flags = Vec::new();
+    for w in checkpoints.windows(2) {
+        let (a, b) = (&w[0].summary, &w[1].summary);
+        let (Some(snr_a), Some(snr_b)) = (a.he_snr, b.he_snr) else {
+            continue;
+        };
+        if snr_b <= snr_a {
+            continue;
+        }
+        let rel = |x: f64, y: f64| (y - x) / x.abs().max(f64::MIN_POSITIVE) * 100.0;
+        let mut findings = Vec::new();
+        if let (Some(p), Some(q)) = (a.ppl, b.ppl) {
+            if q > p {
+                findings.push(format!("PPL {p:.4} -> {q:.4} ({:+.1}%)", rel(p, q)));
+            }
+        }
+        if let (Some(p), Some(q)) = (a.top1_acc, b.top1_acc) {
+            if q < p {
+                findings.push(format!("top-1 {p:.4} -> {q:.4} ({:+.1}%)", rel(p, q)));
+            }
+        }
+        if findings.is_empty() {
+            continue;
+        }
+        findings.push(format!(
+            "while HE-SNR improves {snr_a:.4} -> {snr_b:.4} ({:+.1}%)",
+            rel(snr_a, snr_b)
+        ));
+        if let (Some(p), Some(q)) = (a.decision_share, b.decision_share) {
+            if q > p * (1.0 + DECISION_JUMP) {
+                findings.push(format!(
+                    "|H| share jumps {p:.4} -> {q:.4} ({:+.1}%): more hard decisions, mastered better",
+                    rel(p, q)
+                ));
+            }
+        }
+        let stage_change = w[0].stage != w[1].stage;
+        if stage_change {
+            findings.push(format!(
+                "across the stage change {} -> {}",
+                w[0].stage.as_deref().unwrap_or("-"),
+                w[1].stage.as_deref().unwrap_or("-")
+            ));
+        }
+        flags.push(TaxFlag {
+            from: w[0].name.clone(),
+            to: w[1].name.clone(),
+            stage_change,
+            findings,
+        });
+    }
+    flags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pos(h_k: f64, p: f64) -> Position {
+        Position {
+            h_k,
+            p_true: p,
+            p_true_renorm: p,
+            nll: -p.ln(),
+            in_top_k: true,
+            top1: p > 0.5,
+        }
+    }
+
+    #[test]
+    fn positions_round_trip_through_the_cache_format() {
+        let p = Position {
+            h_k: 1.234_567_890_123,
+            p_true: 0.1,
+            p_true_renorm: 0.2,
+            nll: 2.302_585_092_994_045_7,
+            in_top_k: true,
+            top1: false,
+        };
+        let mut b = Vec::new();
+        p.write(&mut b);
+        assert_eq!(b.len(), RECORD);
+        assert_eq!(Position::read(&b), p);
+    }
+
+    #[test]
+    fn manifests_in_toml_and_csv_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("m.toml");
+        std::fs::write(
+            &toml_path,
+            "title = \"run\"\n[[checkpoint]]\nmodel = \"a.gguf\"\nstep = 100\nstage = \"32k\"\n[checkpoint.scores]\nswe = 0.1\n\n[[checkpoint]]\nmodel = \"/abs/b.gguf\"\nname = \"final\"\n",
+        )
+        .unwrap();
+        let csv_path = dir.path().join("m.csv");
+        std::fs::write(&csv_path, "model,step,stage,name,swe\na.gguf,100,32k,,0.1\n/abs/b.gguf,,,final,\n").unwrap();
+        let t = read_manifest(&toml_path).unwrap();
+        let c = read_manifest(&csv_path).unwrap();
+        assert_eq!(t.title.as_deref(), Some("run"));
+        assert_eq!(t.checkpoints, c.checkpoints);
+        assert_eq!(t.checkpoints[0].name, "step 100");
+        assert_eq!(t.checkpoints[0].model, dir.path().join("a.gguf"));
+        assert_eq!(t.checkpoints[0].downstream["swe"], 0.1);
+        assert_eq!(t.checkpoints[1].model, PathBuf::from("/abs/b.gguf"));
+        assert!(t.checkpoints[1].downstream.is_empty());
+    }
+
+    #[test]
+    fn bad_manifests_say_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, "model,swe\na.gguf,abc\n").unwrap();
+        let e = read_manifest(&p).unwrap_err().to_string();
+        assert!(e.contains("line 2: column 'swe': 'abc' is not a number"), "{e}");
+        std::fs::write(&p, "step\n1\n").unwrap();
+        assert!(read_manifest(&p).unwrap_err().to_string().contains("no `model` column"));
+        let p = dir.path().join("m.toml");
+        std::fs::write(&p, "[[checkpoint]]\nmodel = \"a\"\nstep = 1\n[[checkpoint]]\nmodel = \"b\"\nstep = 1\n").unwrap();
+        assert!(read_manifest(&p).unwrap_err().to_string().contains("two checkpoints are named 'step 1'"));
+        std::fs::write(&p, "[[checkpoint]]\nmodel = \"a\"\nsteps = 1\n").unwrap();
+        assert!(read_manifest(&p).unwrap_err().to_string().contains("unknown field"));
+    }
+
+    fn checkpoint(name: &str, stage: &str, he_snr: f64, ppl: f64, share: f64) -> CheckpointResult {
+        let mut s = Accumulator::new(MetricConfig::default()).summary();
+        s.he_snr = Some(he_snr);
+        s.ppl = Some(ppl);
+        s.top1_acc = Some(0.9);
+        s.decision_share = Some(share);
+        CheckpointResult {
+            name: name.into(),
+            model: String::new(),
+            step: None,
+            stage: Some(stage.into()),
+            downstream: BTreeMap::new(),
+            summary: s,
+            entropy_hist: Vec::new(),
+            sweep: Vec::new(),
+            cached: false,
+        }
+    }
+
+    #[test]
+    fn the_tax_is_flagged_where_ppl_worsens_while_he_snr_improves() {
+        let cps = [
+            checkpoint("a", "32k", 0.10, 4.0, 0.10),
+            checkpoint("b", "32k", 0.11, 3.9, 0.10),
+            checkpoint("c", "128k", 0.12, 4.3, 0.13),
+            checkpoint("d", "128k", 0.11, 4.0, 0.10),
+        ];
+        let flags = long_context_tax(&cps);
+        assert_eq!(flags.len(), 1);
+        let f = &flags[0];
+        assert_eq!((f.from.as_str(), f.to.as_str(), f.stage_change), ("b", "c", true));
+        assert!(f.findings[0].starts_with("PPL 3.9000 -> 4.3000 (+10.3%)"), "{:?}", f.findings);
+        assert!(f.findings.iter().any(|x| x.contains("|H| share jumps")));
+        assert!(f.findings.iter().any(|x| x.contains("32k -> 128k")));
+    }
+
+    #[test]
+    fn pooled_metrics_follow_eps() {
+        let units = vec![vec![pos(0.5, 0.9), pos(1.3, 0.4), pos(1.5, 0.3)]];
+        let at = |eps: f64| pool(&units, MetricConfig { eps, ..MetricConfig::default() });
+        assert_eq!(at(1.2425).decision, 2);
+        assert_eq!(at(1.4).decision, 1);
+        let snr = at(1.4).summary().he_snr.unwrap();
+        assert!((snr - 0.3 / 1.5).abs() < 1e-12);
+        let g = sweep_grid();
+        assert_eq!(g.len(), SWEEP_POINTS);
+        assert!((g[0] - 2f64.ln()).abs() < 1e-15 && (g[SWEEP_POINTS - 1] - 5f64.ln()).abs() < 1e-12);
+    }
+}

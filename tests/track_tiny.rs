@@ -1,0 +1,176 @@
+//! `hesnr track` end to end on tiny random-weight checkpoints: the cache (adding a checkpoint
+//! scores only that one), resuming after SIGKILL, and the report files.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{scratch, tiny_model};
+use hesnr::gguf::tiny::TinyLlamaSpec;
+use serde_json::{json, Value};
+
+fn hesnr(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_hesnr"))
+        .args(args)
+        .env("HESNR_HOME", scratch())
+        .env_remove("HESNR_MODEL")
+        .output()
+        .expect("run hesnr")
+}
+
+/// Three "checkpoints": the same tiny architecture with different weights.
+fn checkpoints() -> Vec<PathBuf> {
+    (1..=3)
+        .map(|seed| {
+            tiny_model(
+                &format!("ckpt-{seed}"),
+                TinyLlamaSpec {
+                    seed,
+                    ..Default::default()
+                },
+            )
+        })
+        .collect()
+}
+
+/// A set of small chat trajectories, large enough that scoring a checkpoint takes a moment.
+fn eval_set(dir: &Path, n: usize) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("set.jsonl");
+    let mut lines = String::new();
+    for i in 0..n {
+        let call = |id: &str, name: &str, args: Value| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}});
+        let record = json!({"id": format!("t{i}"), "messages": [
+            {"role": "user", "content": format!("Issue {i}: last() returns the wrong element.")},
+            {"role": "assistant", "content": "Look at the file.", "tool_calls": [call("a", "execute_bash", json!({"command": format!("cat -n utils{i}.py  # show")}))]},
+            {"role": "tool", "tool_call_id": "a", "content": "     1\tdef last(xs):\n     2\t    return xs[len(xs)]\n"},
+            {"role": "assistant", "content": "Use -1.", "tool_calls": [call("b", "str_replace_editor", json!({"command": "str_replace", "path": format!("utils{i}.py"), "old_str": "    return xs[len(xs)]", "new_str": "    # the last one\n    return xs[-1]\n"}))]},
+        ]});
+        lines.push_str(&record.to_string());
+        lines.push('\n');
+    }
+    std::fs::write(&path, lines).unwrap();
+    path
+}
+
+fn manifest(dir: &Path, models: &[PathBuf]) -> PathBuf {
+    let mut m = String::from("title = \"tiny run\"\n");
+    for (i, p) in models.iter().enumerate() {
+        m.push_str(&format!(
+            "[[checkpoint]]\nmodel = \"{}\"\nstep = {}\nstage = \"{}\"\n[checkpoint.scores]\nswe = {}\n",
+            p.display(),
+            (i + 1) * 1000,
+            if i < 2 { "32k" } else { "128k" },
+            0.1 * (i + 1) as f64
+        ));
+    }
+    let path = dir.join(format!("manifest-{}.toml", models.len()));
+    std::fs::write(&path, m).unwrap();
+    path
+}
+
+fn track(manifest: &Path, set: &Path, cache: &Path, out: &Path) -> (Value, String) {
+    let o = hesnr(&[
+        "track",
+        manifest.to_str().unwrap(),
+        "-T",
+        set.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "-t",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    (report, stderr)
+}
+
+/// The report without the per-run `cached` flags: what must not depend on caching.
+fn table(mut report: Value) -> Value {
+    for c in report["checkpoints"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("cached");
+    }
+    report
+}
+
+#[test]
+fn adding_a_checkpoint_scores_only_that_one() {
+    let dir = scratch().join("track-add");
+    let _ = std::fs::remove_dir_all(&dir);
+    let set = eval_set(&dir, 4);
+    let models = checkpoints();
+    let cache = dir.join("cache");
+    let (first, log) = track(&manifest(&dir, &models[..2]), &set, &cache, &dir.join("r2"));
+    assert_eq!(log.matches(": scoring").count(), 2, "{log}");
+    assert_eq!(log.matches(": cached").count(), 0, "{log}");
+    let (second, log) = track(&manifest(&dir, &models), &set, &cache, &dir.join("r3"));
+    assert_eq!(log.matches(": cached").count(), 2, "{log}");
+    assert_eq!(log.matches(": scoring").count(), 1, "{log}");
+    assert!(log.contains("[3/3] step 3000: scoring"), "{log}");
+    // The two old checkpoints read from the cache give exactly the numbers they gave fresh.
+    let (a, b) = (table(first), table(second));
+    assert_eq!(a["checkpoints"][0], b["checkpoints"][0]);
+    assert_eq!(a["checkpoints"][1], b["checkpoints"][1]);
+    assert_eq!(b["checkpoints"].as_array().unwrap().len(), 3);
+    // Correlations of every tracked metric with the downstream score, n = 3: inconclusive.
+    let corr = b["correlations"].as_array().unwrap();
+    assert!(corr.iter().any(|c| c["metric"] == "he_snr" && c["downstream"] == "swe"));
+    assert!(corr.iter().all(|c| c["report"]["conclusive"] == false));
+    assert_eq!(b["sweep"][0]["points"].as_array().unwrap().len(), 25);
+    for f in ["report.html", "report.json", "checkpoints.csv"] {
+        assert!(dir.join("r3").join(f).is_file(), "{f}");
+    }
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_table() {
+    let dir = scratch().join("track-kill");
+    let _ = std::fs::remove_dir_all(&dir);
+    let set = eval_set(&dir, 120);
+    let m = manifest(&dir, &checkpoints());
+    let (uninterrupted, _) = track(&m, &set, &dir.join("cache-a"), &dir.join("ra"));
+
+    let cache = dir.join("cache-b");
+    let out = dir.join("rb");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
+        .args(["track", m.to_str().unwrap(), "-T", set.to_str().unwrap(), "--cache"])
+        .arg(&cache)
+        .arg("--out")
+        .arg(&out)
+        .args(["-t", "2"])
+        .env("HESNR_HOME", scratch())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as the first checkpoint is in the cache, while it scores the second.
+    let entries = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|r| {
+                r.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let started = Instant::now();
+    while entries(&cache) < 1 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no cache entry appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let cached_before = entries(&cache);
+    assert!(cached_before < 3, "the run finished before it could be killed");
+    assert!(!out.join("report.json").exists());
+
+    let (resumed, log) = track(&m, &set, &cache, &out);
+    assert_eq!(log.matches(": cached").count(), cached_before, "{log}");
+    assert_eq!(table(resumed), table(uninterrupted));
+}
