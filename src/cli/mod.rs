@@ -1,4 +1,6 @@
 //! Subcommands of the `hesnr` binary that are larger than a screen.
 
 pub mod eval;
+pub mod profile;
+pub mod select;
 pub mod track;

@@ -7,6 +7,7 @@
 //! multi-hour scoring run. Writers never leave a half-written output under its final name, so
 //! a file that exists is a file that is complete.
 
+pub mod parquet;
 pub(crate) mod reader;
 pub mod trajectory;
 mod writer;

@@ -1,6 +1,8 @@
 //! Pipelines compose the pieces: data readers -> backend -> metrics -> writers.
 
 pub mod eval;
+pub mod profile;
 pub mod score;
+pub mod select;
 pub mod track_types;
 pub mod track;

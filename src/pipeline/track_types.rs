@@ -50,12 +50,15 @@ pub struct MetricCorrelation {
     pub report: CorrelationReport,
 }
 
+/// (eps, Pearson, Spearman, Kendall) of HE-SNR with a downstream score at one sweep point.
+pub type EpsCorrelation = (f64, Option<f64>, Option<f64>, Option<f64>);
+
 /// The correlation of HE-SNR with one downstream score at each eps of the sweep.
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepCorrelation {
     pub downstream: String,
     /// (eps, Pearson, Spearman, Kendall) at each sweep point.
-    pub points: Vec<(f64, Option<f64>, Option<f64>, Option<f64>)>,
+    pub points: Vec<EpsCorrelation>,
     /// Inclusive index range of the plateau of Pearson over the sweep, if one was found.
     pub plateau: Option<(usize, usize)>,
 }

@@ -1520,9 +1520,9 @@ fn render_html_with(r: &TrackReport, plots: &[Plot]) -> String {
     tax_html(&mut out, r);
     out.push_str("<section id=\"plots\"><h2>Plots</h2>");
     for p in plots {
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<figure id=\"plot-{}\">{}<figcaption><strong>{}.</strong> {}</figcaption></figure>\n",
+            "<figure id=\"plot-{}\">{}<figcaption><strong>{}.</strong> {}</figcaption></figure>",
             esc(&p.stem),
             p.svg,
             esc(&p.title),
@@ -1954,7 +1954,7 @@ pub fn demo_report() -> TrackReport {
     let sweep = downs
         .iter()
         .map(|d| {
-            let points: Vec<(f64, Option<f64>, Option<f64>, Option<f64>)> = eps_grid
+            let points: Vec<_> = eps_grid
                 .iter()
                 .enumerate()
                 .map(|(j, &e)| {

@@ -1,0 +1,278 @@
+//! Parquet input: the rows of a Parquet file (as Hugging Face `datasets` and datatrove write
+//! them) as [`Document`]s, streamed one record batch at a time so memory does not grow with the
+//! file.
+//!
+//! The text, id and metadata are top-level columns named by the same [`ReaderOptions`] fields as
+//! for JSON Lines. `line` is the 1-based row number in the file. A file whose schema cannot
+//! work (no text column, a text column that is not a string) is one [`RecordError`] naming the
+//! file and the column; a row with a null or empty text is one error for that row.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int16Type, Int32Type, Int64Type, UInt16Type, UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use serde_json::Value;
+
+use super::reader::{Document, ReaderOptions, RecordError, RecordErrorKind};
+
+/// Rows decoded per record batch.
+const BATCH_ROWS: usize = 1024;
+
+/// Whether a path names a Parquet file (by extension).
+pub fn is_parquet(path: &Path) -> bool {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    name.ends_with(".parquet") || name.ends_with(".pq")
+}
+
+/// The documents of one Parquet file, in row order; see the module docs.
+pub struct ParquetDocuments {
+    source: String,
+    id_prefix: String,
+    opts: ReaderOptions,
+    /// `None` when the file could not be opened (the error is in `pending`) or is exhausted.
+    reader: Option<ParquetRecordBatchReader>,
+    pending: Option<RecordError>,
+    batch: Option<Columns>,
+    pos: usize,
+    /// Rows read before the current batch.
+    row_base: u64,
+}
+
+struct Columns {
+    rows: usize,
+    text: ArrayRef,
+    id: Option<ArrayRef>,
+    metadata: Option<ArrayRef>,
+}
+
+/// Opens a Parquet file; problems with it come out as the stream's first (and only) item.
+pub fn read_parquet(path: &Path, opts: &ReaderOptions) -> ParquetDocuments {
+    let source = path.display().to_string();
+    let id_prefix = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| source.clone());
+    let mut docs = ParquetDocuments {
+        source,
+        id_prefix,
+        opts: opts.clone(),
+        reader: None,
+        pending: None,
+        batch: None,
+        pos: 0,
+        row_base: 0,
+    };
+    match open(path, opts) {
+        Ok(r) => docs.reader = Some(r),
+        Err(e) => docs.pending = Some(docs.error(0, e.0, e.1, e.2)),
+    }
+    docs
+}
+
+type OpenError = (Option<String>, RecordErrorKind, String);
+
+fn is_string(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+}
+
+fn open(path: &Path, opts: &ReaderOptions) -> Result<ParquetRecordBatchReader, OpenError> {
+    let file =
+        File::open(path).map_err(|e| (None, RecordErrorKind::Io, format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        (
+            None,
+            RecordErrorKind::Io,
+            format!("not a readable Parquet file: {e}"),
+        )
+    })?;
+    let schema = builder.schema().clone();
+    let find = |name: &str| schema.fields().iter().position(|f| f.name() == name);
+    let columns = || {
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = find(&opts.text_field).ok_or_else(|| {
+        (
+            Some(opts.text_field.clone()),
+            RecordErrorKind::MissingField,
+            format!(
+                "no column '{}' in the Parquet schema (columns: {}); whole file skipped (see --text-field)",
+                opts.text_field,
+                columns()
+            ),
+        )
+    })?;
+    let text_type = schema.field(text).data_type();
+    if !is_string(text_type) {
+        return Err((
+            Some(opts.text_field.clone()),
+            RecordErrorKind::WrongType,
+            format!(
+                "column '{}' has type {text_type}, expected a string; whole file skipped",
+                opts.text_field
+            ),
+        ));
+    }
+    let mut wanted = vec![text];
+    if let Some(i) = find(&opts.id_field) {
+        wanted.push(i);
+    }
+    if let Some(i) = find("metadata") {
+        wanted.push(i);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| (None, RecordErrorKind::Io, format!("cannot read: {e}")))
+}
+
+fn str_at(a: &dyn Array, i: usize) -> Option<&str> {
+    if a.is_null(i) {
+        return None;
+    }
+    if let Some(s) = a.as_string_opt::<i32>() {
+        Some(s.value(i))
+    } else if let Some(s) = a.as_string_opt::<i64>() {
+        Some(s.value(i))
+    } else {
+        a.as_string_view_opt().map(|s| s.value(i))
+    }
+}
+
+fn id_at(a: &dyn Array, i: usize) -> Option<String> {
+    if a.is_null(i) {
+        return None;
+    }
+    if let Some(s) = str_at(a, i) {
+        return Some(s.to_string());
+    }
+    macro_rules! int {
+        ($($t:ty),*) => {$(
+            if let Some(p) = a.as_primitive_opt::<$t>() {
+                return Some(p.value(i).to_string());
+            }
+        )*};
+    }
+    int!(Int64Type, Int32Type, Int16Type, UInt64Type, UInt32Type, UInt16Type);
+    None
+}
+
+impl ParquetDocuments {
+    fn error(
+        &self,
+        line: u64,
+        field: Option<String>,
+        kind: RecordErrorKind,
+        message: String,
+    ) -> RecordError {
+        RecordError {
+            source: self.source.clone(),
+            line,
+            field,
+            kind,
+            message,
+        }
+    }
+
+    fn load(&mut self, batch: RecordBatch) -> Columns {
+        let col = |name: &str| batch.column_by_name(name).cloned();
+        Columns {
+            rows: batch.num_rows(),
+            text: col(&self.opts.text_field).expect("projected"),
+            id: col(&self.opts.id_field),
+            metadata: if self.opts.id_field == "metadata" || self.opts.text_field == "metadata" {
+                None
+            } else {
+                col("metadata")
+            },
+        }
+    }
+}
+
+impl Iterator for ParquetDocuments {
+    type Item = Result<Document, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending.take() {
+            return Some(Err(e));
+        }
+        loop {
+            if let Some(b) = &self.batch {
+                if self.pos < b.rows {
+                    let i = self.pos;
+                    self.pos += 1;
+                    let line = self.row_base + i as u64 + 1;
+                    let text = match str_at(b.text.as_ref(), i) {
+                        None => {
+                            return Some(Err(self.error(
+                                line,
+                                Some(self.opts.text_field.clone()),
+                                RecordErrorKind::MissingField,
+                                "null text".into(),
+                            )))
+                        }
+                        Some(t) if t.trim().is_empty() => {
+                            return Some(Err(self.error(
+                                line,
+                                Some(self.opts.text_field.clone()),
+                                RecordErrorKind::EmptyText,
+                                "empty or whitespace-only text".into(),
+                            )))
+                        }
+                        Some(t) => t.to_string(),
+                    };
+                    let id =
+                        b.id.as_ref()
+                            .and_then(|a| id_at(a.as_ref(), i))
+                            .unwrap_or_else(|| format!("{}:{line}", self.id_prefix));
+                    let metadata = b.metadata.as_ref().and_then(|a| {
+                        str_at(a.as_ref(), i).map(|s| {
+                            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.into()))
+                        })
+                    });
+                    return Some(Ok(Document {
+                        id,
+                        text,
+                        source: self.source.clone(),
+                        line,
+                        metadata,
+                    }));
+                }
+                self.row_base += b.rows as u64;
+                self.batch = None;
+                self.pos = 0;
+            }
+            let reader = self.reader.as_mut()?;
+            match reader.next() {
+                None => {
+                    self.reader = None;
+                    return None;
+                }
+                Some(Ok(batch)) => self.batch = Some(self.load(batch)),
+                Some(Err(e)) => {
+                    self.reader = None;
+                    return Some(Err(self.error(
+                        self.row_base + 1,
+                        None,
+                        RecordErrorKind::Io,
+                        format!("Parquet read failed, rest of the file skipped: {e}"),
+                    )));
+                }
+            }
+        }
+    }
+}
