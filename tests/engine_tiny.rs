@@ -224,7 +224,10 @@ fn flash_attention_agrees_with_exact_attention() {
 #[test]
 fn a_precision_series_is_written_once_and_loads() {
     let dir = scratch().join("series");
-    let types: Vec<String> = ["f32", "q8_0", "q4_0"].iter().map(|s| s.to_string()).collect();
+    let types: Vec<String> = ["f32", "q8_0", "q4_0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let written =
         hesnr::engine::model_store::write_precision_series(&default_tiny(), &dir, &types).unwrap();
     assert_eq!(written.len(), 3);
@@ -243,14 +246,26 @@ fn a_precision_series_is_written_once_and_loads() {
         assert!(score_tokens(&mut b, &t, 256, 128, 10).is_ok());
     }
     // A second run keeps what is there.
-    let before = std::fs::metadata(&written[1].1).unwrap().modified().unwrap();
+    let before = std::fs::metadata(&written[1].1)
+        .unwrap()
+        .modified()
+        .unwrap();
     hesnr::engine::model_store::write_precision_series(&default_tiny(), &dir, &types).unwrap();
-    assert_eq!(std::fs::metadata(&written[1].1).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&written[1].1)
+            .unwrap()
+            .modified()
+            .unwrap(),
+        before
+    );
     let err = hesnr::engine::model_store::write_precision_series(
         &default_tiny(),
         &dir,
         &["q9_9".to_string()],
     )
     .unwrap_err();
-    assert!(err.to_string().contains("unknown weight type 'q9_9'"), "{err}");
+    assert!(
+        err.to_string().contains("unknown weight type 'q9_9'"),
+        "{err}"
+    );
 }

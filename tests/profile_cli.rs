@@ -350,18 +350,10 @@ fn sharded_runs_merge_to_the_same_file() {
     ok(&hesnr(&["merge", s(&one)], &[]));
     for i in 0..3 {
         let shard = format!("{i}/3");
+        let m = model();
         let mut args = vec!["profile"];
         args.extend(inputs.iter().map(|p| s(p)));
-        args.extend([
-            "--out",
-            s(&three),
-            "-m",
-            &model(),
-            "-t",
-            "2",
-            "--part-size",
-            "3",
-        ]);
+        args.extend(["--out", s(&three), "-m", &m, "-t", "2", "--part-size", "3"]);
         if i == 1 {
             // The Slurm array variables pick the shard when --shard is absent.
             let err = ok(&hesnr(

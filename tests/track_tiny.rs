@@ -120,7 +120,9 @@ fn adding_a_checkpoint_scores_only_that_one() {
     assert_eq!(b["checkpoints"].as_array().unwrap().len(), 3);
     // Correlations of every tracked metric with the downstream score, n = 3: inconclusive.
     let corr = b["correlations"].as_array().unwrap();
-    assert!(corr.iter().any(|c| c["metric"] == "he_snr" && c["downstream"] == "swe"));
+    assert!(corr
+        .iter()
+        .any(|c| c["metric"] == "he_snr" && c["downstream"] == "swe"));
     assert!(corr.iter().all(|c| c["report"]["conclusive"] == false));
     assert_eq!(b["sweep"][0]["points"].as_array().unwrap().len(), 25);
     for f in ["report.html", "report.json", "checkpoints.csv"] {
@@ -139,7 +141,13 @@ fn a_killed_run_resumes_to_the_same_table() {
     let cache = dir.join("cache-b");
     let out = dir.join("rb");
     let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .args(["track", m.to_str().unwrap(), "-T", set.to_str().unwrap(), "--cache"])
+        .args([
+            "track",
+            m.to_str().unwrap(),
+            "-T",
+            set.to_str().unwrap(),
+            "--cache",
+        ])
         .arg(&cache)
         .arg("--out")
         .arg(&out)
@@ -161,13 +169,19 @@ fn a_killed_run_resumes_to_the_same_table() {
     };
     let started = Instant::now();
     while entries(&cache) < 1 {
-        assert!(started.elapsed() < Duration::from_secs(120), "no cache entry appeared");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no cache entry appeared"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let cached_before = entries(&cache);
-    assert!(cached_before < 3, "the run finished before it could be killed");
+    assert!(
+        cached_before < 3,
+        "the run finished before it could be killed"
+    );
     assert!(!out.join("report.json").exists());
 
     let (resumed, log) = track(&m, &set, &cache, &out);

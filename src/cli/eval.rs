@@ -204,7 +204,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         }
         if explaining {
             progress.finish_and_clear();
-            write_explanation(&args, &backend, &traj, &evaluated, presets[0])?;
+            // The paper's preset when it was computed, else the first one asked for.
+            let shown = presets
+                .iter()
+                .copied()
+                .find(|&p| p == Preset::Full)
+                .unwrap_or(presets[0]);
+            write_explanation(&args, &backend, &traj, &evaluated, shown)?;
             explained = true;
             break;
         }
@@ -272,7 +278,11 @@ fn write_explanation(
     preset: Preset,
 ) -> Result<()> {
     let tokens = explain::explain_tokens(evaluated, preset, backend);
-    let result = &evaluated.presets[0];
+    let result = evaluated
+        .presets
+        .iter()
+        .find(|r| r.preset == preset)
+        .expect("the explained preset was evaluated");
     let s = result.acc.summary();
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
     let lines = vec![

@@ -12,9 +12,7 @@ use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::TrajectoryFormat;
 use hesnr::data::{InputFormat, ReaderOptions};
 use hesnr::engine::{model_store, Backend};
-use hesnr::pipeline::track::{
-    self, CheckpointEvent, EvalSet, TrackOptions,
-};
+use hesnr::pipeline::track::{self, CheckpointEvent, EvalSet, TrackOptions};
 use hesnr::pipeline::track_types::TrackReport;
 use hesnr::report;
 
@@ -153,7 +151,11 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
 fn print_report(r: &TrackReport) {
     let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
     let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "{} on {} (k = {}, eps = {:.4})", r.title, r.eval_set, r.k, r.eps);
+    let _ = writeln!(
+        e,
+        "{} on {} (k = {}, eps = {:.4})",
+        r.title, r.eval_set, r.k, r.eps
+    );
     let _ = writeln!(
         e,
         "{:<16} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7}",
@@ -171,11 +173,15 @@ fn print_report(r: &TrackReport) {
             f(s.he_ppl),
             f(s.ppl),
             f(s.top1_acc),
-            s.decision_share.map_or("-".into(), |x| format!("{:.2}", x * 100.0)),
+            s.decision_share
+                .map_or("-".into(), |x| format!("{:.2}", x * 100.0)),
         );
     }
-    let downstream: std::collections::BTreeSet<&str> =
-        r.correlations.iter().map(|c| c.downstream.as_str()).collect();
+    let downstream: std::collections::BTreeSet<&str> = r
+        .correlations
+        .iter()
+        .map(|c| c.downstream.as_str())
+        .collect();
     for d in downstream {
         let _ = writeln!(e, "correlation with {d} (Pearson / Spearman / Kendall):");
         for c in r.correlations.iter().filter(|c| c.downstream == d) {
@@ -188,12 +194,22 @@ fn print_report(r: &TrackReport) {
                 f(rep.spearman.value),
                 f(rep.kendall.value),
                 rep.n,
-                if rep.conclusive { "" } else { "  (inconclusive)" }
+                if rep.conclusive {
+                    ""
+                } else {
+                    "  (inconclusive)"
+                }
             );
         }
     }
     for t in &r.tax {
-        let _ = writeln!(e, "Long-Context Tax? {} -> {}: {}", t.from, t.to, t.findings.join("; "));
+        let _ = writeln!(
+            e,
+            "Long-Context Tax? {} -> {}: {}",
+            t.from,
+            t.to,
+            t.findings.join("; ")
+        );
     }
     for n in &r.notes {
         let _ = writeln!(e, "note: {n}");
@@ -210,7 +226,11 @@ pub struct SeriesArgs {
     out: PathBuf,
     /// Weight types, best first. The default model ships as Q4_1, so its own type is left out:
     /// re-quantizing to Q4_1 gives back exactly the shipped weights, as good as F32
-    #[arg(long, value_delimiter = ',', default_value = "f32,f16,q8_0,q5_1,q5_0,q4_0")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "f32,f16,q8_0,q5_1,q5_0,q4_0"
+    )]
     types: Vec<String>,
 }
 

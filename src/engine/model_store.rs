@@ -292,10 +292,16 @@ pub fn write_precision_series(
     let mut wanted = Vec::new();
     for t in types {
         let t = t.trim().to_ascii_lowercase();
-        let known = SERIES_TYPES.iter().find(|(name, _, _)| *name == t).ok_or_else(|| {
-            let names: Vec<&str> = SERIES_TYPES.iter().map(|t| t.0).collect();
-            EngineError::Config(format!("unknown weight type '{t}' (one of {})", names.join(", ")))
-        })?;
+        let known = SERIES_TYPES
+            .iter()
+            .find(|(name, _, _)| *name == t)
+            .ok_or_else(|| {
+                let names: Vec<&str> = SERIES_TYPES.iter().map(|t| t.0).collect();
+                EngineError::Config(format!(
+                    "unknown weight type '{t}' (one of {})",
+                    names.join(", ")
+                ))
+            })?;
         wanted.push(*known);
     }
     let header = crate::gguf::read_gguf(src)?;

@@ -292,7 +292,9 @@ fn check_spec(s: &TinyLlamaSpec) -> Result<(), String> {
             s.n_head, s.n_head_kv
         ));
     }
-    if s.weight_type == TinyWeightType::Q8_0 && (!s.n_embd.is_multiple_of(32) || !s.n_ff.is_multiple_of(32)) {
+    if s.weight_type == TinyWeightType::Q8_0
+        && (!s.n_embd.is_multiple_of(32) || !s.n_ff.is_multiple_of(32))
+    {
         return Err(format!(
             "Q8_0 weights need n_embd ({}) and n_ff ({}) to be multiples of 32",
             s.n_embd, s.n_ff

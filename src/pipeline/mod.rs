@@ -4,5 +4,5 @@ pub mod eval;
 pub mod profile;
 pub mod score;
 pub mod select;
-pub mod track_types;
 pub mod track;
+pub mod track_types;

@@ -51,6 +51,8 @@ use sha2::{Digest, Sha256};
 
 use crate::data::AtomicFile;
 
+/// A profile row joined to its document: (id, scores in config order).
+type JoinedRow = (String, Vec<Option<f64>>);
 /// Columns of a profile that are keys, not scores.
 const KEY_COLUMNS: [&str; 4] = ["id", "source", "line", "index"];
 /// Default shard size of the output, in documents.
@@ -945,7 +947,7 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
             .collect();
         // Join table: (local file, line) -> (id, values).
         let mut names: Vec<(String, bool)> = Vec::new();
-        let mut joined: HashMap<(usize, u64), (String, Vec<Option<f64>>)> = HashMap::new();
+        let mut joined: HashMap<(usize, u64), JoinedRow> = HashMap::new();
         for p in &profile_files[si] {
             let pf = load(p)?;
             if names.is_empty() {

@@ -173,10 +173,15 @@ fn parse_csv(text: &str) -> Result<Vec<Checkpoint>, String> {
         let record = record.map_err(|e| format!("line {line}: {e}"))?;
         let field = |c: Option<usize>| c.and_then(|c| record.get(c)).filter(|v| !v.is_empty());
         let number = |c: usize, v: &str| {
-            v.parse::<f64>()
-                .map_err(|_| format!("line {line}: column '{}': '{v}' is not a number", &headers[c]))
+            v.parse::<f64>().map_err(|_| {
+                format!(
+                    "line {line}: column '{}': '{v}' is not a number",
+                    &headers[c]
+                )
+            })
         };
-        let model = field(Some(model_col)).ok_or(format!("line {line}: column 'model' is empty"))?;
+        let model =
+            field(Some(model_col)).ok_or(format!("line {line}: column 'model' is empty"))?;
         let mut downstream = BTreeMap::new();
         for (c, h) in headers.iter().enumerate() {
             if [Some(model_col), name_col, step_col, stage_col].contains(&Some(c)) {
@@ -227,10 +232,18 @@ impl EvalSet {
 
     /// A one-line description for reports.
     pub fn describe(&self) -> String {
-        let inputs: Vec<String> = self.inputs().iter().map(|p| p.display().to_string()).collect();
+        let inputs: Vec<String> = self
+            .inputs()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         match self {
             EvalSet::Trajectories { preset, .. } => {
-                format!("trajectories {} (preset {})", inputs.join(", "), preset.name())
+                format!(
+                    "trajectories {} (preset {})",
+                    inputs.join(", "),
+                    preset.name()
+                )
             }
             EvalSet::Documents { .. } => format!("documents {}", inputs.join(", ")),
         }
@@ -277,13 +290,16 @@ impl EvalSet {
                 // A template file's content matters, not its name.
                 let template = match chat_template.as_str() {
                     t @ ("model" | "chatml") => t.to_string(),
-                    path => model_store::sha256_file(Path::new(path)).unwrap_or_else(|_| path.to_string()),
+                    path => model_store::sha256_file(Path::new(path))
+                        .unwrap_or_else(|_| path.to_string()),
                 };
                 serde_json::json!({"kind": "trajectories", "content": content, "format": format!("{format:?}"),
                     "preset": preset.name(), "template": template, "token_rule": token_rule})
             }
-            EvalSet::Documents { reader, .. } => serde_json::json!({"kind": "documents", "content": content,
-                "text_field": reader.text_field, "id_field": reader.id_field, "format": format!("{:?}", reader.format)}),
+            EvalSet::Documents { reader, .. } => {
+                serde_json::json!({"kind": "documents", "content": content,
+                "text_field": reader.text_field, "id_field": reader.id_field, "format": format!("{:?}", reader.format)})
+            }
         })
     }
 }
@@ -378,7 +394,10 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn cache_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{key}.json")), dir.join(format!("{key}.pos")))
+    (
+        dir.join(format!("{key}.json")),
+        dir.join(format!("{key}.pos")),
+    )
 }
 
 fn load_cached(dir: &Path, key: &str) -> Result<Option<Scored>, TrackError> {
@@ -390,18 +409,23 @@ fn load_cached(dir: &Path, key: &str) -> Result<Option<Scored>, TrackError> {
         path: meta_path.display().to_string(),
         message,
     };
-    let meta: CacheMeta = serde_json::from_slice(
-        &std::fs::read(&meta_path).map_err(|e| err(e.to_string()))?,
-    )
-    .map_err(|e| err(format!("unreadable ({e}); delete it to re-score")))?;
-    let bytes = std::fs::read(&pos_path).map_err(|e| err(format!("{}: {e}", pos_path.display())))?;
+    let meta: CacheMeta =
+        serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| err(e.to_string()))?)
+            .map_err(|e| err(format!("unreadable ({e}); delete it to re-score")))?;
+    let bytes =
+        std::fs::read(&pos_path).map_err(|e| err(format!("{}: {e}", pos_path.display())))?;
     if hex(&Sha256::digest(&bytes)) != meta.positions_sha256 {
-        tracing::warn!("cache entry {} is damaged; scoring again", pos_path.display());
+        tracing::warn!(
+            "cache entry {} is damaged; scoring again",
+            pos_path.display()
+        );
         return Ok(None);
     }
     let total: u64 = meta.units.iter().map(|u| u.1).sum();
     if bytes.len() as u64 != total * RECORD as u64 {
-        return Err(err("position file length does not match; delete it to re-score".into()));
+        return Err(err(
+            "position file length does not match; delete it to re-score".into(),
+        ));
     }
     let mut units = Vec::with_capacity(meta.units.len());
     let mut at = 0usize;
@@ -513,7 +537,9 @@ fn score_checkpoint(
                             .collect();
                         units.push((traj.id.clone(), positions));
                     }
-                    Err(e) => skipped.push(format!("{}: trajectory '{}': {e}", traj.source, traj.id)),
+                    Err(e) => {
+                        skipped.push(format!("{}: trajectory '{}': {e}", traj.source, traj.id))
+                    }
                 }
             }
         }
@@ -547,7 +573,10 @@ fn score_checkpoint(
             message: format!(
                 "nothing in the evaluation set could be scored ({} skipped{})",
                 skipped.len(),
-                skipped.first().map(|e| format!("; first: {e}")).unwrap_or_default()
+                skipped
+                    .first()
+                    .map(|e| format!("; first: {e}"))
+                    .unwrap_or_default()
             ),
         });
     }
@@ -606,6 +635,9 @@ pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
     }
 }
 
+/// Loads a checkpoint's model for scoring (the CLI decides how).
+pub type ModelLoader<'a> = dyn FnMut(&Path) -> Result<Box<dyn Backend>, EngineError> + 'a;
+
 /// What happened to each checkpoint, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointEvent {
@@ -621,7 +653,7 @@ pub fn run_track(
     manifest: &Manifest,
     set: &EvalSet,
     opts: &TrackOptions,
-    load: &mut dyn FnMut(&Path) -> Result<Box<dyn Backend>, EngineError>,
+    load: &mut ModelLoader,
     log: &mut dyn FnMut(&Checkpoint, CheckpointEvent, &str),
 ) -> Result<TrackReport, TrackError> {
     let fingerprint = serde_json::json!({
@@ -666,7 +698,10 @@ pub fn run_track(
                         model: c.model.display().to_string(),
                         model_sha256: model_sha,
                         fingerprint: fingerprint.clone(),
-                        units: units.iter().map(|(id, p)| (id.clone(), p.len() as u64)).collect(),
+                        units: units
+                            .iter()
+                            .map(|(id, p)| (id.clone(), p.len() as u64))
+                            .collect(),
                         skipped,
                         context_tokens,
                         positions_sha256: String::new(),
@@ -923,7 +958,11 @@ mod tests {
         )
         .unwrap();
         let csv_path = dir.path().join("m.csv");
-        std::fs::write(&csv_path, "model,step,stage,name,swe\na.gguf,100,32k,,0.1\n/abs/b.gguf,,,final,\n").unwrap();
+        std::fs::write(
+            &csv_path,
+            "model,step,stage,name,swe\na.gguf,100,32k,,0.1\n/abs/b.gguf,,,final,\n",
+        )
+        .unwrap();
         let t = read_manifest(&toml_path).unwrap();
         let c = read_manifest(&csv_path).unwrap();
         assert_eq!(t.title.as_deref(), Some("run"));
@@ -941,14 +980,30 @@ mod tests {
         let p = dir.path().join("m.csv");
         std::fs::write(&p, "model,swe\na.gguf,abc\n").unwrap();
         let e = read_manifest(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2: column 'swe': 'abc' is not a number"), "{e}");
+        assert!(
+            e.contains("line 2: column 'swe': 'abc' is not a number"),
+            "{e}"
+        );
         std::fs::write(&p, "step\n1\n").unwrap();
-        assert!(read_manifest(&p).unwrap_err().to_string().contains("no `model` column"));
+        assert!(read_manifest(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("no `model` column"));
         let p = dir.path().join("m.toml");
-        std::fs::write(&p, "[[checkpoint]]\nmodel = \"a\"\nstep = 1\n[[checkpoint]]\nmodel = \"b\"\nstep = 1\n").unwrap();
-        assert!(read_manifest(&p).unwrap_err().to_string().contains("two checkpoints are named 'step 1'"));
+        std::fs::write(
+            &p,
+            "[[checkpoint]]\nmodel = \"a\"\nstep = 1\n[[checkpoint]]\nmodel = \"b\"\nstep = 1\n",
+        )
+        .unwrap();
+        assert!(read_manifest(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("two checkpoints are named 'step 1'"));
         std::fs::write(&p, "[[checkpoint]]\nmodel = \"a\"\nsteps = 1\n").unwrap();
-        assert!(read_manifest(&p).unwrap_err().to_string().contains("unknown field"));
+        assert!(read_manifest(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field"));
     }
 
     fn checkpoint(name: &str, stage: &str, he_snr: f64, ppl: f64, share: f64) -> CheckpointResult {
@@ -983,8 +1038,15 @@ mod tests {
         let flags = long_context_tax(&cps);
         assert_eq!(flags.len(), 1);
         let f = &flags[0];
-        assert_eq!((f.from.as_str(), f.to.as_str(), f.stage_change), ("b", "c", true));
-        assert!(f.findings[0].starts_with("PPL 3.9000 -> 4.3000 (+10.3%)"), "{:?}", f.findings);
+        assert_eq!(
+            (f.from.as_str(), f.to.as_str(), f.stage_change),
+            ("b", "c", true)
+        );
+        assert!(
+            f.findings[0].starts_with("PPL 3.9000 -> 4.3000 (+10.3%)"),
+            "{:?}",
+            f.findings
+        );
         assert!(f.findings.iter().any(|x| x.contains("|H| share jumps")));
         assert!(f.findings.iter().any(|x| x.contains("32k -> 128k")));
     }
@@ -992,13 +1054,23 @@ mod tests {
     #[test]
     fn pooled_metrics_follow_eps() {
         let units = vec![vec![pos(0.5, 0.9), pos(1.3, 0.4), pos(1.5, 0.3)]];
-        let at = |eps: f64| pool(&units, MetricConfig { eps, ..MetricConfig::default() });
+        let at = |eps: f64| {
+            pool(
+                &units,
+                MetricConfig {
+                    eps,
+                    ..MetricConfig::default()
+                },
+            )
+        };
         assert_eq!(at(1.2425).decision, 2);
         assert_eq!(at(1.4).decision, 1);
         let snr = at(1.4).summary().he_snr.unwrap();
         assert!((snr - 0.3 / 1.5).abs() < 1e-12);
         let g = sweep_grid();
         assert_eq!(g.len(), SWEEP_POINTS);
-        assert!((g[0] - 2f64.ln()).abs() < 1e-15 && (g[SWEEP_POINTS - 1] - 5f64.ln()).abs() < 1e-12);
+        assert!(
+            (g[0] - 2f64.ln()).abs() < 1e-15 && (g[SWEEP_POINTS - 1] - 5f64.ln()).abs() < 1e-12
+        );
     }
 }
