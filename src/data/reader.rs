@@ -792,7 +792,7 @@ mod tests {
             vec![
                 format!("{f}:2: invalid JSON: EOF while parsing a value at column 20"),
                 format!("{f}:3: invalid UTF-8 at byte 24"),
-                format!("{f}:4: field 'text': missing (the record has: content, id)"),
+                format!("{f}:4: field 'text': missing (the record has: id, content)"),
                 format!("{f}:5: field 'text': expected a string, found number"),
             ]
         );
