@@ -182,13 +182,7 @@ pub fn read_documents(
             });
             continue;
         }
-        let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => DataError::NotFound { path: p.clone() },
-            _ => DataError::Io {
-                path: p.clone(),
-                source: e,
-            },
-        })?;
+        let meta = input_metadata(p)?;
         if meta.is_dir() {
             let mut files = Vec::new();
             collect_dir(p, &mut HashSet::new(), &mut files)?;
@@ -213,6 +207,19 @@ fn forced_layout(format: InputFormat) -> Option<Layout> {
         InputFormat::Jsonl => Some(Layout::Jsonl),
         InputFormat::Text => Some(Layout::Text),
     }
+}
+
+/// What an input path is; a missing one is [`DataError::NotFound`], so a typo fails at once.
+pub(crate) fn input_metadata(p: &Path) -> Result<std::fs::Metadata, DataError> {
+    std::fs::metadata(p).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => DataError::NotFound {
+            path: p.to_path_buf(),
+        },
+        _ => DataError::Io {
+            path: p.to_path_buf(),
+            source: e,
+        },
+    })
 }
 
 /// Appends the files under `dir` (depth first, sorted by name, hidden entries skipped).

@@ -27,7 +27,7 @@ use super::action::{
     wrap,
 };
 use super::{Message, Role, Segment, SegmentKind, Trajectory};
-use crate::data::reader::collect_dir;
+use crate::data::reader::{collect_dir, input_metadata};
 use crate::data::{DataError, RecordError, RecordErrorKind};
 
 const STDIN: &str = "<stdin>";
@@ -74,13 +74,7 @@ pub fn read_trajectories(
             });
             continue;
         }
-        let meta = std::fs::metadata(p).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => DataError::NotFound { path: p.clone() },
-            _ => DataError::Io {
-                path: p.clone(),
-                source: e,
-            },
-        })?;
+        let meta = input_metadata(p)?;
         if meta.is_dir() {
             let mut files = Vec::new();
             collect_dir(p, &mut HashSet::new(), &mut files)?;
