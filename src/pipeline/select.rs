@@ -508,7 +508,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn sha256_file(path: &Path) -> Result<(String, u64)> {
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
     let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -598,7 +598,7 @@ fn normalise_path(s: &str) -> String {
 }
 
 /// A dotted field lookup (`metadata.content`); a key containing the dots wins.
-fn get_field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn get_field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
     if let Some(x) = v.get(path) {
         return Some(x);
     }
@@ -627,7 +627,7 @@ fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
 
 /// Calls `each(line, record)` for every non-blank line; records that are not JSON objects
 /// come as `Err(message)`.
-fn for_each_record(
+pub(crate) fn for_each_record(
     path: &Path,
     mut each: impl FnMut(u64, std::result::Result<Map<String, Value>, String>) -> Result<()>,
 ) -> Result<()> {
@@ -812,17 +812,17 @@ fn match_source(row_source: &str, files: &[(PathBuf, String)]) -> Option<usize> 
 // Selection
 
 /// One input document.
-struct Doc {
-    source: usize,
+pub(crate) struct Doc {
+    pub(crate) source: usize,
     /// Index into the global file list.
-    file: usize,
-    line: u64,
-    id: String,
-    occ: u32,
-    tokens: u64,
+    pub(crate) file: usize,
+    pub(crate) line: u64,
+    pub(crate) id: String,
+    pub(crate) occ: u32,
+    pub(crate) tokens: u64,
     /// Scores (aligned with the source's score names) when profiled.
-    values: Option<Vec<Option<f64>>>,
-    weight: f64,
+    pub(crate) values: Option<Vec<Option<f64>>>,
+    pub(crate) weight: f64,
 }
 
 #[derive(Default, Serialize, Clone, Copy)]
@@ -845,13 +845,13 @@ impl Count {
 }
 
 #[derive(Serialize)]
-struct FilterReport {
+pub(crate) struct FilterReport {
     filter: String,
     dropped: Count,
 }
 
 #[derive(Serialize)]
-struct SourceReport {
+pub(crate) struct SourceReport {
     name: String,
     general: bool,
     tokens_from: &'static str,
@@ -882,17 +882,30 @@ pub struct SelectOutcome {
     pub manifest: Value,
 }
 
-/// Runs a selection from a config file.
-pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutcome> {
-    let label = config_path.display().to_string();
-    let text =
-        std::fs::read_to_string(config_path).with_context(|| format!("reading config {label}"))?;
-    let cfg = parse_config(&text, &label)?;
-    if opts.shard_size == 0 {
-        bail!("--shard-size must be > 0");
-    }
-    let config_sha = hex(&Sha256::digest(text.as_bytes()));
+/// What a selection decides, before anything is written: every document read, its scores,
+/// which filter dropped it, the kept ones with their weights, and the sampled ones.
+pub(crate) struct Plan {
+    /// (source index, path, path as configured) of every document file, in config order.
+    pub files: Vec<(usize, PathBuf, String)>,
+    /// The profile files of each source.
+    pub profile_files: Vec<Vec<PathBuf>>,
+    /// The documents kept by the filters (candidates for sampling).
+    pub docs: Vec<Doc>,
+    /// The documents a filter dropped: (filter index within the source, document).
+    pub dropped: Vec<(usize, Doc)>,
+    pub reports: Vec<SourceReport>,
+    /// Score names (and whether integer) of each source's profile, aligned with `Doc::values`.
+    pub score_names: Vec<Vec<(String, bool)>>,
+    /// Indices into `docs` of the sampled documents, by source.
+    pub selected: Vec<usize>,
+    pub total_target: f64,
+}
 
+/// Reads the documents and profiles of a config and decides the selection (filters, weights,
+/// targets, sampling) without writing anything. `label` names the config in errors.
+pub(crate) fn plan(cfg: &SelectConfig, label: &str, strict: bool) -> Result<Plan> {
+    let label = label.to_string();
+    let mut dropped: Vec<(usize, Doc)> = Vec::new();
     // Files of every source, checked before anything is read.
     let mut files: Vec<(usize, PathBuf, String)> = Vec::new();
     let mut profile_files: Vec<Vec<PathBuf>> = Vec::new();
@@ -1065,7 +1078,7 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
                 let rec = match rec {
                     Ok(r) => Value::Object(r),
                     Err(msg) => {
-                        if opts.strict {
+                        if strict {
                             bail!("{where_}: {msg}");
                         }
                         rep.bad_records += 1;
@@ -1075,7 +1088,7 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
                 let text_len = match get_field(&rec, &s.text_field) {
                     Some(Value::String(t)) => t.len(),
                     _ => {
-                        if opts.strict {
+                        if strict {
                             bail!("{where_}: field '{}' missing or not a string", s.text_field);
                         }
                         rep.bad_records += 1;
@@ -1103,7 +1116,7 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
                             (t, Some(vals))
                         }
                         None => {
-                            if opts.strict {
+                            if strict {
                                 bail!(
                                     "{where_}: document '{id}' has no profile row (source '{}')",
                                     s.name
@@ -1179,6 +1192,7 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
                     next.push(d);
                 } else {
                     rep.filters[j].dropped.add(d.tokens);
+                    dropped.push((j, d));
                 }
             }
             local = next;
@@ -1343,6 +1357,39 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
             );
         }
     }
+
+    Ok(Plan {
+        files,
+        profile_files,
+        docs,
+        dropped,
+        reports,
+        score_names,
+        selected,
+        total_target,
+    })
+}
+
+/// Runs a selection from a config file.
+pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutcome> {
+    let label = config_path.display().to_string();
+    let text =
+        std::fs::read_to_string(config_path).with_context(|| format!("reading config {label}"))?;
+    let cfg = parse_config(&text, &label)?;
+    if opts.shard_size == 0 {
+        bail!("--shard-size must be > 0");
+    }
+    let config_sha = hex(&Sha256::digest(text.as_bytes()));
+    let Plan {
+        files,
+        profile_files,
+        docs,
+        reports,
+        score_names,
+        selected,
+        total_target,
+        ..
+    } = plan(&cfg, &label, opts.strict)?;
 
     // Output order.
     let mut order: Vec<(u64, usize)> = selected
