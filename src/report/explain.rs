@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use crate::data::trajectory::mask::Preset;
 use crate::data::trajectory::SegmentKind;
 use crate::engine::Backend;
-use crate::metrics::PositionMetrics;
+use crate::metrics::{PositionMetrics, PositionStats};
 use crate::pipeline::eval::EvaluatedTrajectory;
+use crate::pipeline::score::ScoredDocument;
 
 /// What one token is in the explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +29,8 @@ pub enum TokenClass {
 }
 
 impl TokenClass {
-    fn css(self) -> &'static str {
+    /// The CSS class of the token in the HTML views.
+    pub fn css(self) -> &'static str {
         match self {
             TokenClass::Template => "tpl",
             TokenClass::Context(SegmentKind::Prompt) => "prompt",
@@ -98,31 +100,74 @@ pub fn explain_tokens(
                     Some(kd) => TokenClass::Context(kd),
                 }
             };
-            let detail = stats.zip(metrics).map(|(s, m)| {
-                let top: Vec<String> = s
-                    .top
-                    .iter()
-                    .take(5)
-                    .map(|t| {
-                        format!(
-                            "{:?} {:.3}",
-                            backend.token_text(t.id),
-                            (t.logit as f64 - s.lse).exp()
-                        )
-                    })
-                    .collect();
-                format!(
-                    "H{k}={:.3} p={:.3} rank={} | {}",
-                    m.h_k,
-                    m.p_true,
-                    s.true_rank,
-                    top.join(", ")
-                )
-            });
+            let detail = stats.zip(metrics).map(|(s, m)| detail(s, &m, k, backend));
             ExplainedToken {
                 text,
                 class,
                 detail,
+            }
+        })
+        .collect()
+}
+
+/// The hover text of a prediction target: H_k, p(true), rank and the top 5 candidates.
+fn detail(s: &PositionStats, m: &PositionMetrics, k: usize, backend: &dyn Backend) -> String {
+    let top: Vec<String> = s
+        .top
+        .iter()
+        .take(5)
+        .map(|t| {
+            format!(
+                "{:?} {:.3}",
+                backend.token_text(t.id),
+                (t.logit as f64 - s.lse).exp()
+            )
+        })
+        .collect();
+    format!(
+        "H{k}={:.3} p={:.3} rank={} | {}",
+        m.h_k,
+        m.p_true,
+        s.true_rank,
+        top.join(", ")
+    )
+}
+
+/// Classifies every token of a document scored whole (`hesnr score`, `hesnr profile`): every
+/// prediction target is scored, and a decision token when it is in H; the first token (BOS, or
+/// the first token of the text) has nothing to be predicted from and shows as template.
+pub fn explain_document(
+    text: &str,
+    doc: &ScoredDocument,
+    backend: &dyn Backend,
+) -> Vec<ExplainedToken> {
+    let bytes = text.as_bytes();
+    let k = doc.acc.config.k;
+    let first = doc.tokens.first_target();
+    doc.tokens
+        .offsets
+        .iter()
+        .enumerate()
+        .map(|(pos, r)| {
+            let end = r.end.min(bytes.len());
+            let start = r.start.min(end);
+            let text = String::from_utf8_lossy(&bytes[start..end]).into_owned();
+            let Some(s) = pos.checked_sub(first).and_then(|i| doc.positions.get(i)) else {
+                return ExplainedToken {
+                    text,
+                    class: TokenClass::Template,
+                    detail: None,
+                };
+            };
+            let m = PositionMetrics::from_stats(s, k);
+            ExplainedToken {
+                text,
+                class: if doc.acc.is_decision(&m) {
+                    TokenClass::Decision
+                } else {
+                    TokenClass::Scored
+                },
+                detail: Some(detail(s, &m, k, backend)),
             }
         })
         .collect()

@@ -168,7 +168,7 @@ fn trim_zeros(s: String) -> String {
     }
 }
 
-fn tick(v: f64) -> String {
+pub(crate) fn tick(v: f64) -> String {
     let a = v.abs();
     let s = if a >= 1e6 {
         format!("{}M", trim_zeros(sig4(v / 1e6)))
@@ -365,14 +365,14 @@ fn triplet_text(t: &[Option<f64>; 3], n: usize) -> String {
 // Plots
 // ------------------------------------------------------------------------------------------
 
-type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
-type DrawResult = Result<(), Box<dyn Error>>;
+pub(crate) type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+pub(crate) type DrawResult = Result<(), Box<dyn Error>>;
 
-const INK: RGBColor = RGBColor(31, 35, 40);
-const MUTED: RGBColor = RGBColor(87, 96, 106);
-const GRID: RGBColor = RGBColor(234, 238, 242);
-const GRID_BOLD: RGBColor = RGBColor(208, 215, 222);
-const ACCENT: RGBColor = RGBColor(9, 105, 218);
+pub(crate) const INK: RGBColor = RGBColor(31, 35, 40);
+pub(crate) const MUTED: RGBColor = RGBColor(87, 96, 106);
+pub(crate) const GRID: RGBColor = RGBColor(234, 238, 242);
+pub(crate) const GRID_BOLD: RGBColor = RGBColor(208, 215, 222);
+pub(crate) const ACCENT: RGBColor = RGBColor(9, 105, 218);
 const TAX: RGBColor = RGBColor(207, 34, 46);
 const STAGE: RGBColor = RGBColor(130, 80, 223);
 const PLATEAU: RGBColor = RGBColor(45, 164, 78);
@@ -407,7 +407,7 @@ fn series_color(i: usize, n: usize) -> RGBColor {
     }
 }
 
-fn font(size: u32, color: RGBColor) -> TextStyle<'static> {
+pub(crate) fn font(size: u32, color: RGBColor) -> TextStyle<'static> {
     ("sans-serif", size).into_font().color(&color)
 }
 
@@ -424,7 +424,11 @@ struct Plot {
 }
 
 /// An SVG drawn by `draw` on a white canvas; a plain SVG naming the error if drawing fails.
-fn render_svg(size: (u32, u32), title: &str, draw: impl FnOnce(&Area<'_>) -> DrawResult) -> String {
+pub(crate) fn render_svg(
+    size: (u32, u32),
+    title: &str,
+    draw: impl FnOnce(&Area<'_>) -> DrawResult,
+) -> String {
     let mut buf = String::new();
     let result: DrawResult = {
         let root = SVGBackend::with_string(&mut buf, size).into_drawing_area();
@@ -457,7 +461,7 @@ fn render_svg(size: (u32, u32), title: &str, draw: impl FnOnce(&Area<'_>) -> Dra
 }
 
 /// A message in the middle of an area that has nothing to plot.
-fn draw_message(area: &Area<'_>, caption: &str, msg: &str) -> DrawResult {
+pub(crate) fn draw_message(area: &Area<'_>, caption: &str, msg: &str) -> DrawResult {
     let (w, h) = area.dim_in_pixel();
     area.draw(&Text::new(
         caption.to_string(),
@@ -1140,7 +1144,7 @@ pub fn plots(report: &TrackReport) -> Vec<(String, String, String)> {
 // HTML
 // ------------------------------------------------------------------------------------------
 
-const CSS: &str = r#"<style>
+pub(crate) const CSS: &str = r#"<style>
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { margin: 0; background: #ffffff; color: #1f2328; font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", "DejaVu Sans", "Liberation Sans", sans-serif; }

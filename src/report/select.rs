@@ -1,0 +1,1586 @@
+//! `hesnr report-select`: what a selection did, for the person who has to trust it.
+//!
+//! The report is built from a `hesnr select` output folder: its `manifest.json` (config, input
+//! hashes, counts per source and per filter), the profile Parquet files the config names, and
+//! the selected shards. The selection is recomputed from the manifest's config (the same code
+//! as `hesnr select`, nothing written) so that every document is known as dropped by a filter,
+//! kept but not sampled, or selected; the recomputation is checked against the manifest's
+//! counts, the input hashes and the shards, and refused when they differ (the inputs changed).
+//!
+//! The [`SelectReport`] is pure data (also written as JSON): per source the counts kept and
+//! dropped (per filter), histograms of the chosen scores for all, kept and selected documents,
+//! and the top and bottom documents by one score, with their text and, when a model re-scored
+//! them, every token classed (decision tokens highlighted). [`render_html`] draws it as one
+//! self-contained page (inline CSS and SVG, no script, no network); everything from the data
+//! is escaped.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::data::AtomicFile;
+use crate::engine::Backend;
+use crate::pipeline::score::ScoredDocument;
+use crate::pipeline::select::{self, Plan};
+use crate::report::explain::{self, html_escape as esc};
+use crate::report::track::{
+    draw_message, font, render_svg, sig4, tick, Area, DrawResult, ACCENT, CSS, GRID, GRID_BOLD,
+    INK, MUTED,
+};
+
+/// Score by which documents are ranked when none is given.
+pub const DEFAULT_RANK_SCORE: &str = "decision_density";
+/// Histogram bins when none are given.
+pub const DEFAULT_BINS: usize = 20;
+/// Scores that always get a histogram when the profile has them.
+const DEFAULT_HIST_SCORES: [&str; 2] = ["decision_density", "he_snr"];
+/// At most this many tokens of a document are shown highlighted (the rest is summarised).
+pub const MAX_SHOWN_TOKENS: usize = 4000;
+/// At most this many characters of a document are shown as plain text.
+pub const MAX_SHOWN_CHARS: usize = 16000;
+
+/// What to put in the report.
+#[derive(Debug, Clone)]
+pub struct ReportOptions {
+    /// Documents shown at each end of the ranking, per source.
+    pub top: usize,
+    /// The score documents are ranked by.
+    pub rank_score: String,
+    /// Scores to draw histograms of; empty: decision_density, he_snr, the scores the source's
+    /// filters and weight use, and the rank score (those the profile has).
+    pub hist_scores: Vec<String>,
+    pub bins: usize,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            top: 5,
+            rank_score: DEFAULT_RANK_SCORE.to_string(),
+            hist_scores: Vec::new(),
+            bins: DEFAULT_BINS,
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The model
+// ------------------------------------------------------------------------------------------
+
+/// Documents and tokens, as the manifest counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Count {
+    pub documents: u64,
+    pub tokens: u64,
+}
+
+impl Count {
+    fn minus(self, o: Count) -> Count {
+        Count {
+            documents: self.documents.saturating_sub(o.documents),
+            tokens: self.tokens.saturating_sub(o.tokens),
+        }
+    }
+    fn plus(self, o: Count) -> Count {
+        Count {
+            documents: self.documents + o.documents,
+            tokens: self.tokens + o.tokens,
+        }
+    }
+}
+
+/// One filter of a source and what it dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterCount {
+    pub filter: String,
+    pub dropped: Count,
+}
+
+/// A source's counts, as in the manifest (`sources[i]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceCounts {
+    pub read: Count,
+    pub bad_records: u64,
+    pub no_profile: Count,
+    #[serde(default)]
+    pub profile_rows_without_document: u64,
+    pub filters: Vec<FilterCount>,
+    pub kept: Count,
+    pub target_tokens: f64,
+    pub selected: Count,
+    pub shortfall_tokens: f64,
+}
+
+/// What happened to a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DocStatus {
+    /// Passed the filters and was sampled into the output.
+    Selected,
+    /// Passed the filters but was not sampled (the source's token target was met).
+    Kept,
+    /// Dropped by the filter with this index (within the source).
+    Dropped(usize),
+}
+
+impl DocStatus {
+    fn kept(self) -> bool {
+        !matches!(self, DocStatus::Dropped(_))
+    }
+}
+
+/// One profiled document of a source, as the report builder takes it.
+#[derive(Debug, Clone)]
+pub struct DocInput {
+    pub id: String,
+    /// Occurrence of this id within the source (0 for the first), as `hesnr select` counts.
+    pub occ: u32,
+    /// Document file as the selection config names it.
+    pub file: String,
+    pub line: u64,
+    pub tokens: u64,
+    /// Scores aligned with [`SourceInput::score_names`].
+    pub values: Vec<Option<f64>>,
+    pub status: DocStatus,
+    /// Training weight, for kept documents of a weighted source.
+    pub weight: Option<f64>,
+}
+
+/// One source, as the report builder takes it.
+#[derive(Debug, Clone)]
+pub struct SourceInput {
+    pub name: String,
+    pub general: bool,
+    pub profiled: bool,
+    pub text_field: String,
+    pub id_field: String,
+    pub score_names: Vec<String>,
+    /// Scores the source's filters and weight use (their histograms are drawn by default).
+    pub config_scores: Vec<String>,
+    pub counts: SourceCounts,
+    pub docs: Vec<DocInput>,
+}
+
+/// Everything the report is built from (pure data; [`load`] reads it from a selection).
+#[derive(Debug, Clone)]
+pub struct ReportInput {
+    pub selection_dir: String,
+    pub config_path: String,
+    pub config_sha256: String,
+    pub seed: u64,
+    pub token_budget: Option<u64>,
+    pub general_ratio: Option<f64>,
+    pub selected: Count,
+    pub general_share: f64,
+    pub sources: Vec<SourceInput>,
+}
+
+/// Counts of one score's values in equal-width bins, for all, kept and selected documents.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Histogram {
+    pub score: String,
+    /// `bins + 1` edges; bin `i` is `[edges[i], edges[i+1])`, the last one closed.
+    pub edges: Vec<f64>,
+    pub all: Vec<u64>,
+    pub kept: Vec<u64>,
+    pub selected: Vec<u64>,
+    /// Documents without a value (null) in each group: all, kept, selected.
+    pub null: [u64; 3],
+}
+
+/// One token of a highlighted document: its text, its class (`decision`, `scored`, `tpl`) and
+/// the hover details (H_k, p, rank, top candidates).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShownToken {
+    pub text: String,
+    pub class: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// A document re-scored by a model, every token classed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Highlight {
+    /// The first [`MAX_SHOWN_TOKENS`] tokens.
+    pub tokens: Vec<ShownToken>,
+    pub total_tokens: usize,
+    pub scored_tokens: u64,
+    pub decision_tokens: u64,
+    pub he_snr: Option<f64>,
+}
+
+/// A document at one end of the ranking.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocView {
+    /// 1 for the highest (top) or lowest (bottom) score.
+    pub rank: usize,
+    pub id: String,
+    pub file: String,
+    pub line: u64,
+    pub tokens: u64,
+    pub score: Option<f64>,
+    /// The histogram scores and the profile's `decision_tokens`, when it has them.
+    pub scores: BTreeMap<String, Option<f64>>,
+    /// `selected`, `kept, not sampled`, or `dropped by filter N: ...`.
+    pub status: String,
+    pub selected: bool,
+    pub kept: bool,
+    pub weight: Option<f64>,
+    /// The document's text (filled by [`attach_texts`]).
+    pub text: Option<String>,
+    /// Tokens with their classes (filled by the caller when a model re-scored the document).
+    pub highlight: Option<Highlight>,
+}
+
+/// One source of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceView {
+    pub name: String,
+    pub general: bool,
+    pub profiled: bool,
+    pub text_field: String,
+    pub id_field: String,
+    pub counts: SourceCounts,
+    /// Read minus kept: documents and tokens the source lost (no profile row, filters).
+    pub dropped: Count,
+    /// Kept but not sampled (the source's token target was met before them).
+    pub not_sampled: Count,
+    pub histograms: Vec<Histogram>,
+    /// Whether the rank score exists in this source's profile.
+    pub ranked: bool,
+    pub top: Vec<DocView>,
+    pub bottom: Vec<DocView>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct SelectReport {
+    pub title: String,
+    pub hesnr_version: String,
+    pub selection_dir: String,
+    pub config_path: String,
+    pub config_sha256: String,
+    pub seed: u64,
+    pub token_budget: Option<u64>,
+    pub general_ratio: Option<f64>,
+    pub read: Count,
+    pub kept: Count,
+    pub selected: Count,
+    pub general_share: f64,
+    pub rank_score: String,
+    pub top_n: usize,
+    /// The model that re-scored the top and bottom documents, if any.
+    pub model: Option<String>,
+    pub notes: Vec<String>,
+    pub sources: Vec<SourceView>,
+}
+
+impl DocStatus {
+    fn describe(self, filters: &[FilterCount]) -> String {
+        match self {
+            DocStatus::Selected => "selected".to_string(),
+            DocStatus::Kept => "kept, not sampled".to_string(),
+            DocStatus::Dropped(j) => format!(
+                "dropped by filter {}: {}",
+                j + 1,
+                filters.get(j).map_or("?", |f| f.filter.as_str())
+            ),
+        }
+    }
+}
+
+/// Equal-width bins over the range of the values of all documents; every value lands in a
+/// bin (the maximum in the last). A range of one value gets a small width around it.
+pub fn histogram(score: &str, values: &[(Option<f64>, DocStatus)], bins: usize) -> Histogram {
+    let bins = bins.max(1);
+    let finite: Vec<f64> = values
+        .iter()
+        .filter_map(|v| v.0.filter(|x| x.is_finite()))
+        .collect();
+    let mut h = Histogram {
+        score: score.to_string(),
+        edges: Vec::new(),
+        all: vec![0; bins],
+        kept: vec![0; bins],
+        selected: vec![0; bins],
+        null: [0; 3],
+    };
+    let (Some(&lo), Some(&hi)) = (
+        finite.iter().min_by(|a, b| a.total_cmp(b)),
+        finite.iter().max_by(|a, b| a.total_cmp(b)),
+    ) else {
+        h.all.clear();
+        h.kept.clear();
+        h.selected.clear();
+        for (_, st) in values {
+            bump_null(&mut h.null, *st);
+        }
+        return h;
+    };
+    let (lo, hi) = if hi > lo {
+        (lo, hi)
+    } else {
+        let d = if lo == 0.0 { 0.5 } else { lo.abs() * 0.05 };
+        (lo - d, hi + d)
+    };
+    let width = (hi - lo) / bins as f64;
+    h.edges = (0..=bins).map(|i| lo + width * i as f64).collect();
+    h.edges[bins] = hi;
+    for (v, st) in values {
+        match v.filter(|x| x.is_finite()) {
+            None => bump_null(&mut h.null, *st),
+            Some(x) => {
+                let b = (((x - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+                h.all[b] += 1;
+                if st.kept() {
+                    h.kept[b] += 1;
+                }
+                if *st == DocStatus::Selected {
+                    h.selected[b] += 1;
+                }
+            }
+        }
+    }
+    h
+}
+
+fn bump_null(null: &mut [u64; 3], st: DocStatus) {
+    null[0] += 1;
+    if st.kept() {
+        null[1] += 1;
+    }
+    if st == DocStatus::Selected {
+        null[2] += 1;
+    }
+}
+
+fn doc_view(
+    s: &SourceInput,
+    d: &DocInput,
+    rank: usize,
+    score: Option<f64>,
+    shown: &[usize],
+) -> DocView {
+    let mut scores = BTreeMap::new();
+    for &k in shown {
+        scores.insert(s.score_names[k].clone(), d.values[k]);
+    }
+    DocView {
+        rank,
+        id: d.id.clone(),
+        file: d.file.clone(),
+        line: d.line,
+        tokens: d.tokens,
+        score,
+        scores,
+        status: d.status.describe(&s.counts.filters),
+        selected: d.status == DocStatus::Selected,
+        kept: d.status.kept(),
+        weight: d.weight,
+        text: None,
+        highlight: None,
+    }
+}
+
+/// Builds the report model: histograms, kept/dropped arithmetic, the top and bottom documents.
+pub fn build(input: &ReportInput, opts: &ReportOptions) -> Result<SelectReport> {
+    let mut notes = Vec::new();
+    let mut sources = Vec::new();
+    let mut read = Count::default();
+    let mut kept = Count::default();
+    for s in &input.sources {
+        let c = &s.counts;
+        read = read.plus(c.read);
+        kept = kept.plus(c.kept);
+        let col = |n: &str| s.score_names.iter().position(|m| m == n);
+        let mut hist_names: Vec<String> = if opts.hist_scores.is_empty() {
+            DEFAULT_HIST_SCORES
+                .iter()
+                .map(|x| x.to_string())
+                .chain(s.config_scores.iter().cloned())
+                .chain(std::iter::once(opts.rank_score.clone()))
+                .filter(|n| col(n).is_some())
+                .collect()
+        } else {
+            opts.hist_scores.clone()
+        };
+        let mut seen = HashSet::new();
+        hist_names.retain(|n| seen.insert(n.clone()));
+        let mut histograms = Vec::new();
+        if s.profiled {
+            for n in &hist_names {
+                let Some(k) = col(n) else {
+                    bail!(
+                        "source '{}': no score '{n}' in its profile (columns: {})",
+                        s.name,
+                        s.score_names.join(", ")
+                    );
+                };
+                let vals: Vec<(Option<f64>, DocStatus)> =
+                    s.docs.iter().map(|d| (d.values[k], d.status)).collect();
+                histograms.push(histogram(n, &vals, opts.bins));
+            }
+        }
+        // The ranking.
+        let rank_col = col(&opts.rank_score);
+        let (mut top, mut bottom) = (Vec::new(), Vec::new());
+        if s.profiled && rank_col.is_none() {
+            bail!(
+                "source '{}': no score '{}' to rank documents by (profile columns: {})",
+                s.name,
+                opts.rank_score,
+                s.score_names.join(", ")
+            );
+        }
+        if let Some(rk) = rank_col {
+            let mut shown: Vec<usize> = hist_names.iter().filter_map(|n| col(n)).collect();
+            if let Some(k) = col("decision_tokens") {
+                if !shown.contains(&k) {
+                    shown.push(k);
+                }
+            }
+            let mut ranked: Vec<(f64, &DocInput)> = s
+                .docs
+                .iter()
+                .filter_map(|d| d.values[rk].filter(|x| x.is_finite()).map(|x| (x, d)))
+                .collect();
+            ranked.sort_by(|a, b| {
+                b.0.total_cmp(&a.0)
+                    .then_with(|| (&a.1.id, a.1.occ).cmp(&(&b.1.id, b.1.occ)))
+            });
+            let n_top = opts.top.min(ranked.len());
+            let n_bottom = opts.top.min(ranked.len() - n_top);
+            top = ranked[..n_top]
+                .iter()
+                .enumerate()
+                .map(|(i, (x, d))| doc_view(s, d, i + 1, Some(*x), &shown))
+                .collect();
+            bottom = ranked[ranked.len() - n_bottom..]
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, (x, d))| doc_view(s, d, i + 1, Some(*x), &shown))
+                .collect();
+            let unranked = s.docs.len() - ranked.len();
+            if unranked > 0 {
+                notes.push(format!(
+                    "Source '{}': {unranked} document(s) have no {} (null) and are not ranked.",
+                    s.name, opts.rank_score
+                ));
+            }
+        }
+        if c.bad_records > 0 {
+            notes.push(format!(
+                "Source '{}': {} unreadable record(s) were skipped by the selection.",
+                s.name, c.bad_records
+            ));
+        }
+        if c.no_profile.documents > 0 {
+            notes.push(format!(
+                "Source '{}': {} document(s) ({} estimated tokens) had no profile row and were dropped.",
+                s.name, c.no_profile.documents, c.no_profile.tokens
+            ));
+        }
+        if c.profile_rows_without_document > 0 {
+            notes.push(format!(
+                "Source '{}': {} profile row(s) match no document of the source.",
+                s.name, c.profile_rows_without_document
+            ));
+        }
+        // Landing within half a document of the target is by design; a source that kept
+        // fewer tokens than its target is worth a note.
+        if (c.kept.tokens as f64) + 0.5 < c.target_tokens {
+            notes.push(format!(
+                "Source '{}': {} tokens short of its target of {} tokens (it kept too little).",
+                s.name,
+                sig4(c.shortfall_tokens),
+                sig4(c.target_tokens)
+            ));
+        }
+        sources.push(SourceView {
+            name: s.name.clone(),
+            general: s.general,
+            profiled: s.profiled,
+            text_field: s.text_field.clone(),
+            id_field: s.id_field.clone(),
+            counts: c.clone(),
+            dropped: c.read.minus(c.kept),
+            not_sampled: c.kept.minus(c.selected),
+            histograms,
+            ranked: rank_col.is_some(),
+            top,
+            bottom,
+        });
+    }
+    Ok(SelectReport {
+        title: format!("hesnr selection report: {}", input.selection_dir),
+        hesnr_version: env!("CARGO_PKG_VERSION").to_string(),
+        selection_dir: input.selection_dir.clone(),
+        config_path: input.config_path.clone(),
+        config_sha256: input.config_sha256.clone(),
+        seed: input.seed,
+        token_budget: input.token_budget,
+        general_ratio: input.general_ratio,
+        read,
+        kept,
+        selected: input.selected,
+        general_share: input.general_share,
+        rank_score: opts.rank_score.clone(),
+        top_n: opts.top,
+        model: None,
+        notes,
+        sources,
+    })
+}
+
+/// Every token of a re-scored document, classed, for [`DocView::highlight`].
+pub fn highlight(text: &str, scored: &ScoredDocument, backend: &dyn Backend) -> Highlight {
+    let tokens = explain::explain_document(text, scored, backend);
+    let total_tokens = tokens.len();
+    let s = scored.acc.summary();
+    Highlight {
+        tokens: tokens
+            .into_iter()
+            .take(MAX_SHOWN_TOKENS)
+            .map(|t| ShownToken {
+                text: t.text,
+                class: t.class.css().to_string(),
+                detail: t.detail,
+            })
+            .collect(),
+        total_tokens,
+        scored_tokens: s.scored_tokens,
+        decision_tokens: s.decision_tokens,
+        he_snr: s.he_snr,
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Reading a selection
+// ------------------------------------------------------------------------------------------
+
+fn read_json(path: &Path) -> Result<Value> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "reading {} (is this the output folder of `hesnr select`?)",
+            path.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: not valid JSON", path.display()))
+}
+
+fn field<'a>(v: &'a Value, path: &str, file: &Path) -> Result<&'a Value> {
+    let mut cur = v;
+    for p in path.split('.') {
+        cur = cur
+            .get(p)
+            .ok_or_else(|| anyhow!("{}: key `{path}` is missing", file.display()))?;
+    }
+    Ok(cur)
+}
+
+/// Reads a selection folder: the manifest, the config it records, its inputs and profiles
+/// (the selection is recomputed, not rewritten), and the selected shards. Paths in the config
+/// are relative to the directory `hesnr select` ran in, as they were then.
+pub fn load(dir: &Path) -> Result<ReportInput> {
+    let mpath = dir.join("manifest.json");
+    let manifest = read_json(&mpath)?;
+    if manifest.get("command").and_then(Value::as_str) != Some("select") {
+        bail!(
+            "{}: not a `hesnr select` manifest (no \"command\": \"select\")",
+            mpath.display()
+        );
+    }
+    let label = field(&manifest, "config.path", &mpath)?
+        .as_str()
+        .unwrap_or("config")
+        .to_string();
+    let text = field(&manifest, "config.text", &mpath)?
+        .as_str()
+        .ok_or_else(|| anyhow!("{}: `config.text` is not a string", mpath.display()))?;
+    let cfg = select::parse_config(text, &label)
+        .with_context(|| format!("the config recorded in {}", mpath.display()))?;
+    let strict = manifest
+        .pointer("/options/strict")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+
+    // The inputs must be the ones the selection read.
+    for d in field(&manifest, "inputs.documents", &mpath)?
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let (Some(p), Some(sha)) = (
+            d.get("path").and_then(Value::as_str),
+            d.get("sha256").and_then(Value::as_str),
+        ) else {
+            bail!("{}: an input without path or sha256", mpath.display());
+        };
+        let (now, _) = select::sha256_file(Path::new(p)).with_context(|| {
+            format!(
+                "input {p} of the selection (listed in {}); run report-select from the directory `hesnr select` ran in",
+                mpath.display()
+            )
+        })?;
+        if now != sha {
+            bail!(
+                "{p} changed since the selection (sha256 {now}, the manifest {} says {sha}); re-run `hesnr select` first",
+                mpath.display()
+            );
+        }
+    }
+
+    let plan = select::plan(&cfg, &label, strict)
+        .with_context(|| format!("recomputing the selection of {}", mpath.display()))?;
+    let counts = check_plan(&plan, &manifest, &mpath)?;
+    check_shards(dir, &manifest, &mpath, &plan, &cfg)?;
+
+    let mut sources: Vec<SourceInput> = cfg
+        .sources
+        .iter()
+        .zip(counts)
+        .enumerate()
+        .map(|(si, (s, counts))| {
+            let mut config_scores: Vec<String> = s.filter.iter().map(|f| f.score.clone()).collect();
+            config_scores.extend(s.weight.as_ref().map(|w| w.score.clone()));
+            SourceInput {
+                name: s.name.clone(),
+                general: s.general,
+                profiled: !s.profile.is_empty(),
+                text_field: s.text_field.clone(),
+                id_field: s.id_field.clone(),
+                score_names: plan.score_names[si].iter().map(|x| x.0.clone()).collect(),
+                config_scores,
+                counts,
+                docs: Vec::new(),
+            }
+        })
+        .collect();
+    let selected: HashSet<usize> = plan.selected.iter().copied().collect();
+    let weighted: Vec<bool> = cfg.sources.iter().map(|s| s.weight.is_some()).collect();
+    let mut add = |d: &select::Doc, status: DocStatus| {
+        let Some(values) = &d.values else { return };
+        sources[d.source].docs.push(DocInput {
+            id: d.id.clone(),
+            occ: d.occ,
+            file: plan.files[d.file].2.clone(),
+            line: d.line,
+            tokens: d.tokens,
+            values: values.clone(),
+            status,
+            weight: (status.kept() && weighted[d.source]).then_some(d.weight),
+        });
+    };
+    for (i, d) in plan.docs.iter().enumerate() {
+        add(
+            d,
+            if selected.contains(&i) {
+                DocStatus::Selected
+            } else {
+                DocStatus::Kept
+            },
+        );
+    }
+    for (j, d) in &plan.dropped {
+        add(d, DocStatus::Dropped(*j));
+    }
+    for s in &mut sources {
+        s.docs
+            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
+    }
+    let count = |p: &str| -> Result<u64> {
+        manifest
+            .pointer(p)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("{}: `{p}` is missing", mpath.display()))
+    };
+    Ok(ReportInput {
+        selection_dir: dir.display().to_string(),
+        config_path: label,
+        config_sha256: manifest
+            .pointer("/config/sha256")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        seed: cfg.seed,
+        token_budget: cfg.token_budget,
+        general_ratio: cfg.general_ratio,
+        selected: Count {
+            documents: count("/selected/documents")?,
+            tokens: count("/selected/tokens")?,
+        },
+        general_share: manifest
+            .pointer("/selected/general_share")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
+        sources,
+    })
+}
+
+/// The manifest's counts per source, after checking that the recomputed selection has the
+/// same counts and profile rows.
+fn check_plan(plan: &Plan, manifest: &Value, mpath: &Path) -> Result<Vec<SourceCounts>> {
+    let recorded = field(manifest, "sources", mpath)?
+        .as_array()
+        .ok_or_else(|| anyhow!("{}: `sources` is not a list", mpath.display()))?;
+    let now = serde_json::to_value(&plan.reports)?;
+    let now = now.as_array().expect("a list of reports");
+    if recorded.len() != now.len() {
+        bail!(
+            "{}: {} sources, but its config has {}",
+            mpath.display(),
+            recorded.len(),
+            now.len()
+        );
+    }
+    let mut out = Vec::new();
+    for (r, n) in recorded.iter().zip(now) {
+        let name = r.get("name").and_then(Value::as_str).unwrap_or("?");
+        for key in [
+            "name",
+            "read",
+            "bad_records",
+            "no_profile",
+            "profile_rows_matched",
+            "profile_rows_without_document",
+            "profile_rows_sha256",
+            "filters",
+            "kept",
+            "selected",
+        ] {
+            if r.get(key) != n.get(key) {
+                bail!(
+                    "source '{name}': `{key}` is {} in {} but {} when recomputed from its config: the documents or profiles changed since the selection; re-run `hesnr select`",
+                    r.get(key).map_or("missing".to_string(), Value::to_string),
+                    mpath.display(),
+                    n.get(key).map_or("missing".to_string(), Value::to_string),
+                );
+            }
+        }
+        out.push(
+            serde_json::from_value(r.clone())
+                .with_context(|| format!("{}: source '{name}'", mpath.display()))?,
+        );
+    }
+    Ok(out)
+}
+
+/// Checks the selected shards against the recomputed selection: rows per source, and every
+/// row's id (where the record has one) among the source's selected documents.
+fn check_shards(
+    dir: &Path,
+    manifest: &Value,
+    mpath: &Path,
+    plan: &Plan,
+    cfg: &select::SelectConfig,
+) -> Result<()> {
+    let index: HashMap<&str, usize> = cfg
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let mut ids: Vec<HashSet<&str>> = vec![HashSet::new(); cfg.sources.len()];
+    for &i in &plan.selected {
+        let d = &plan.docs[i];
+        ids[d.source].insert(d.id.as_str());
+    }
+    let mut rows = vec![0u64; cfg.sources.len()];
+    for o in field(manifest, "outputs", mpath)?
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if o.get("format").and_then(Value::as_str) != Some("jsonl") {
+            continue;
+        }
+        let Some(name) = o.get("path").and_then(Value::as_str) else {
+            bail!("{}: an output without a path", mpath.display());
+        };
+        let path = dir.join(name);
+        if !path.is_file() {
+            bail!(
+                "{}: listed in {} but missing",
+                path.display(),
+                mpath.display()
+            );
+        }
+        select::for_each_record(&path, |line, rec| {
+            let where_ = || format!("{}:{line}", path.display());
+            let rec = rec.map_err(|m| anyhow!("{}: {m}", where_()))?;
+            let rec = Value::Object(rec);
+            let src = rec
+                .pointer("/metadata/hesnr/source")
+                .and_then(Value::as_str)
+                .ok_or_else(|| anyhow!("{}: no metadata.hesnr.source", where_()))?;
+            let &si = index
+                .get(src)
+                .ok_or_else(|| anyhow!("{}: source '{src}' is not in the config", where_()))?;
+            rows[si] += 1;
+            let id = match select::get_field(&rec, &cfg.sources[si].id_field) {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            if let Some(id) = id {
+                if !ids[si].contains(id.as_str()) {
+                    bail!(
+                        "{}: document '{id}' of source '{src}' is not in the selection recomputed from {}: the inputs changed since the selection",
+                        where_(),
+                        mpath.display()
+                    );
+                }
+            }
+            Ok(())
+        })?;
+    }
+    for (si, s) in cfg.sources.iter().enumerate() {
+        let want = plan
+            .selected
+            .iter()
+            .filter(|&&i| plan.docs[i].source == si)
+            .count() as u64;
+        if rows[si] != want {
+            bail!(
+                "source '{}': {} rows in the shards of {} but {} selected when recomputed",
+                s.name,
+                rows[si],
+                dir.display(),
+                want
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Fills [`DocView::text`] of the top and bottom documents from their files (checking ids).
+pub fn attach_texts(report: &mut SelectReport) -> Result<()> {
+    for s in &mut report.sources {
+        let mut wanted: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
+        for d in s.top.iter().chain(&s.bottom) {
+            wanted
+                .entry(d.file.clone())
+                .or_default()
+                .push((d.line, d.id.clone()));
+        }
+        let mut texts: HashMap<(String, u64), String> = HashMap::new();
+        for (file, lines) in &wanted {
+            let want: HashMap<u64, &str> = lines.iter().map(|(l, i)| (*l, i.as_str())).collect();
+            let path = PathBuf::from(file);
+            select::for_each_record(&path, |line, rec| {
+                let Some(id) = want.get(&line) else {
+                    return Ok(());
+                };
+                let rec = Value::Object(rec.map_err(|m| anyhow!("{file}:{line}: {m}"))?);
+                let text = match select::get_field(&rec, &s.text_field) {
+                    Some(Value::String(t)) => t.clone(),
+                    _ => bail!(
+                        "{file}:{line}: field '{}' missing or not a string",
+                        s.text_field
+                    ),
+                };
+                let found = match select::get_field(&rec, &s.id_field) {
+                    Some(Value::String(x)) => Some(x.clone()),
+                    Some(Value::Number(n)) => Some(n.to_string()),
+                    _ => None,
+                };
+                if let Some(found) = found {
+                    if found != *id {
+                        bail!("{file}:{line}: document id '{found}', expected '{id}' (the file changed?)");
+                    }
+                }
+                texts.insert((file.clone(), line), text);
+                Ok(())
+            })?;
+        }
+        for d in s.top.iter_mut().chain(s.bottom.iter_mut()) {
+            d.text = texts.remove(&(d.file.clone(), d.line));
+            if d.text.is_none() {
+                bail!("{}:{}: document '{}' not found", d.file, d.line, d.id);
+            }
+        }
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// Plots
+// ------------------------------------------------------------------------------------------
+
+const ALL_FILL: RGBColor = RGBColor(208, 215, 222);
+const KEPT_FILL: RGBColor = RGBColor(128, 182, 245);
+const SELECTED_FILL: RGBColor = ACCENT;
+
+fn hist_plot(area: &Area<'_>, h: &Histogram) -> DrawResult {
+    let caption = h.score.clone();
+    if h.all.is_empty() {
+        return draw_message(area, &caption, "no document has this score");
+    }
+    let lo = h.edges[0];
+    let hi = *h.edges.last().expect("edges");
+    let ymax = h.all.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.12;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, font(17, INK))
+        .margin(8)
+        .margin_right(18)
+        .x_label_area_size(44)
+        .y_label_area_size(56)
+        .build_cartesian_2d(lo..hi, 0.0..ymax)?;
+    chart
+        .configure_mesh()
+        .x_desc(h.score.clone())
+        .y_desc("documents")
+        .x_labels(8)
+        .y_labels(6)
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .light_line_style(GRID.stroke_width(1))
+        .bold_line_style(GRID_BOLD.stroke_width(1))
+        .max_light_lines(2)
+        .label_style(font(13, MUTED))
+        .axis_desc_style(font(13, MUTED))
+        .draw()?;
+    // Nested bars: selected within kept within all.
+    for (counts, fill) in [
+        (&h.all, ALL_FILL),
+        (&h.kept, KEPT_FILL),
+        (&h.selected, SELECTED_FILL),
+    ] {
+        chart.draw_series(
+            counts
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, &n)| {
+                    Rectangle::new(
+                        [(h.edges[i], 0.0), (h.edges[i + 1], n as f64)],
+                        fill.filled(),
+                    )
+                }),
+        )?;
+    }
+    // Legend, top right.
+    let (w, _) = area.dim_in_pixel();
+    for (i, (label, fill)) in [
+        ("all", ALL_FILL),
+        ("kept", KEPT_FILL),
+        ("selected", SELECTED_FILL),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let y = 40 + 18 * i as i32;
+        let x = w as i32 - 110;
+        area.draw(&Rectangle::new(
+            [(x, y - 6), (x + 14, y + 6)],
+            fill.filled(),
+        ))?;
+        area.draw(&Text::new(
+            label.to_string(),
+            (x + 20, y),
+            font(13, INK).pos(Pos::new(HPos::Left, VPos::Center)),
+        ))?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------
+// HTML
+// ------------------------------------------------------------------------------------------
+
+const EXTRA_CSS: &str = r#"<style>
+pre.doc { white-space: pre-wrap; word-break: break-word; font: 12.5px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f6f8fa; padding: 10px 12px; border: 1px solid #d0d7de; border-radius: 6px; max-height: 420px; overflow: auto; margin: 6px 0 14px; }
+pre.doc .tpl { color: #8250df; opacity: .6; }
+pre.doc .scored { color: #1f2328; }
+pre.doc .decision { background: #ffd6d6; color: #9a0000; font-weight: 700; text-decoration: underline; }
+.legend .decision { background: #ffd6d6; color: #9a0000; font-weight: 700; text-decoration: underline; padding: 0 4px; }
+.docs details { border-bottom: 1px solid #eaeef2; padding: 4px 0; }
+.docs summary { cursor: pointer; overflow-wrap: anywhere; }
+.docs .meta { color: #57606a; font-size: 13px; overflow-wrap: anywhere; }
+.b-sel { background: #ddf4ff; color: #0550ae; }
+.b-kept { background: #eaeef2; color: #424a53; }
+.b-drop { background: #ffebe9; color: #a40e26; }
+.hists { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 12px; }
+.hists figure { margin: 8px 0; }
+tr.filter td:first-child { padding-left: 26px; color: #57606a; }
+tr.total td { font-weight: 600; border-top: 2px solid #d0d7de; }
+</style>
+"#;
+
+fn n(v: u64) -> String {
+    v.to_string()
+}
+
+/// A score: an integer when it is one (counts), else 4 significant digits; `-` when null.
+fn opt(v: Option<f64>) -> String {
+    match v.filter(|x| x.is_finite()) {
+        None => "-".to_string(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
+        Some(x) => sig4(x),
+    }
+}
+
+fn count_cells(out: &mut String, c: Count) {
+    let _ = write!(
+        out,
+        "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+        n(c.documents),
+        n(c.tokens)
+    );
+}
+
+fn header_html(out: &mut String, r: &SelectReport) {
+    let _ = write!(
+        out,
+        "<header><h1>{}</h1><dl class=\"meta\"><dt>Selection</dt><dd>{}</dd><dt>Config</dt><dd>{} <span class=\"model\">sha256 {}</span></dd><dt>Seed</dt><dd>{}</dd><dt>Token budget</dt><dd>{}</dd><dt>General ratio</dt><dd>{}</dd><dt>Selected</dt><dd>{} documents, {} tokens (general share {}) of {} read, {} kept</dd><dt>Ranked by</dt><dd>{} (top and bottom {} per source)</dd><dt>Decision tokens</dt><dd>{}</dd></dl>",
+        esc(&r.title),
+        esc(&r.selection_dir),
+        esc(&r.config_path),
+        esc(&r.config_sha256),
+        r.seed,
+        r.token_budget.map_or("none".to_string(), n),
+        r.general_ratio.map_or("none".to_string(), sig4),
+        n(r.selected.documents),
+        n(r.selected.tokens),
+        sig4(r.general_share),
+        n(r.read.documents),
+        n(r.kept.documents),
+        esc(&r.rank_score),
+        r.top_n,
+        match &r.model {
+            Some(m) => format!("highlighted by re-scoring with {}", esc(m)),
+            None => "not highlighted (no model; run without --no-tokens to see them)".to_string(),
+        }
+    );
+    out.push_str("<nav><a href=\"#notes\">Notes</a><a href=\"#counts\">Kept and dropped</a><a href=\"#distributions\">Score distributions</a><a href=\"#documents\">Top and bottom documents</a></nav></header>\n");
+}
+
+fn notes_html(out: &mut String, r: &SelectReport) {
+    out.push_str("<section id=\"notes\" class=\"callout\"><h2>Read this first</h2>");
+    if r.notes.is_empty() {
+        out.push_str("<p>No caveats were raised for this selection.</p>");
+    } else {
+        out.push_str("<ul>");
+        for x in &r.notes {
+            let _ = write!(out, "<li>{}</li>", esc(x));
+        }
+        out.push_str("</ul>");
+    }
+    out.push_str("</section>\n");
+}
+
+fn counts_html(out: &mut String, r: &SelectReport) {
+    out.push_str("<section id=\"counts\"><h2>Kept and dropped</h2><div class=\"scroll\"><table id=\"counts-table\"><thead><tr><th>Source / step</th><th class=\"num\">Documents</th><th class=\"num\">Tokens</th><th class=\"num\">Share of read tokens</th></tr></thead>\n");
+    let share = |t: u64, of: u64| {
+        if of > 0 {
+            format!("{}%", sig4(100.0 * t as f64 / of as f64))
+        } else {
+            "-".to_string()
+        }
+    };
+    for s in &r.sources {
+        let c = &s.counts;
+        let read_t = c.read.tokens;
+        let _ = write!(
+            out,
+            "<tbody class=\"group\"><tr class=\"total\"><td class=\"name\">{}{} read</td>",
+            esc(&s.name),
+            if s.general {
+                " <span class=\"badge b-stage\">general</span>"
+            } else {
+                ""
+            }
+        );
+        count_cells(out, c.read);
+        out.push_str("<td class=\"num\">100%</td></tr>\n");
+        let mut row = |label: String, cnt: Count, class: &str| {
+            let _ = write!(out, "<tr class=\"{class}\"><td>{}</td>", esc(&label));
+            count_cells(out, cnt);
+            let _ = writeln!(
+                out,
+                "<td class=\"num\">{}</td></tr>",
+                share(cnt.tokens, read_t)
+            );
+        };
+        if c.bad_records > 0 {
+            row(
+                format!("unreadable records skipped: {}", c.bad_records),
+                Count::default(),
+                "filter",
+            );
+        }
+        if c.no_profile.documents > 0 {
+            row(
+                "dropped: no profile row".to_string(),
+                c.no_profile,
+                "filter",
+            );
+        }
+        for (j, f) in c.filters.iter().enumerate() {
+            row(
+                format!("dropped by filter {}: {}", j + 1, f.filter),
+                f.dropped,
+                "filter",
+            );
+        }
+        row("kept".to_string(), c.kept, "filter");
+        row("kept, not sampled".to_string(), s.not_sampled, "filter");
+        row(
+            format!("selected (target {} tokens)", sig4(c.target_tokens)),
+            c.selected,
+            "filter",
+        );
+        out.push_str("</tbody>\n");
+    }
+    out.push_str("</table></div><p class=\"hint\">Counts and tokens are those of the selection's manifest.json (tokens from the profile; estimated from bytes for sources without one). Filters run in order, each on what the previous ones kept. \"Kept, not sampled\": passed every filter, but the source's token target was met without it.</p></section>\n");
+}
+
+fn distributions_html(out: &mut String, r: &SelectReport) {
+    out.push_str("<section id=\"distributions\"><h2>Score distributions</h2><p class=\"hint\">Documents per bin of each score: all profiled documents of the source (grey), those the filters kept (light blue) and those selected (blue). Documents without a value are counted below each plot.</p>");
+    for s in &r.sources {
+        let _ = write!(out, "<h3>{}</h3>", esc(&s.name));
+        if !s.profiled {
+            out.push_str(
+                "<p>No profile in this selection: its documents were taken without scores.</p>",
+            );
+            continue;
+        }
+        out.push_str("<div class=\"hists\">");
+        for h in &s.histograms {
+            let title = format!("{}: {}", s.name, h.score);
+            let svg = render_svg((620, 340), &title, |a| hist_plot(a, h));
+            let total = |v: &[u64]| v.iter().sum::<u64>();
+            let _ = writeln!(
+                out,
+                "<figure>{svg}<figcaption><strong>{}.</strong> all {}, kept {}, selected {}; without a value: {}, {}, {}.</figcaption></figure>",
+                esc(&title),
+                total(&h.all) + h.null[0],
+                total(&h.kept) + h.null[1],
+                total(&h.selected) + h.null[2],
+                h.null[0],
+                h.null[1],
+                h.null[2],
+            );
+        }
+        out.push_str("</div>");
+    }
+    out.push_str("</section>\n");
+}
+
+fn doc_html(out: &mut String, d: &DocView, rank_score: &str) {
+    let badge = if d.selected {
+        "b-sel"
+    } else if d.kept {
+        "b-kept"
+    } else {
+        "b-drop"
+    };
+    let _ = write!(
+        out,
+        "<details open><summary><strong>#{} {}</strong> {} = {} <span class=\"badge {badge}\">{}</span></summary><div class=\"meta\">{}:{} · {} tokens",
+        d.rank,
+        esc(&d.id),
+        esc(rank_score),
+        opt(d.score),
+        esc(&d.status),
+        esc(&d.file),
+        d.line,
+        d.tokens
+    );
+    for (k, v) in &d.scores {
+        let _ = write!(out, " · {} {}", esc(k), opt(*v));
+    }
+    if let Some(w) = d.weight {
+        let _ = write!(out, " · weight {}", sig4(w));
+    }
+    if let Some(h) = &d.highlight {
+        let _ = write!(
+            out,
+            " · re-scored: {} decision tokens of {} scored, HE-SNR {}",
+            h.decision_tokens,
+            h.scored_tokens,
+            opt(h.he_snr)
+        );
+    }
+    out.push_str("</div><pre class=\"doc\">");
+    match (&d.highlight, &d.text) {
+        (Some(h), _) => {
+            for t in &h.tokens {
+                let title = t
+                    .detail
+                    .as_deref()
+                    .map(|x| format!(" title=\"{}\"", esc(x)))
+                    .unwrap_or_default();
+                let _ = write!(
+                    out,
+                    "<span class=\"{}\"{title}>{}</span>",
+                    esc(&t.class),
+                    esc(&t.text)
+                );
+            }
+            if h.total_tokens > h.tokens.len() {
+                let _ = write!(
+                    out,
+                    "\n[... {} more tokens not shown]",
+                    h.total_tokens - h.tokens.len()
+                );
+            }
+        }
+        (None, Some(t)) => {
+            let shown: String = t.chars().take(MAX_SHOWN_CHARS).collect();
+            out.push_str(&esc(&shown));
+            let more = t.chars().count().saturating_sub(MAX_SHOWN_CHARS);
+            if more > 0 {
+                let _ = write!(out, "\n[... {more} more characters not shown]");
+            }
+        }
+        (None, None) => out.push_str("(text not loaded)"),
+    }
+    out.push_str("</pre></details>\n");
+}
+
+fn documents_html(out: &mut String, r: &SelectReport) {
+    let _ = write!(
+        out,
+        "<section id=\"documents\" class=\"docs\"><h2>Top and bottom documents by {}</h2>",
+        esc(&r.rank_score)
+    );
+    if r.model.is_some() {
+        out.push_str("<p class=\"legend hint\">Every token is shown as the model saw it; <span class=\"decision\">decision tokens</span> (top-k entropy above eps, true token among the top k) are highlighted; the first token (nothing to predict it from) is dimmed. Hover a token for H, p(true), rank and the top candidates.</p>");
+    }
+    for s in &r.sources {
+        let _ = write!(out, "<h3>{}</h3>", esc(&s.name));
+        if !s.ranked {
+            out.push_str("<p>No profile scores in this selection: nothing to rank.</p>");
+            continue;
+        }
+        for (label, docs) in [("Highest", &s.top), ("Lowest", &s.bottom)] {
+            let _ = write!(out, "<h4>{label} {}</h4>", esc(&r.rank_score));
+            if docs.is_empty() {
+                out.push_str("<p>None.</p>");
+            }
+            for d in docs.iter() {
+                doc_html(out, d, &r.rank_score);
+            }
+        }
+    }
+    out.push_str("</section>\n");
+}
+
+/// The report as one self-contained HTML page (inline CSS and SVG, no script, no network).
+pub fn render_html(r: &SelectReport) -> String {
+    let mut out = String::with_capacity(256 * 1024);
+    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    // Nothing is loaded and nothing runs, even if some text were ever left unescaped.
+    out.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n");
+    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
+    let _ = writeln!(out, "<title>{}</title>", esc(&r.title));
+    out.push_str(CSS);
+    out.push_str(EXTRA_CSS);
+    out.push_str("</head><body><main>\n");
+    header_html(&mut out, r);
+    notes_html(&mut out, r);
+    counts_html(&mut out, r);
+    distributions_html(&mut out, r);
+    documents_html(&mut out, r);
+    let _ = writeln!(
+        out,
+        "<footer>hesnr {}: data guidance by HE-SNR and decision density (Wang et al., arXiv 2601.20255). Every number of this page is in the JSON written beside it.</footer>",
+        env!("CARGO_PKG_VERSION")
+    );
+    out.push_str("</main></body></html>\n");
+    out
+}
+
+/// Writes the HTML page and the JSON model atomically.
+pub fn write_report(r: &SelectReport, html: &Path, json: &Path) -> Result<()> {
+    let mut f = AtomicFile::create(html).with_context(|| format!("creating {}", html.display()))?;
+    std::io::Write::write_all(&mut f, render_html(r).as_bytes())?;
+    f.commit()
+        .with_context(|| format!("writing {}", html.display()))?;
+    let mut f = AtomicFile::create(json).with_context(|| format!("creating {}", json.display()))?;
+    serde_json::to_writer_pretty(&mut f, r)?;
+    std::io::Write::write_all(&mut f, b"\n")?;
+    f.commit()
+        .with_context(|| format!("writing {}", json.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(documents: u64, tokens: u64) -> Count {
+        Count { documents, tokens }
+    }
+
+    fn doc(id: &str, line: u64, tokens: u64, dd: Option<f64>, status: DocStatus) -> DocInput {
+        DocInput {
+            id: id.to_string(),
+            occ: 0,
+            file: "code.jsonl".to_string(),
+            line,
+            tokens,
+            values: vec![Some(tokens as f64), dd],
+            status,
+            weight: status.kept().then_some(1.0),
+        }
+    }
+
+    /// Six code documents: two dropped by the first filter, one by the second, three kept of
+    /// which two selected; one general source without a profile.
+    fn input() -> ReportInput {
+        use DocStatus::*;
+        let docs = vec![
+            doc("a", 1, 100, Some(0.0), Dropped(0)),
+            doc("b", 2, 200, Some(0.1), Dropped(0)),
+            doc("c", 3, 300, Some(0.25), Dropped(1)),
+            doc("d", 4, 400, Some(0.5), Kept),
+            doc("<script>alert(1)</script>", 5, 500, Some(1.0), Selected),
+            doc("f", 6, 600, None, Selected),
+        ];
+        let code = SourceInput {
+            name: "code".into(),
+            general: false,
+            profiled: true,
+            text_field: "text".into(),
+            id_field: "id".into(),
+            score_names: vec!["tokens".into(), "decision_density".into()],
+            config_scores: vec!["decision_density".into()],
+            counts: SourceCounts {
+                read: count(7, 2150),
+                bad_records: 1,
+                no_profile: count(1, 50),
+                profile_rows_without_document: 0,
+                filters: vec![
+                    FilterCount {
+                        filter: "decision_density min 0.2".into(),
+                        dropped: count(2, 300),
+                    },
+                    FilterCount {
+                        filter: "decision_density top_fraction 0.75".into(),
+                        dropped: count(1, 300),
+                    },
+                ],
+                kept: count(3, 1500),
+                target_tokens: 1100.0,
+                selected: count(2, 1100),
+                shortfall_tokens: 0.0,
+            },
+            docs,
+        };
+        let general = SourceInput {
+            name: "general".into(),
+            general: true,
+            profiled: false,
+            text_field: "text".into(),
+            id_field: "id".into(),
+            score_names: vec![],
+            config_scores: vec![],
+            counts: SourceCounts {
+                read: count(4, 800),
+                bad_records: 0,
+                no_profile: count(0, 0),
+                profile_rows_without_document: 0,
+                filters: vec![],
+                kept: count(4, 800),
+                target_tokens: 900.0,
+                selected: count(4, 800),
+                shortfall_tokens: 100.0,
+            },
+            docs: vec![],
+        };
+        ReportInput {
+            selection_dir: "out/<sel>".into(),
+            config_path: "select.toml".into(),
+            config_sha256: "00".into(),
+            seed: 7,
+            token_budget: None,
+            general_ratio: Some(0.3),
+            selected: count(6, 1900),
+            general_share: 800.0 / 1900.0,
+            sources: vec![code, general],
+        }
+    }
+
+    #[test]
+    fn histogram_counts_by_hand() {
+        use DocStatus::*;
+        let vals = [
+            (Some(0.0), Dropped(0)),
+            (Some(0.1), Dropped(0)),
+            (Some(0.25), Kept),
+            (Some(0.5), Selected),
+            (Some(1.0), Selected),
+            (None, Selected),
+            (Some(f64::NAN), Dropped(1)),
+        ];
+        let h = histogram("dd", &vals, 4);
+        assert_eq!(h.edges, vec![0.0, 0.25, 0.5, 0.75, 1.0]);
+        // 0.0, 0.1 -> bin 0; 0.25 -> bin 1; 0.5 -> bin 2; 1.0 (the maximum) -> the last bin.
+        assert_eq!(h.all, vec![2, 1, 1, 1]);
+        assert_eq!(h.kept, vec![0, 1, 1, 1]);
+        assert_eq!(h.selected, vec![0, 0, 1, 1]);
+        assert_eq!(h.null, [2, 1, 1]);
+    }
+
+    #[test]
+    fn histogram_of_one_value_and_of_none() {
+        let h = histogram("x", &[(Some(2.0), DocStatus::Kept); 3], 5);
+        assert_eq!(h.all.iter().sum::<u64>(), 3);
+        assert!(h.edges[0] < 2.0 && h.edges[5] > 2.0);
+        let h = histogram("x", &[(None, DocStatus::Selected)], 5);
+        assert!(h.all.is_empty() && h.edges.is_empty());
+        assert_eq!(h.null, [1, 1, 1]);
+        let page = render_html(&{
+            let mut r = build(&input(), &ReportOptions::default()).unwrap();
+            r.sources[0].histograms = vec![h];
+            r
+        });
+        assert!(page.contains("no document has this score"));
+    }
+
+    #[test]
+    fn kept_and_dropped_arithmetic() {
+        let r = build(&input(), &ReportOptions::default()).unwrap();
+        let c = &r.sources[0];
+        assert_eq!(c.dropped, count(4, 650)); // read 7/2150 - kept 3/1500
+        assert_eq!(c.not_sampled, count(1, 400)); // kept 3/1500 - selected 2/1100
+                                                  // Dropped = no profile + every filter.
+        let by_steps = c
+            .counts
+            .filters
+            .iter()
+            .fold(c.counts.no_profile, |a, f| a.plus(f.dropped));
+        assert_eq!(by_steps, c.dropped);
+        assert_eq!(r.read, count(11, 2950));
+        assert_eq!(r.kept, count(7, 2300));
+        assert_eq!(r.sources[1].not_sampled, count(0, 0));
+        // Histograms: decision_density (default, also the filter score); he_snr is absent.
+        let names: Vec<&str> = c.histograms.iter().map(|h| h.score.as_str()).collect();
+        assert_eq!(names, ["decision_density"]);
+        let h = &c.histograms[0];
+        assert_eq!(h.all, {
+            let mut v = vec![0; DEFAULT_BINS];
+            v[0] = 1; // 0.0
+            v[2] = 1; // 0.1
+            v[5] = 1; // 0.25
+            v[10] = 1; // 0.5
+            v[19] = 1; // 1.0
+            v
+        });
+        assert_eq!(h.selected.iter().sum::<u64>(), 1);
+        assert_eq!(h.null, [1, 1, 1]);
+        assert!(r.sources[1].histograms.is_empty() && !r.sources[1].ranked);
+        // Notes: the unranked null, the bad record, the missing profile row, and general's
+        // kept tokens below its target.
+        assert_eq!(r.notes.len(), 4, "{:?}", r.notes);
+        assert!(
+            r.notes[3].contains("'general'") && r.notes[3].contains("100"),
+            "{:?}",
+            r.notes
+        );
+    }
+
+    #[test]
+    fn top_and_bottom_documents() {
+        let opts = ReportOptions {
+            top: 2,
+            ..ReportOptions::default()
+        };
+        let r = build(&input(), &opts).unwrap();
+        let s = &r.sources[0];
+        let ids = |v: &[DocView]| v.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&s.top), ["<script>alert(1)</script>", "d"]);
+        assert_eq!(ids(&s.bottom), ["a", "b"]);
+        assert_eq!(s.top[0].status, "selected");
+        assert_eq!(s.top[1].status, "kept, not sampled");
+        assert_eq!(
+            s.bottom[0].status,
+            "dropped by filter 1: decision_density min 0.2"
+        );
+        assert_eq!(s.bottom[0].rank, 1);
+        assert_eq!(s.bottom[0].score, Some(0.0));
+        // Fewer documents than 2 * top: the bottom gets what the top left.
+        let r = build(
+            &input(),
+            &ReportOptions {
+                top: 3,
+                ..ReportOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(r.sources[0].top.len(), 3);
+        assert_eq!(ids(&r.sources[0].bottom), ["a", "b"]);
+        // An unknown score names the source and the columns.
+        let e = build(
+            &input(),
+            &ReportOptions {
+                rank_score: "nope".into(),
+                ..ReportOptions::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("'code'") && e.contains("nope") && e.contains("decision_density"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn html_escapes_hostile_ids_and_text() {
+        let mut r = build(&input(), &ReportOptions::default()).unwrap();
+        r.sources[0].top[0].text = Some("x = '<script>alert(2)</script>' & y".into());
+        r.sources[0].top[1].highlight = Some(Highlight {
+            tokens: vec![
+                ShownToken {
+                    text: "<script>".into(),
+                    class: "decision".into(),
+                    detail: Some("\"><img src=x onerror=1>".into()),
+                },
+                ShownToken {
+                    text: "ok".into(),
+                    class: "scored".into(),
+                    detail: None,
+                },
+            ],
+            total_tokens: 2,
+            scored_tokens: 1,
+            decision_tokens: 1,
+            he_snr: Some(0.5),
+        });
+        r.model = Some("<b>m</b>.gguf".into());
+        let page = render_html(&r);
+        assert!(!page.to_lowercase().contains("<script"), "unescaped script");
+        assert!(!page.contains("<img"));
+        assert!(!page.contains("<b>m</b>"));
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains("x = &#39;&lt;script&gt;alert(2)&lt;/script&gt;&#39; &amp; y"));
+        assert!(page.contains("<span class=\"decision\" title=\"&quot;&gt;&lt;img src=x onerror=1&gt;\">&lt;script&gt;</span>"));
+        assert!(page.contains("out/&lt;sel&gt;"));
+        assert!(page.contains("Content-Security-Policy"));
+        // The counts of the manifest are in the table.
+        for needle in [
+            "<td class=\"num\">2150</td>",
+            "dropped by filter 2: decision_density top_fraction 0.75",
+            "<td class=\"num\">1100</td>",
+            "kept, not sampled",
+        ] {
+            assert!(page.contains(needle), "{needle}");
+        }
+        // The JSON model has the same numbers.
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["sources"][0]["dropped"]["tokens"], 650);
+        assert_eq!(
+            j["sources"][0]["histograms"][0]["score"],
+            "decision_density"
+        );
+    }
+}
