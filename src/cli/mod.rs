@@ -2,5 +2,6 @@
 
 pub mod eval;
 pub mod profile;
+pub mod report_select;
 pub mod select;
 pub mod track;
