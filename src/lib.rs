@@ -11,3 +11,4 @@ pub mod gguf;
 pub mod metrics;
 pub mod pipeline;
 pub mod report;
+pub mod server;

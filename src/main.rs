@@ -10,8 +10,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use hesnr::data::{self, InputFormat, ReaderOptions};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
-use hesnr::engine::{window, Backend};
+use hesnr::engine::{window, Backend, EngineError};
 use hesnr::metrics::{MetricConfig, Pooling, SignalProb, Summary};
+use hesnr::pipeline::parallel;
 use hesnr::pipeline::score::{self, DocumentRow, RunTotals, ScoreSettings};
 
 mod cli;
@@ -66,6 +67,14 @@ enum Command {
         #[arg(long, default_value = "python3")]
         python: String,
     },
+    /// Say what a completions server can return: prompt log-probabilities or not, how many
+    /// top-k, and whether its answers pass hesnr's checks.
+    #[command(after_help = cli::remote::PROBE_EXAMPLES)]
+    Probe(cli::remote::ProbeArgs),
+    /// Serve a model over the OpenAI-compatible completions API with vLLM-style prompt
+    /// log-probabilities (for `--remote` runs from other machines, and for tests).
+    #[command(after_help = cli::remote::SERVE_EXAMPLES)]
+    Serve(Box<cli::remote::ServeArgs>),
     /// Show what a model is and how hesnr would run it (JSON).
     Info {
         #[command(flatten)]
@@ -107,6 +116,8 @@ struct ModelArgs {
     /// bit-identical for any --ubatch (flash attention moves them by ~1e-4 relative)
     #[arg(long)]
     exact_attention: bool,
+    #[command(flatten)]
+    remote: cli::remote::RemoteArgs,
 }
 
 #[derive(Args)]
@@ -225,6 +236,8 @@ fn main() {
         Command::FetchModel { python } => model_store::fetch_default_model(&python)
             .map(|p| println!("{}", p.display()))
             .map_err(Into::into),
+        Command::Probe(args) => cli::remote::run_probe(args),
+        Command::Serve(args) => cli::remote::run_serve(*args),
         Command::Info { model } => load_model(&model).and_then(|b| {
             println!("{}", serde_json::to_string_pretty(b.info())?);
             Ok(())
@@ -236,8 +249,13 @@ fn main() {
     }
 }
 
-fn load_model(args: &ModelArgs) -> Result<LlamaCppBackend> {
+/// The embedded engine on `--model`, or with `--remote`, the server (tokenizing with `--model`).
+fn load_model(args: &ModelArgs) -> Result<Box<dyn Backend>> {
     let path = model_store::resolve_model(args.model.as_deref())?;
+    if let Some(url) = &args.remote.remote {
+        let b = cli::remote::connect(&args.remote, url, &path, args.window)?;
+        return Ok(Box::new(b));
+    }
     let opts = LlamaOptions {
         threads: args.threads,
         precision: args.precision,
@@ -246,7 +264,9 @@ fn load_model(args: &ModelArgs) -> Result<LlamaCppBackend> {
         gpu_layers: args.gpu_layers,
         flash_attention: !args.exact_attention,
     };
-    LlamaCppBackend::load(&path, &opts).with_context(|| format!("loading model {}", path.display()))
+    let b = LlamaCppBackend::load(&path, &opts)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    Ok(Box::new(b))
 }
 
 fn run_score(args: ScoreArgs) -> Result<()> {
@@ -285,30 +305,35 @@ fn run_score(args: ScoreArgs) -> Result<()> {
 
     let progress = progress_bar();
     let mut totals = RunTotals::new(metrics);
-    for item in docs {
-        if args
-            .limit
-            .is_some_and(|l| totals.documents + totals.skipped >= l)
-        {
-            break;
-        }
+    let items = docs.take(args.limit.map_or(usize::MAX, |l| l as usize));
+    // Documents are scored in parallel when the backend can (a remote server); rows are written
+    // in input order either way.
+    let work = |b: &mut [&mut dyn Backend], item: &Result<data::Document, data::RecordError>| {
+        item.as_ref()
+            .ok()
+            .map(|doc| score::score_text(&mut *b[0], &doc.text, &settings))
+    };
+    let sink = |tracer: &dyn Backend,
+                item: Result<data::Document, data::RecordError>,
+                scored: Option<Result<score::ScoredDocument, EngineError>>|
+     -> Result<()> {
         let doc = match item {
-            Ok(d) => d,
+            Ok(doc) => doc,
             Err(e) => {
                 totals.skip(e.to_string());
-                continue;
+                return Ok(());
             }
         };
-        let where_ = if doc.line > 0 {
-            format!("{}:{}", doc.source, doc.line)
-        } else {
-            doc.source.clone()
-        };
-        let scored = match score::score_text(&mut backend, &doc.text, &settings) {
+        let scored = match scored.expect("every read document is scored") {
             Ok(s) => s,
             Err(e) => {
+                let where_ = if doc.line > 0 {
+                    format!("{}:{}", doc.source, doc.line)
+                } else {
+                    doc.source.clone()
+                };
                 totals.skip(format!("{where_}: document '{}': {e}", doc.id));
-                continue;
+                return Ok(());
             }
         };
         totals.add(&scored);
@@ -325,7 +350,7 @@ fn run_score(args: ScoreArgs) -> Result<()> {
             out.write_all(b"\n")?;
         }
         if let Some(out) = trace_out.as_mut() {
-            score::write_token_trace(out, &backend, &doc.id, &doc.text, &scored, metrics.k)?;
+            score::write_token_trace(out, tracer, &doc.id, &doc.text, &scored, metrics.k)?;
         }
         progress.set_message(format!(
             "{} docs, {} tokens, {:.0} tok/s",
@@ -334,7 +359,9 @@ fn run_score(args: ScoreArgs) -> Result<()> {
             totals.tokens as f64 / totals.elapsed().max(1e-9)
         ));
         progress.tick();
-    }
+        Ok(())
+    };
+    parallel::for_each_ordered(&mut [backend.as_mut()], items, work, sink)?;
     progress.finish_and_clear();
     if let Some(out) = rows_out {
         out.finish().context("writing the per-document rows")?;

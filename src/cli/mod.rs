@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod profile;
+pub mod remote;
 pub mod report_select;
 pub mod select;
 pub mod track;

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use hesnr::engine::llama::LlamaCppBackend;
-use hesnr::engine::Backend;
 use hesnr::pipeline::score;
 use hesnr::report::select::{self as report, ReportOptions};
 
@@ -92,7 +90,7 @@ pub fn run_report_select(args: ReportSelectArgs) -> Result<()> {
     if !args.no_tokens && n_docs > 0 {
         let mut loaded = load_model(&args.model)
             .context("loading the model that highlights decision tokens (--no-tokens: none)")?;
-        let backend = loaded.as_dyn();
+        let backend = loaded.as_mut();
         let settings = args.metric.settings(backend)?;
         rep.model = Some(backend.info().path.display().to_string());
         let mut done = 0;
@@ -135,22 +133,4 @@ pub fn run_report_select(args: ReportSelectArgs) -> Result<()> {
     }
     eprintln!("wrote {} and {}", html.display(), json.display());
     Ok(())
-}
-
-/// The loaded model as a trait object, whether `load_model` returns the llama.cpp backend or a
-/// boxed backend (local or remote).
-trait AsDynBackend {
-    fn as_dyn(&mut self) -> &mut dyn Backend;
-}
-
-impl AsDynBackend for LlamaCppBackend {
-    fn as_dyn(&mut self) -> &mut dyn Backend {
-        self
-    }
-}
-
-impl AsDynBackend for Box<dyn Backend> {
-    fn as_dyn(&mut self) -> &mut dyn Backend {
-        &mut **self
-    }
 }

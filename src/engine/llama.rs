@@ -91,14 +91,93 @@ pub fn backends_dir() -> PathBuf {
     PathBuf::from(llama_cpp_sys_2::BACKENDS_DIR.unwrap_or("."))
 }
 
+/// A GGUF model's tokenizer (llama.cpp's, exact), with the pieces and chat template that
+/// traces and rendering need. Loaded on its own (no weights) when another backend, such as a
+/// remote server, does the forward pass.
+pub struct GgufTokenizer {
+    model: Box<LlamaModel>,
+    pieces: Vec<Vec<u8>>,
+    bos: Option<u32>,
+    chat_template: Option<ChatTemplateSpec>,
+}
+
+impl GgufTokenizer {
+    /// Loads only the vocabulary of a GGUF file (fast, no weights).
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let header = gguf::read_gguf(path)?;
+        let runtime = runtime()?;
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        let model =
+            LlamaModel::load_from_file(runtime, path, &params).map_err(|e| EngineError::Load {
+                path: path.into(),
+                message: format!("llama.cpp could not read its vocabulary ({e})"),
+            })?;
+        Ok(Self::from_model(Box::new(model), &header))
+    }
+
+    fn from_model(model: Box<LlamaModel>, header: &gguf::GgufFile) -> Self {
+        let vocab = model.vocab();
+        let n_vocab = vocab.n_tokens().max(0) as usize;
+        let pieces: Vec<Vec<u8>> = (0..n_vocab)
+            // Control tokens as their text (`<|im_start|>`): they appear when chat-rendered text
+            // is tokenized, and traces show them.
+            .map(|i| vocab.token_to_piece(LlamaToken(i as i32), true, None))
+            .collect();
+        let bos = vocab.should_add_bos().then(|| vocab.bos().0 as u32);
+        let piece_text = |id: Option<u64>| {
+            id.and_then(|i| pieces.get(i as usize))
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default()
+        };
+        let chat_template = header.chat_template().map(|t| ChatTemplateSpec {
+            template: t.to_string(),
+            bos_token: piece_text(header.get_u64("tokenizer.ggml.bos_token_id")),
+            eos_token: piece_text(header.get_u64("tokenizer.ggml.eos_token_id")),
+        });
+        Self {
+            model,
+            pieces,
+            bos,
+            chat_template,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.pieces.len()
+    }
+
+    /// Whether the model wants a BOS token in front of every sequence.
+    pub fn add_bos(&self) -> bool {
+        self.bos.is_some()
+    }
+
+    /// The BOS token the model wants in front of every sequence, if any.
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+
+    pub fn chat_template(&self) -> Option<ChatTemplateSpec> {
+        self.chat_template.clone()
+    }
+
+    /// The raw bytes of a token (control tokens as their text).
+    pub fn piece(&self, id: u32) -> &[u8] {
+        self.pieces
+            .get(id as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn token_text(&self, id: u32) -> String {
+        String::from_utf8_lossy(self.piece(id)).into_owned()
+    }
+}
+
 /// A loaded GGUF model with one context, ready to score windows.
 pub struct LlamaCppBackend {
     // Field order matters: the context borrows the model and must be dropped first.
     ctx: ManuallyDrop<LlamaContext<'static>>,
-    model: ManuallyDrop<Box<LlamaModel>>,
-    pieces: Vec<Vec<u8>>,
-    bos: Option<u32>,
-    chat_template: Option<ChatTemplateSpec>,
+    tok: ManuallyDrop<GgufTokenizer>,
     window: usize,
     ubatch: usize,
     info: ModelInfo,
@@ -109,7 +188,7 @@ impl Drop for LlamaCppBackend {
         // SAFETY: dropped exactly once, context before the model it borrows.
         unsafe {
             ManuallyDrop::drop(&mut self.ctx);
-            ManuallyDrop::drop(&mut self.model);
+            ManuallyDrop::drop(&mut self.tok);
         }
     }
 }
@@ -146,7 +225,7 @@ impl LlamaCppBackend {
                 ),
             }
         })?;
-        let model = Box::new(model);
+        let tok = GgufTokenizer::from_model(Box::new(model), &header);
 
         let threads = opts
             .threads
@@ -168,7 +247,7 @@ impl LlamaCppBackend {
             .with_type_v(KvCacheType::F32);
         // SAFETY: the model is boxed (stable address) and outlives the context: both are owned by
         // the returned value, whose Drop releases the context first.
-        let model_ref: &'static LlamaModel = unsafe { &*(model.as_ref() as *const LlamaModel) };
+        let model_ref: &'static LlamaModel = unsafe { &*(tok.model.as_ref() as *const LlamaModel) };
         let ctx = model_ref
             .new_context(runtime, ctx_params)
             .map_err(|e| EngineError::Load {
@@ -176,33 +255,14 @@ impl LlamaCppBackend {
                 message: format!("cannot create a context of {window} tokens: {e}"),
             })?;
 
-        let vocab = model.vocab();
-        let n_vocab = vocab.n_tokens().max(0) as usize;
-        let pieces: Vec<Vec<u8>> = (0..n_vocab)
-            // Control tokens as their text (`<|im_start|>`): they appear when chat-rendered text
-            // is tokenized, and traces show them.
-            .map(|i| vocab.token_to_piece(LlamaToken(i as i32), true, None))
-            .collect();
-        let bos = vocab.should_add_bos().then(|| vocab.bos().0 as u32);
-        let piece_text = |id: Option<u64>| {
-            id.and_then(|i| pieces.get(i as usize))
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .unwrap_or_default()
-        };
-        let chat_template = header.chat_template().map(|t| ChatTemplateSpec {
-            template: t.to_string(),
-            bos_token: piece_text(header.get_u64("tokenizer.ggml.bos_token_id")),
-            eos_token: piece_text(header.get_u64("tokenizer.ggml.eos_token_id")),
-        });
-
         let info = ModelInfo {
             path: path.to_path_buf(),
             name,
             architecture,
             sha256,
-            vocab_size: n_vocab,
+            vocab_size: tok.vocab_size(),
             train_context,
-            add_bos: bos.is_some(),
+            add_bos: tok.add_bos(),
             precision: precision.to_string(),
             compute: compute_description(opts.gpu_layers),
             threads,
@@ -210,10 +270,7 @@ impl LlamaCppBackend {
         tracing::info!(model = %info.name, precision = %info.precision, compute = %info.compute, threads, window, "model loaded");
         Ok(Self {
             ctx: ManuallyDrop::new(ctx),
-            model: ManuallyDrop::new(model),
-            pieces,
-            bos,
-            chat_template,
+            tok: ManuallyDrop::new(tok),
             window,
             ubatch,
             info,
@@ -227,22 +284,19 @@ impl Backend for LlamaCppBackend {
     }
 
     fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tokenize_with(text, false)
+        self.tok.tokenize(text, false)
     }
 
     fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tokenize_with(text, true)
+        self.tok.tokenize(text, true)
     }
 
     fn chat_template(&self) -> Option<ChatTemplateSpec> {
-        self.chat_template.clone()
+        self.tok.chat_template()
     }
 
     fn token_text(&self, id: u32) -> String {
-        self.pieces
-            .get(id as usize)
-            .map(|p| String::from_utf8_lossy(p).into_owned())
-            .unwrap_or_default()
+        self.tok.token_text(id)
     }
 
     fn max_window(&self) -> usize {
@@ -285,9 +339,11 @@ impl Backend for LlamaCppBackend {
     }
 }
 
-impl LlamaCppBackend {
-    /// Tokenizes with byte offsets; `special` parses control tokens written in the text.
-    fn tokenize_with(&self, text: &str, special: bool) -> Result<Tokenized, EngineError> {
+impl GgufTokenizer {
+    /// Tokenizes with byte offsets; `special` parses control tokens written in the text (chat
+    /// renderings), otherwise they stay plain text. BOS is added when the model wants one (and,
+    /// with `special`, the text does not already start with it).
+    pub fn tokenize(&self, text: &str, special: bool) -> Result<Tokenized, EngineError> {
         let vocab = self.model.vocab();
         let raw = vocab.tokenize(text.as_bytes(), false, special);
         let mut ids = Vec::with_capacity(raw.len() + 1);
@@ -303,12 +359,7 @@ impl LlamaCppBackend {
         let mut pos = 0isize;
         for (n, t) in raw.iter().enumerate() {
             let id = t.0 as u32;
-            let piece = self
-                .pieces
-                .get(id as usize)
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            let mut piece = piece;
+            let mut piece = self.piece(id);
             if n == 0 && piece.first() == Some(&b' ') && bytes.first() != Some(&b' ') {
                 piece = &piece[1..];
                 pos = 0;
@@ -404,7 +455,7 @@ impl LlamaCppBackend {
                 self.window
             )));
         }
-        let n_vocab = self.pieces.len();
+        let n_vocab = self.tok.vocab_size();
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(EngineError::Forward(format!(
                 "token id {bad} is outside the vocabulary ({n_vocab})"

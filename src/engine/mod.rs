@@ -5,6 +5,7 @@
 pub mod fused;
 pub mod llama;
 pub mod model_store;
+pub mod remote;
 pub mod window;
 
 use std::ops::Range;
@@ -79,9 +80,12 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Config(String),
+    #[error("remote server: {0}")]
+    Remote(String),
 }
 
-/// A causal LM that can be teacher-forced. Implementations: [`llama::LlamaBackend`].
+/// A causal LM that can be teacher-forced. Implementations: [`llama::LlamaCppBackend`] (embedded)
+/// and [`remote::RemoteBackend`] (a completions server).
 pub trait Backend {
     fn info(&self) -> &ModelInfo;
 
@@ -129,6 +133,62 @@ pub trait Backend {
             .zip(wanted)
             .map(|(p, &w)| w.then_some(p))
             .collect())
+    }
+
+    /// Another handle on the same model for a worker thread, when the backend can serve several
+    /// documents at once (a remote server); `None` for a backend bound to one local context.
+    fn fork(&self) -> Option<Box<dyn Backend + Send>> {
+        None
+    }
+
+    /// How many documents the backend wants in flight at once.
+    fn parallelism(&self) -> usize {
+        1
+    }
+}
+
+/// A boxed backend is a backend (the command line picks embedded or remote at run time).
+impl<B: Backend + ?Sized> Backend for Box<B> {
+    fn info(&self) -> &ModelInfo {
+        (**self).info()
+    }
+    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
+        (**self).tokenize(text)
+    }
+    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
+        (**self).tokenize_chat(text)
+    }
+    fn chat_template(&self) -> Option<ChatTemplateSpec> {
+        (**self).chat_template()
+    }
+    fn token_text(&self, id: u32) -> String {
+        (**self).token_text(id)
+    }
+    fn max_window(&self) -> usize {
+        (**self).max_window()
+    }
+    fn evaluate(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        k: usize,
+    ) -> Result<Vec<PositionStats>, EngineError> {
+        (**self).evaluate(tokens, targets, k)
+    }
+    fn evaluate_selected(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: &[bool],
+        k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        (**self).evaluate_selected(tokens, targets, wanted, k)
+    }
+    fn fork(&self) -> Option<Box<dyn Backend + Send>> {
+        (**self).fork()
+    }
+    fn parallelism(&self) -> usize {
+        (**self).parallelism()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pipelines compose the pieces: data readers -> backend -> metrics -> writers.
 
 pub mod eval;
+pub mod parallel;
 pub mod profile;
 pub mod score;
 pub mod select;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Optional: llama-cpp-python's OpenAI-compatible server (built from source by pip, ~5 min on
+# 2 cores) into .venv-servers/, for the tests that check hesnr's verification catches its
+# misaligned prompt log-probabilities. CI runs it; without it those tests say they were skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=.venv-servers
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import llama_cpp.server" 2>/dev/null; then
+  echo "setup-servers: llama-cpp-python already installed in $VENV"
+  exit 0
+fi
+if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c "import ensurepip" 2>/dev/null; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+fi
+python3 -m venv "$VENV"
+"$VENV/bin/pip" install -q --upgrade pip
+echo "setup-servers: building llama-cpp-python 0.3.36 (cmake, ~5 min on 2 cores)"
+CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+  "$VENV/bin/pip" install -q "llama-cpp-python[server]==0.3.36"
+"$VENV/bin/python" -c "import llama_cpp.server; print('setup-servers: llama-cpp-python', __import__('llama_cpp').__version__)"

@@ -1,0 +1,237 @@
+//! Remote logit servers at the command line: the `--remote` flags every model-using command
+//! takes, `hesnr probe` and `hesnr serve`.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use hesnr::engine::remote::client::{redact_url, ClientOptions};
+use hesnr::engine::remote::protocol::Protocol;
+use hesnr::engine::remote::verify::CHECKS;
+use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions};
+use hesnr::engine::{model_store, Backend};
+use hesnr::server::{self, Fault, ServeOptions};
+
+use crate::{load_model, ModelArgs};
+
+/// Flags for scoring through an OpenAI-compatible completions server instead of the embedded
+/// engine. `--model` then names the GGUF whose tokenizer matches the served model.
+#[derive(Args, Clone, Debug)]
+pub struct RemoteArgs {
+    /// Base URL of a completions server returning prompt log-probabilities (vLLM,
+    /// llama-cpp-python, `hesnr serve`), e.g. http://gpu-node:8000
+    #[arg(long, env = "HESNR_REMOTE_URL", help_heading = "Remote server")]
+    pub remote: Option<String>,
+    /// API key sent as a bearer token (never written to outputs or logs)
+    #[arg(
+        long,
+        env = "HESNR_API_KEY",
+        hide_env_values = true,
+        help_heading = "Remote server"
+    )]
+    pub api_key: Option<String>,
+    /// Served model name [default: the only model the server lists]
+    #[arg(long, help_heading = "Remote server")]
+    pub remote_model: Option<String>,
+    /// Request form [default: the first that passes the checks]
+    #[arg(long, value_enum, default_value_t = ProtocolChoice::Auto, help_heading = "Remote server")]
+    pub remote_protocol: ProtocolChoice,
+    /// Send text for the server to tokenize (checked against hesnr's tokenization) instead of ids
+    #[arg(long, help_heading = "Remote server")]
+    pub remote_text: bool,
+    /// Documents in flight at once
+    #[arg(long, default_value_t = 4, help_heading = "Remote server")]
+    pub concurrency: usize,
+    /// Seconds before a request is abandoned and retried
+    #[arg(long, default_value_t = 300.0, help_heading = "Remote server")]
+    pub timeout: f64,
+    /// Retries of a failed request (429, 5xx, refused connection, timeout), with backoff
+    #[arg(long, default_value_t = 8, help_heading = "Remote server")]
+    pub retries: u32,
+}
+
+/// Which request form to use with a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProtocolChoice {
+    Auto,
+    /// vLLM's `prompt_logprobs`
+    PromptLogprobs,
+    /// `echo` + `logprobs` (legacy OpenAI form)
+    Echo,
+}
+
+impl RemoteArgs {
+    fn options(&self, url: &str, window: Option<usize>) -> RemoteOptions {
+        RemoteOptions {
+            client: ClientOptions {
+                base_url: url.to_string(),
+                api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+                timeout: Duration::from_secs_f64(self.timeout.max(0.001)),
+                retries: self.retries,
+                backoff: Duration::from_millis(500),
+            },
+            model: self.remote_model.clone(),
+            protocol: match self.remote_protocol {
+                ProtocolChoice::Auto => None,
+                ProtocolChoice::PromptLogprobs => Some(Protocol::PromptLogprobs),
+                ProtocolChoice::Echo => Some(Protocol::Echo),
+            },
+            send_text: self.remote_text,
+            window,
+            concurrency: self.concurrency.max(1),
+        }
+    }
+}
+
+/// Connects to the server named by `--remote`, tokenizing with the GGUF at `tokenizer`.
+pub fn connect(
+    args: &RemoteArgs,
+    url: &str,
+    tokenizer: &Path,
+    window: Option<usize>,
+) -> Result<RemoteBackend> {
+    RemoteBackend::connect(tokenizer, &args.options(url, window))
+        .with_context(|| format!("connecting to {}", redact_url(url)))
+}
+
+pub const PROBE_EXAMPLES: &str = "Examples:
+  hesnr probe http://localhost:8000
+  hesnr probe http://gpu-node:8000 --model tokenizer-of-served-model.gguf --json
+
+Sends one small code prompt in each request form (prompt-logprobs / echo; token ids / text) and
+runs every check hesnr applies to a server's answers. A form marked ok is safe to score with.";
+
+#[derive(Args)]
+pub struct ProbeArgs {
+    /// Base URL of the server
+    url: String,
+    /// GGUF whose tokenizer matches the served model [default: the default model]
+    #[arg(long, short = 'm')]
+    model: Option<std::path::PathBuf>,
+    #[arg(long, env = "HESNR_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Served model name [default: the first the server lists]
+    #[arg(long)]
+    remote_model: Option<String>,
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+    /// Print the findings as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run_probe(args: ProbeArgs) -> Result<()> {
+    let tokenizer = model_store::resolve_model(args.model.as_deref())?;
+    let remote = RemoteArgs {
+        remote: Some(args.url.clone()),
+        api_key: args.api_key.clone(),
+        remote_model: args.remote_model.clone(),
+        remote_protocol: ProtocolChoice::Auto,
+        remote_text: false,
+        concurrency: 1,
+        timeout: args.timeout,
+        retries: 1,
+    };
+    let (model, results) = remote::probe(&tokenizer, &remote.options(&args.url, None))
+        .with_context(|| format!("probing {}", redact_url(&args.url)))?;
+    if args.json {
+        let v = serde_json::json!({
+            "url": redact_url(&args.url),
+            "model": model,
+            "checks": CHECKS.iter().map(|(n, d)| serde_json::json!({"name": n, "what": d})).collect::<Vec<_>>(),
+            "forms": results,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "server {}  model {model}", redact_url(&args.url))?;
+    writeln!(
+        out,
+        "{:<16} {:<6} {:<16} {:>6} {:>9}  verdict",
+        "form", "prompt", "prompt logprobs", "top-k", "mean NLL"
+    )?;
+    for r in &results {
+        let verdict = match (&r.failed_check, r.prompt_logprobs) {
+            (_, false) => format!("unsupported: {}", r.detail),
+            (None, true) => "ok".to_string(),
+            (Some(c), true) => format!("WRONG ({c}): {}", r.detail),
+        };
+        writeln!(
+            out,
+            "{:<16} {:<6} {:<16} {:>6} {:>9}  {verdict}",
+            r.protocol.to_string(),
+            if r.send_text { "text" } else { "ids" },
+            if r.prompt_logprobs { "yes" } else { "no" },
+            r.top_k.map_or("-".into(), |k| format!("{k}/{}", r.asked)),
+            r.mean_nll.map_or("-".into(), |x| format!("{x:.4}")),
+        )?;
+    }
+    writeln!(
+        out,
+        "checks: {}",
+        CHECKS.iter().map(|c| c.0).collect::<Vec<_>>().join(", ")
+    )?;
+    Ok(())
+}
+
+pub const SERVE_EXAMPLES: &str = "Examples:
+  hesnr serve --port 8000
+  hesnr serve -m model.gguf --host 0.0.0.0 --port 8000 --api-key \"$KEY\"
+  hesnr score docs.jsonl --remote http://localhost:8000
+
+Serves POST /v1/completions with vLLM's `prompt_logprobs` (and `echo` + `logprobs`), GET /v1/models,
+POST /tokenize and GET /health. Prompts are scored, not continued. One request runs at a time.";
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 = any free port; the chosen address is printed on stdout)
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Name the model is listed under [default: the GGUF's file stem]
+    #[arg(long)]
+    served_model_name: Option<String>,
+    /// Require this bearer key on every request but /health
+    #[arg(
+        long = "require-api-key",
+        env = "HESNR_SERVE_API_KEY",
+        hide_env_values = true
+    )]
+    require_api_key: Option<String>,
+    /// Answer wrongly on purpose, to test a client's verification
+    #[arg(long, value_enum)]
+    fault: Option<Fault>,
+}
+
+pub fn run_serve(args: ServeArgs) -> Result<()> {
+    let mut backend = load_model(&args.model)?;
+    let name = args.served_model_name.clone().unwrap_or_else(|| {
+        Path::new(&backend.info().path)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| backend.info().name.clone())
+    });
+    let addr = format!("{}:{}", args.host, args.port);
+    let http = tiny_http::Server::http(&addr)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let shown = http
+        .server_addr()
+        .to_ip()
+        .map_or(addr.clone(), |a| a.to_string());
+    println!("listening on http://{shown} (model {name})");
+    std::io::stdout().flush()?;
+    let opts = ServeOptions {
+        model_name: name,
+        api_key: args.require_api_key.clone(),
+        fault: args.fault,
+    };
+    server::serve(backend.as_mut(), &opts, &http);
+    Ok(())
+}

@@ -1,0 +1,651 @@
+//! Scoring through a remote completions server, against real server processes started here on
+//! loopback: `hesnr serve` (vLLM's prompt-logprobs format, fed by the embedded engine) for
+//! agreement with the embedded backend, behind a fault-injecting proxy (500s, hangs) and killed
+//! and restarted mid-run; and llama-cpp-python's server, whose misaligned prompt
+//! log-probabilities the verification must catch (run when `scripts/setup-servers.sh` has
+//! installed it; CI does).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{default_tiny, scratch};
+use serde_json::Value;
+
+fn hesnr() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hesnr"));
+    c.env("HESNR_HOME", scratch())
+        .env_remove("HESNR_MODEL")
+        .env_remove("HESNR_REMOTE_URL")
+        .env_remove("HESNR_API_KEY");
+    c
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = hesnr();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run hesnr")
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The fetched default model, found without HESNR_HOME (the tests point that at scratch).
+fn real_model() -> Option<PathBuf> {
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(|x| PathBuf::from(x).join("hesnr"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hesnr")))?;
+    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: default model not fetched ({})", p.display());
+        None
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `hesnr serve` process; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(model: &Path, port: u16, extra: &[&str]) -> Server {
+        let mut child = hesnr()
+            .args(["serve", "-m", s(model), "--port", &port.to_string()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hesnr serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Server { child, url: addr }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What the proxy does with the n-th request.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fault {
+    Pass,
+    Error500,
+    /// Read the request, then say nothing for this long and close.
+    Hang(Duration),
+}
+
+/// A loopback HTTP proxy that forwards one request per connection and injects faults.
+struct Proxy {
+    url: String,
+    /// Requests seen, and requests forwarded to the server.
+    seen: Arc<AtomicUsize>,
+    forwarded: Arc<AtomicUsize>,
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut head = Vec::new();
+    let mut content_length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().ok()?;
+        }
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        if line == "\r\n" {
+            head.extend_from_slice(b"Connection: close\r\n\r\n");
+            break;
+        }
+        head.extend_from_slice(line.as_bytes());
+    }
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body).ok()?;
+    head.extend_from_slice(&body);
+    Some(head)
+}
+
+impl Proxy {
+    fn start(upstream: String, plan: impl Fn(usize) -> Fault + Send + Sync + 'static) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let (seen2, fwd2) = (Arc::clone(&seen), Arc::clone(&forwarded));
+        let plan = Arc::new(plan);
+        let upstream = upstream.trim_start_matches("http://").to_string();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                let (seen, fwd, plan, upstream) = (
+                    Arc::clone(&seen2),
+                    Arc::clone(&fwd2),
+                    Arc::clone(&plan),
+                    upstream.clone(),
+                );
+                std::thread::spawn(move || {
+                    let Some(req) = read_request(&mut client) else {
+                        return;
+                    };
+                    let n = seen.fetch_add(1, Ordering::SeqCst);
+                    match plan(n) {
+                        Fault::Error500 => {
+                            let body = r#"{"error":{"message":"injected failure","type":"internal_error"}}"#;
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                        }
+                        Fault::Hang(d) => std::thread::sleep(d),
+                        Fault::Pass => {
+                            let Ok(mut up) = TcpStream::connect(&upstream) else {
+                                // Server down: the client sees a reset connection.
+                                return;
+                            };
+                            fwd.fetch_add(1, Ordering::SeqCst);
+                            if up.write_all(&req).is_err() {
+                                return;
+                            }
+                            let mut resp = Vec::new();
+                            let _ = up.read_to_end(&mut resp);
+                            let _ = client.write_all(&resp);
+                        }
+                    }
+                });
+            }
+        });
+        Proxy {
+            url,
+            seen,
+            forwarded,
+        }
+    }
+}
+
+fn corpus(name: &str, n: usize) -> PathBuf {
+    let path = scratch().join(format!("{name}.jsonl"));
+    let mut out = String::new();
+    for i in 0..n {
+        let text = format!(
+            "def f{i}(x):\n    \"\"\"Step {i}.\"\"\"\n    return x * {} + {}\n",
+            i % 7 + 2,
+            i * i
+        );
+        out.push_str(&serde_json::json!({"id": format!("doc-{i}"), "text": text}).to_string());
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn rows(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Per-document numbers, keyed by id, asserting every id appears once.
+fn by_id(rows: &[Value]) -> BTreeMap<String, Value> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        let id = r["id"].as_str().unwrap().to_string();
+        assert!(m.insert(id.clone(), r.clone()).is_none(), "{id} twice");
+    }
+    m
+}
+
+fn close(a: &Value, b: &Value, rel: f64) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => (x - y).abs() <= rel * x.abs().max(y.abs()).max(1e-12),
+        _ => a == b,
+    }
+}
+
+/// Every document is in both runs once, with the same numbers.
+fn assert_same_rows(embedded: &Path, remote: &Path) {
+    let (a, b) = (by_id(&rows(embedded)), by_id(&rows(remote)));
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (id, ra) in &a {
+        let rb = &b[id];
+        for key in [
+            "tokens",
+            "scored_tokens",
+            "decision_tokens",
+            "ppl",
+            "he_snr",
+            "mean_h10",
+            "top1_acc",
+        ] {
+            assert!(
+                close(&ra[key], &rb[key], 1e-5),
+                "{id} {key}: embedded {} remote {}",
+                ra[key],
+                rb[key]
+            );
+        }
+    }
+}
+
+fn embedded_rows(model: &Path, corpus: &Path, name: &str) -> PathBuf {
+    let out = scratch().join(format!("{name}-embedded.jsonl"));
+    ok(&run(
+        &["score", s(corpus), "-m", s(model), "-o", s(&out), "-t", "1"],
+        &[],
+    ));
+    out
+}
+
+#[test]
+fn remote_scores_equal_embedded_scores() {
+    let model = default_tiny();
+    let docs = corpus("parity", 24);
+    let emb = embedded_rows(&model, &docs, "parity");
+    let server = Server::start(&model, 0, &["-t", "1", "--require-api-key", "s3cret-key"]);
+
+    // Without the key: a clear 401, not retried for minutes.
+    let out = run(
+        &[
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &server.url,
+            "-o",
+            "/dev/null",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401") && err.contains("API key"), "{err}");
+
+    // The echo form is checked on the real model (below): the tiny vocabulary has so many
+    // tokens printing the same text that its text-keyed lists lose candidates.
+    for (protocol, text) in [("prompt-logprobs", false), ("prompt-logprobs", true)] {
+        let rem = scratch().join(format!("parity-remote-{protocol}-{text}.jsonl"));
+        let summary = scratch().join(format!("parity-summary-{protocol}-{text}.json"));
+        let mut args = vec![
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &server.url,
+            "--remote-protocol",
+            protocol,
+            "--concurrency",
+            "3",
+            "-o",
+            s(&rem),
+            "--summary",
+            s(&summary),
+        ];
+        if text {
+            args.push("--remote-text");
+        }
+        let stderr = ok(&run(&args, &[("HESNR_API_KEY", "s3cret-key")]));
+        assert_same_rows(&emb, &rem);
+        let all = format!(
+            "{stderr}{}{}",
+            std::fs::read_to_string(&rem).unwrap(),
+            std::fs::read_to_string(&summary).unwrap()
+        );
+        assert!(!all.contains("s3cret-key"), "the key leaked into outputs");
+        let sum: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        let compute = sum["model"]["compute"].as_str().unwrap();
+        assert!(compute.contains(protocol), "{compute}");
+    }
+}
+
+#[test]
+fn failures_are_retried_and_every_document_is_scored_once() {
+    let model = default_tiny();
+    let docs = corpus("faults", 40);
+    let emb = embedded_rows(&model, &docs, "faults");
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    // Connection checks pass; then every 4th request fails with 500 and every 7th hangs.
+    let proxy = Proxy::start(server.url.clone(), |n| match n {
+        0..=3 => Fault::Pass,
+        n if n % 7 == 3 => Fault::Hang(Duration::from_secs(4)),
+        n if n % 4 == 1 => Fault::Error500,
+        _ => Fault::Pass,
+    });
+    let rem = scratch().join("faults-remote.jsonl");
+    let stderr = ok(&run(
+        &[
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &proxy.url,
+            "--concurrency",
+            "3",
+            "--timeout",
+            "1.5",
+            "--retries",
+            "6",
+            "-o",
+            s(&rem),
+        ],
+        &[("RUST_LOG", "warn")],
+    ));
+    assert_same_rows(&emb, &rem);
+    let seen = proxy.seen.load(Ordering::SeqCst);
+    assert!(
+        seen > 40 + 8,
+        "faults were injected ({seen} requests for 40 documents)"
+    );
+    assert!(stderr.contains("retrying"), "{stderr}");
+    assert!(
+        stderr.contains("500") && stderr.contains("injected failure"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_server_killed_and_restarted_midway_loses_nothing() {
+    let model = default_tiny();
+    let docs = corpus("restart", 120);
+    let emb = embedded_rows(&model, &docs, "restart");
+    let port = free_port();
+    let mut server = Server::start(&model, port, &["-t", "1"]);
+    let proxy = Proxy::start(server.url.clone(), |_| Fault::Pass);
+    let rem = scratch().join("restart-remote.jsonl");
+    let mut child = hesnr()
+        .args([
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &proxy.url,
+            "--concurrency",
+            "2",
+            "--timeout",
+            "5",
+            "--retries",
+            "8",
+            "-o",
+            s(&rem),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while proxy.forwarded.load(Ordering::SeqCst) < 30 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    std::thread::sleep(Duration::from_millis(1500));
+    let _restarted = Server::start(&model, port, &["-t", "1"]);
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("retrying"), "the outage was seen: {stderr}");
+    assert_same_rows(&emb, &rem);
+}
+
+#[test]
+fn profile_runs_through_a_server() {
+    let model = default_tiny();
+    let docs = corpus("profile", 30);
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    let a = scratch().join("profile-embedded");
+    let b = scratch().join("profile-remote");
+    for (dir, remote) in [(&a, None), (&b, Some(server.url.as_str()))] {
+        let mut args = vec!["profile", s(&docs), "-m", s(&model), "--out", s(dir)];
+        if let Some(u) = remote {
+            args.extend(["--remote", u, "--concurrency", "3"]);
+        }
+        ok(&run(&args, &[]));
+    }
+    let stats = |d: &Path| -> Value {
+        let f = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".stats.json"))
+            .expect("stats file");
+        serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
+    };
+    let (sa, sb) = (stats(&a), stats(&b));
+    assert_eq!(sa["documents"], sb["documents"]);
+    assert_eq!(sa["tokens"], sb["tokens"]);
+    assert_eq!(sb["documents"], 30);
+}
+
+#[test]
+fn a_server_with_shifted_lists_is_refused_by_name() {
+    let Some(model) = real_model() else { return };
+    let server = Server::start(&model, 0, &["--fault", "shift-topk"]);
+    let docs = scratch().join("shifted.jsonl");
+    std::fs::write(
+        &docs,
+        serde_json::json!({"id": "fib", "text": common::CODE}).to_string() + "\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &server.url,
+            "-o",
+            "/dev/null",
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Which check fires first depends on the form; each names itself.
+    assert!(
+        err.contains("check at token") && err.contains("cannot be trusted"),
+        "{err}"
+    );
+    let probe = run(&["probe", &server.url, "-m", s(&model)], &[]);
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert_eq!(
+        text.matches("WRONG (").count(),
+        4,
+        "every form is refused: {text}"
+    );
+}
+
+#[test]
+fn the_default_model_agrees_within_one_percent_through_a_server() {
+    let Some(model) = real_model() else { return };
+    let corpus_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/corpus/code.jsonl");
+    let docs = scratch().join("real-code.jsonl");
+    let all = std::fs::read_to_string(&corpus_path).unwrap();
+    let head: Vec<&str> = all.lines().take(12).collect();
+    std::fs::write(&docs, head.join("\n") + "\n").unwrap();
+    let server = Server::start(&model, 0, &[]);
+    let forms: [Option<&[&str]>; 4] = [
+        None,
+        Some(&["--remote-protocol", "prompt-logprobs"]),
+        Some(&["--remote-protocol", "echo"]),
+        Some(&["--remote-protocol", "echo", "--remote-text"]),
+    ];
+    let summaries: Vec<Value> = forms
+        .iter()
+        .map(|form| {
+            let mut args = vec![
+                "score",
+                s(&docs),
+                "-m",
+                s(&model),
+                "-o",
+                "/dev/null",
+                "--json",
+            ];
+            if let Some(f) = form {
+                args.extend(["--remote", server.url.as_str()]);
+                args.extend(f.iter().copied());
+            }
+            let out = run(&args, &[]);
+            ok(&out);
+            serde_json::from_slice(&out.stdout).unwrap()
+        })
+        .collect();
+    for (i, remote) in summaries.iter().enumerate().skip(1) {
+        for key in ["ppl", "he_snr"] {
+            let (a, b) = (
+                summaries[0][key].as_f64().unwrap(),
+                remote[key].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 0.01 * a.abs(),
+                "form {i} {key}: embedded {a} remote {b}"
+            );
+        }
+        assert_eq!(summaries[0]["scored_tokens"], remote["scored_tokens"]);
+    }
+}
+
+/// llama-cpp-python's OpenAI server, installed by scripts/setup-servers.sh.
+fn llama_cpp_python() -> Option<PathBuf> {
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-servers/bin/python");
+    if py.is_file() {
+        Some(py)
+    } else {
+        eprintln!("skipping: llama-cpp-python not installed (bash scripts/setup-servers.sh)");
+        None
+    }
+}
+
+#[test]
+fn llama_cpp_python_misaligned_logprobs_are_caught() {
+    let (Some(model), Some(py)) = (real_model(), llama_cpp_python()) else {
+        return;
+    };
+    let port = free_port();
+    let mut child = Command::new(py)
+        .args([
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            s(&model),
+            "--host",
+            "127.0.0.1",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--n_ctx",
+            "2048",
+            "--logits_all",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama-cpp-python");
+    let url = format!("http://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "llama-cpp-python did not start"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let docs = scratch().join("lcp.jsonl");
+    std::fs::write(
+        &docs,
+        serde_json::json!({"id": "fib", "text": common::CODE}).to_string() + "\n",
+    )
+    .unwrap();
+    let out = run(
+        &[
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &url,
+            "--retries",
+            "1",
+            "-o",
+            "/dev/null",
+        ],
+        &[],
+    );
+    let probe = run(&["probe", &url, "-m", s(&model)], &[]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !out.status.success(),
+        "scoring through a faulty server must fail"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`offset` check"), "{err}");
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        text.contains("echo") && text.contains("WRONG (offset)"),
+        "{text}"
+    );
+}
