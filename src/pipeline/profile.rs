@@ -946,7 +946,10 @@ pub fn run_shard(
         Ok(())
     };
 
-    for item in CorpusStream::new(&job.files, &job.reader) {
+    // Documents of this shard still to do, in input order (read errors and the bookkeeping of
+    // ids are settled here, on the reading thread).
+    let seen = std::cell::Cell::new(0u64);
+    let todo = CorpusStream::new(&job.files, &job.reader).filter_map(|item| {
         let doc = match item {
             Ok(d) => d,
             Err(err) => {
@@ -959,15 +962,15 @@ pub fn run_shard(
                     }
                 }
                 e += 1;
-                continue;
+                return None;
             }
         };
         let index = g;
         g += 1;
         if index % n != i {
-            continue;
+            return None;
         }
-        prog.seen += 1;
+        seen.set(seen.get() + 1);
         let mut h = std::hash::DefaultHasher::new();
         doc.id.hash(&mut h);
         if !ids.insert(h.finish()) {
@@ -980,18 +983,27 @@ pub fn run_shard(
                 );
             }
         }
-        if resumed.done.contains(index) {
-            continue;
-        }
+        (!resumed.done.contains(index)).then_some((index, doc))
+    });
+    let main_settings = main.settings;
+    let ref_settings = reference.as_ref().map(|r| r.settings);
+    // Scored on as many threads as the backends allow (remote servers); rows arrive in order.
+    let work = |b: &mut [&mut dyn Backend], (_, doc): &(u64, Document)| {
         let t0 = Instant::now();
-        let result = score_text(main.backend, &doc.text, &main.settings).and_then(|s| {
-            let r = match reference.as_deref_mut() {
-                Some(r) => Some(score_text(r.backend, &doc.text, &r.settings)?.acc.summary()),
-                None => None,
+        let result = score_text(&mut *b[0], &doc.text, &main_settings).and_then(|s| {
+            let r = match (b.get_mut(1), &ref_settings) {
+                (Some(rb), Some(rs)) => Some(score_text(&mut **rb, &doc.text, rs)?.acc.summary()),
+                _ => None,
             };
             Ok((s.tokens.ids.len() as u64, s.acc.summary(), r))
         });
-        part_scoring += t0.elapsed().as_secs_f64();
+        (result, t0.elapsed().as_secs_f64())
+    };
+    let sink = |_: &dyn Backend,
+                (index, doc): (u64, Document),
+                (result, secs): (Result<_, crate::engine::EngineError>, f64)|
+     -> Result<()> {
+        part_scoring += secs;
         match result {
             Ok((tokens, metrics, r)) => {
                 prog.scored += 1;
@@ -1019,8 +1031,16 @@ pub fn run_shard(
             part_started = Instant::now();
             part_scoring = 0.0;
         }
+        prog.seen = seen.get();
         progress(&prog);
+        Ok(())
+    };
+    let mut backends: Vec<&mut dyn Backend> = vec![&mut *main.backend];
+    if let Some(r) = reference.as_deref_mut() {
+        backends.push(&mut *r.backend);
     }
+    crate::pipeline::parallel::for_each_ordered(&mut backends, todo, work, sink)?;
+    prog.seen = seen.get();
     flush(&mut buf, &mut meta, part_scoring, &mut next_part, &mut prog)?;
     progress(&prog);
 
