@@ -108,6 +108,16 @@ impl Drop for Server {
     }
 }
 
+/// A server process that is killed when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// What the proxy does with the n-th request.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Fault {
@@ -277,6 +287,32 @@ fn assert_same_rows(embedded: &Path, remote: &Path) {
     }
 }
 
+/// Runs `hesnr score` through `url`, which must fail; returns its stderr.
+fn failing_remote_score(docs: &Path, model: &Path, url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "score",
+        s(docs),
+        "-m",
+        s(model),
+        "--remote",
+        url,
+        "-o",
+        "/dev/null",
+    ];
+    args.extend(extra);
+    let out = run(&args, &[]);
+    assert!(!out.status.success(), "scoring through {url} must fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A one-document corpus of real code.
+fn code_doc(name: &str) -> PathBuf {
+    let docs = scratch().join(format!("{name}.jsonl"));
+    let record = serde_json::json!({"id": "fib", "text": common::CODE});
+    std::fs::write(&docs, record.to_string() + "\n").unwrap();
+    docs
+}
+
 fn embedded_rows(model: &Path, corpus: &Path, name: &str) -> PathBuf {
     let out = scratch().join(format!("{name}-embedded.jsonl"));
     ok(&run(
@@ -294,21 +330,7 @@ fn remote_scores_equal_embedded_scores() {
     let server = Server::start(&model, 0, &["-t", "1", "--require-api-key", "s3cret-key"]);
 
     // Without the key: a clear 401, not retried for minutes.
-    let out = run(
-        &[
-            "score",
-            s(&docs),
-            "-m",
-            s(&model),
-            "--remote",
-            &server.url,
-            "-o",
-            "/dev/null",
-        ],
-        &[],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failing_remote_score(&docs, &model, &server.url, &[]);
     assert!(err.contains("401") && err.contains("API key"), "{err}");
 
     // The echo form is checked on the real model (below): the tiny vocabulary has so many
@@ -480,27 +502,7 @@ fn profile_runs_through_a_server() {
 fn a_server_with_shifted_lists_is_refused_by_name() {
     let Some(model) = real_model() else { return };
     let server = Server::start(&model, 0, &["--fault", "shift-topk"]);
-    let docs = scratch().join("shifted.jsonl");
-    std::fs::write(
-        &docs,
-        serde_json::json!({"id": "fib", "text": common::CODE}).to_string() + "\n",
-    )
-    .unwrap();
-    let out = run(
-        &[
-            "score",
-            s(&docs),
-            "-m",
-            s(&model),
-            "--remote",
-            &server.url,
-            "-o",
-            "/dev/null",
-        ],
-        &[],
-    );
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = failing_remote_score(&code_doc("shifted"), &model, &server.url, &[]);
     // Which check fires first depends on the form; each names itself.
     assert!(
         err.contains("check at token") && err.contains("cannot be trusted"),
@@ -583,27 +585,29 @@ fn llama_cpp_python_misaligned_logprobs_are_caught() {
         return;
     };
     let port = free_port();
-    let mut child = Command::new(py)
-        .args([
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            s(&model),
-            "--host",
-            "127.0.0.1",
-        ])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--n_ctx",
-            "2048",
-            "--logits_all",
-            "true",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start llama-cpp-python");
+    let _server = KillOnDrop(
+        Command::new(py)
+            .args([
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                s(&model),
+                "--host",
+                "127.0.0.1",
+            ])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--n_ctx",
+                "2048",
+                "--logits_all",
+                "true",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start llama-cpp-python"),
+    );
     let url = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -613,35 +617,8 @@ fn llama_cpp_python_misaligned_logprobs_are_caught() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let docs = scratch().join("lcp.jsonl");
-    std::fs::write(
-        &docs,
-        serde_json::json!({"id": "fib", "text": common::CODE}).to_string() + "\n",
-    )
-    .unwrap();
-    let out = run(
-        &[
-            "score",
-            s(&docs),
-            "-m",
-            s(&model),
-            "--remote",
-            &url,
-            "--retries",
-            "1",
-            "-o",
-            "/dev/null",
-        ],
-        &[],
-    );
+    let err = failing_remote_score(&code_doc("lcp"), &model, &url, &["--retries", "1"]);
     let probe = run(&["probe", &url, "-m", s(&model)], &[]);
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        !out.status.success(),
-        "scoring through a faulty server must fail"
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("`offset` check"), "{err}");
     let text = String::from_utf8_lossy(&probe.stdout);
     assert!(
