@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{scratch, tiny_model};
+use common::{scratch, tiny_model, Server};
 use hesnr::gguf::tiny::TinyLlamaSpec;
 use serde_json::{json, Value};
 
@@ -89,6 +89,62 @@ fn track(manifest: &Path, set: &Path, cache: &Path, out: &Path) -> (Value, Strin
     let report: Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     (report, stderr)
+}
+
+#[test]
+fn checkpoints_served_remotely_give_the_same_table() {
+    let dir = scratch().join("remote");
+    let models = checkpoints();
+    let set = eval_set(&dir, 3);
+    let (embedded, _) = track(
+        &manifest(&dir, &models),
+        &set,
+        &dir.join("cache-a"),
+        &dir.join("out-a"),
+    );
+    // The same checkpoints, each behind its own `hesnr serve`; the GGUFs give the tokenizer.
+    let servers: Vec<Server> = models
+        .iter()
+        .map(|m| Server::start(m, 0, &["-t", "1"]))
+        .collect();
+    let mut m = String::new();
+    for (i, (p, srv)) in models.iter().zip(&servers).enumerate() {
+        m.push_str(&format!(
+            "[[checkpoint]]\nmodel = \"{}\"\nurl = \"{}\"\nstep = {}\nstage = \"{}\"\n[checkpoint.scores]\nswe = {}\n",
+            p.display(),
+            srv.url,
+            (i + 1) * 1000,
+            if i < 2 { "32k" } else { "128k" },
+            0.1 * (i + 1) as f64
+        ));
+    }
+    let remote_manifest = dir.join("manifest-remote.toml");
+    std::fs::write(&remote_manifest, m).unwrap();
+    let (remote, _) = track(
+        &remote_manifest,
+        &set,
+        &dir.join("cache-b"),
+        &dir.join("out-b"),
+    );
+    let (a, b) = (
+        embedded["checkpoints"].as_array().unwrap(),
+        remote["checkpoints"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 3);
+    for (ca, cb) in a.iter().zip(b) {
+        assert_eq!(
+            ca["summary"]["scored_tokens"],
+            cb["summary"]["scored_tokens"]
+        );
+        assert_eq!(ca["entropy_hist"], cb["entropy_hist"]);
+        for key in ["he_snr", "ppl", "mean_h10"] {
+            let (x, y) = (
+                ca["summary"][key].as_f64().unwrap(),
+                cb["summary"][key].as_f64().unwrap(),
+            );
+            assert!((x - y).abs() <= 1e-6 * x.abs(), "{key}: {x} vs {y}");
+        }
+    }
 }
 
 /// The report without the per-run `cached` flags: what must not depend on caching.

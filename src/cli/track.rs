@@ -3,7 +3,7 @@
 //! quality order made from one model, for trying it out.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -114,12 +114,14 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     let n = manifest.checkpoints.len();
     let mut done = 0usize;
     let model_args = args.model.clone();
-    let mut load = |path: &Path| -> Result<Box<dyn Backend>, hesnr::engine::EngineError> {
+    let mut load = |c: &track::Checkpoint| -> Result<Box<dyn Backend>, hesnr::engine::EngineError> {
         let mut m = model_args.clone();
-        m.model = Some(path.to_path_buf());
-        load_model(&m)
-            .map(|b| Box::new(b) as Box<dyn Backend>)
-            .map_err(|e| hesnr::engine::EngineError::Config(format!("{e:#}")))
+        m.model = Some(c.model.clone());
+        if let Some(r) = &c.remote {
+            m.remote.remote = Some(r.url.clone());
+            m.remote.remote_model = r.served_model.clone();
+        }
+        load_model(&m).map_err(|e| hesnr::engine::EngineError::Config(format!("{e:#}")))
     };
     let mut log = |c: &track::Checkpoint, event: CheckpointEvent, key: &str| {
         // Each checkpoint reports Cached, or Scoring then Scored: count it at its first event.

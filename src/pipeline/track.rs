@@ -64,10 +64,21 @@ pub enum TrackError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Checkpoint {
     pub name: String,
+    /// The GGUF to score; with `remote`, the GGUF whose tokenizer the served model shares.
     pub model: PathBuf,
+    /// A completions server that serves this checkpoint, instead of the embedded engine.
+    pub remote: Option<RemoteCheckpoint>,
     pub step: Option<f64>,
     pub stage: Option<String>,
     pub downstream: BTreeMap<String, f64>,
+}
+
+/// Where a checkpoint is served (`url` and `served_model` in the manifest).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteCheckpoint {
+    pub url: String,
+    /// The served name; `None` = the only model the server lists.
+    pub served_model: Option<String>,
 }
 
 /// The checkpoints of a run, in manifest order.
@@ -89,6 +100,8 @@ struct TomlManifest {
 #[serde(deny_unknown_fields)]
 struct TomlCheckpoint {
     model: PathBuf,
+    url: Option<String>,
+    served_model: Option<String>,
     name: Option<String>,
     step: Option<f64>,
     stage: Option<String>,
@@ -97,9 +110,10 @@ struct TomlCheckpoint {
 }
 
 /// Reads a manifest: TOML (`[[checkpoint]]` tables with `model`, optional `name`, `step`,
-/// `stage` and a `[checkpoint.scores]` table) or CSV (columns `model`, optional `name`, `step`,
-/// `stage`; every other column is a downstream score, empty where unknown). Relative model paths
-/// are relative to the manifest's folder.
+/// `stage`, `url` and `served_model` of a server, and a `[checkpoint.scores]` table) or CSV
+/// (columns `model`, optional `name`, `step`, `stage`, `url`, `served_model`; every other column
+/// is a downstream score, empty where unknown). Relative model paths are relative to the
+/// manifest's folder.
 pub fn read_manifest(path: &Path) -> Result<Manifest, TrackError> {
     let err = |message: String| TrackError::Manifest {
         path: path.display().to_string(),
@@ -120,6 +134,10 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, TrackError> {
             .map(|c| Checkpoint {
                 name: c.name.unwrap_or_default(),
                 model: c.model,
+                remote: c.url.map(|url| RemoteCheckpoint {
+                    url,
+                    served_model: c.served_model,
+                }),
                 step: c.step,
                 stage: c.stage,
                 downstream: c.scores,
@@ -167,6 +185,7 @@ fn parse_csv(text: &str) -> Result<Vec<Checkpoint>, String> {
     let col = |name: &str| headers.iter().position(|h| h == name);
     let model_col = col("model").ok_or("no `model` column")?;
     let (name_col, step_col, stage_col) = (col("name"), col("step"), col("stage"));
+    let (url_col, served_col) = (col("url"), col("served_model"));
     let mut out = Vec::new();
     for (i, record) in reader.records().enumerate() {
         let line = i + 2;
@@ -184,7 +203,16 @@ fn parse_csv(text: &str) -> Result<Vec<Checkpoint>, String> {
             field(Some(model_col)).ok_or(format!("line {line}: column 'model' is empty"))?;
         let mut downstream = BTreeMap::new();
         for (c, h) in headers.iter().enumerate() {
-            if [Some(model_col), name_col, step_col, stage_col].contains(&Some(c)) {
+            if [
+                Some(model_col),
+                name_col,
+                step_col,
+                stage_col,
+                url_col,
+                served_col,
+            ]
+            .contains(&Some(c))
+            {
                 continue;
             }
             if let Some(v) = field(Some(c)) {
@@ -194,6 +222,10 @@ fn parse_csv(text: &str) -> Result<Vec<Checkpoint>, String> {
         out.push(Checkpoint {
             name: field(name_col).unwrap_or_default().to_string(),
             model: PathBuf::from(model),
+            remote: field(url_col).map(|url| RemoteCheckpoint {
+                url: url.to_string(),
+                served_model: field(served_col).map(str::to_string),
+            }),
             step: field(step_col)
                 .map(|v| number(step_col.expect("has a value"), v))
                 .transpose()?,
@@ -636,7 +668,7 @@ pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
 }
 
 /// Loads a checkpoint's model for scoring (the CLI decides how).
-pub type ModelLoader<'a> = dyn FnMut(&Path) -> Result<Box<dyn Backend>, EngineError> + 'a;
+pub type ModelLoader<'a> = dyn FnMut(&Checkpoint) -> Result<Box<dyn Backend>, EngineError> + 'a;
 
 /// What happened to each checkpoint, for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -673,8 +705,17 @@ pub fn run_track(
                 message: format!("cannot read: {e}"),
             },
         })?;
+        // A served checkpoint is known by its server and served name (and tokenizer file).
+        let identity = match &c.remote {
+            Some(r) => format!(
+                "{model_sha}\nremote {} {}",
+                crate::engine::remote::client::redact_url(&r.url),
+                r.served_model.as_deref().unwrap_or("")
+            ),
+            None => model_sha.clone(),
+        };
         let key = hex(&Sha256::digest(
-            format!("{model_sha}\n{fingerprint}").as_bytes(),
+            format!("{identity}\n{fingerprint}").as_bytes(),
         ))[..32]
             .to_string();
         let (scored, cached) = match load_cached(&opts.cache_dir, &key)? {
@@ -684,7 +725,7 @@ pub fn run_track(
             }
             None => {
                 log(c, CheckpointEvent::Scoring, &key);
-                let mut backend = load(&c.model).map_err(|source| TrackError::Checkpoint {
+                let mut backend = load(c).map_err(|source| TrackError::Checkpoint {
                     name: c.name.clone(),
                     source,
                 })?;

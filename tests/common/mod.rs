@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: tiny random-weight GGUF models in the real format.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
 use hesnr::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
@@ -44,3 +46,50 @@ pub fn real_model() -> Option<PathBuf> {
 }
 
 pub const CODE: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n\nif __name__ == \"__main__\":\n    print([fibonacci(i) for i in range(10)])\n";
+
+/// A `hesnr serve` process; killed on drop.
+pub struct Server {
+    child: Child,
+    pub url: String,
+}
+
+impl Server {
+    pub fn start(model: &Path, port: u16, extra: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
+            .env("HESNR_HOME", scratch())
+            .env_remove("HESNR_API_KEY")
+            .args([
+                "serve",
+                "-m",
+                model.to_str().unwrap(),
+                "--port",
+                &port.to_string(),
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start hesnr serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .strip_prefix("listening on ")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Server { child, url: addr }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
