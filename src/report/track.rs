@@ -1809,7 +1809,23 @@ pub fn write_report(report: &TrackReport, dir: &Path) -> io::Result<Vec<PathBuf>
         render_html_with(report, &plots).as_bytes(),
         &mut written,
     )?;
+    remove_stale_plots(dir, &written)?;
     Ok(written)
+}
+
+/// Removes SVGs an earlier run wrote into `plots/` that this run did not (a plot that no longer
+/// applies, e.g. correlations once downstream scores are gone), so the folder matches the page.
+fn remove_stale_plots(dir: &Path, written: &[PathBuf]) -> io::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir.join("plots")) else {
+        return Ok(());
+    };
+    for e in entries {
+        let path = e?.path();
+        if path.extension().is_some_and(|x| x == "svg") && !written.contains(&path) {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -2216,6 +2232,28 @@ mod tests {
                 assert_clean(&text, &f.display().to_string());
             }
         }
+    }
+
+    #[test]
+    fn a_rewritten_report_drops_plots_it_no_longer_has() {
+        let r = sample_report();
+        let dir = tempfile::tempdir().unwrap();
+        let stale = dir.path().join("plots/from-an-earlier-run.svg");
+        std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+        std::fs::write(&stale, "<svg/>").unwrap();
+        let keep = dir.path().join("plots/notes.txt");
+        std::fs::write(&keep, "mine").unwrap();
+        let files = write_report(&r, dir.path()).unwrap();
+        assert!(!stale.exists(), "stale plot removed");
+        assert!(keep.exists(), "only SVGs are touched");
+        let svgs = std::fs::read_dir(dir.path().join("plots")).unwrap().count() - 1;
+        assert_eq!(
+            svgs,
+            files
+                .iter()
+                .filter(|f| f.extension().is_some_and(|x| x == "svg"))
+                .count()
+        );
     }
 
     #[test]
