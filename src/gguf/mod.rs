@@ -17,4 +17,4 @@ mod writer;
 pub use reader::{
     ggml_type_name, read_gguf, GgufError, GgufFile, GgufValue, TensorInfo, DEFAULT_ALIGNMENT,
 };
-pub use writer::{f16_to_f32, f32_to_f16, GgufWriter, TensorData};
+pub use writer::{f16_to_f32, f32_to_f16, GgufWriter, StreamedTensor, TensorData};

@@ -1,4 +1,5 @@
-//! A small GGUF v3 writer, so that tests can build real-format model files.
+//! A small GGUF v3 writer: tests build real-format model files with it, and `hesnr convert-hf`
+//! streams converted checkpoints through it tensor by tensor.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -242,24 +243,7 @@ impl GgufWriter {
                 tensor: name.clone(),
                 reason,
             };
-            if name.len() > MAX_TENSOR_NAME_LEN {
-                return Err(bad(format!(
-                    "has a {}-byte name; llama.cpp accepts at most {MAX_TENSOR_NAME_LEN}",
-                    name.len()
-                )));
-            }
-            if !names.insert(name.as_str()) {
-                return Err(GgufError::DuplicateTensor {
-                    path: path.to_path_buf(),
-                    tensor: name.clone(),
-                });
-            }
-            if dims.len() > MAX_DIMS as usize {
-                return Err(bad(format!(
-                    "has {} dimensions; ggml supports at most {MAX_DIMS}",
-                    dims.len()
-                )));
-            }
+            check_tensor_entry(path, &mut names, name, dims)?;
             let n = dims.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
             if n != Some(data.len() as u64) {
                 return Err(bad(format!(
@@ -280,10 +264,36 @@ impl GgufWriter {
     }
 
     fn encode(&self, w: &mut impl Write, alignment: u64) -> std::io::Result<()> {
+        let directory = self.tensors.iter().map(|(name, dims, data)| {
+            (
+                name.as_str(),
+                dims.as_slice(),
+                data.ggml_type(),
+                data.encoded_len(),
+            )
+        });
+        self.encode_head(w, alignment, directory)?;
+        for (_, _, data) in &self.tensors {
+            let bytes = data.encode();
+            w.write_all(&bytes)?;
+            pad(w, bytes.len() as u64, alignment)?;
+        }
+        Ok(())
+    }
+
+    /// Header, metadata and tensor directory (name, dims, ggml type, data bytes), padded to
+    /// the alignment when tensors follow.
+    fn encode_head<'a>(
+        &self,
+        w: &mut impl Write,
+        alignment: u64,
+        directory: impl ExactSizeIterator<Item = (&'a str, &'a [u64], u32, u64)>,
+    ) -> std::io::Result<()> {
+        let n_tensors = directory.len();
         let mut head = Vec::new();
         head.extend(b"GGUF");
         head.extend(3u32.to_le_bytes());
-        head.extend((self.tensors.len() as u64).to_le_bytes());
+        head.extend((n_tensors as u64).to_le_bytes());
         head.extend((self.metadata.len() as u64).to_le_bytes());
         let mut pos = 0u64;
         for (k, v) in &self.metadata {
@@ -296,31 +306,179 @@ impl GgufWriter {
             head.clear();
         }
         let mut offset = 0u64;
-        for (name, dims, data) in &self.tensors {
+        for (name, dims, ggml_type, len) in directory {
             put_str(&mut head, name);
             head.extend((dims.len() as u32).to_le_bytes());
             dims.iter().for_each(|d| head.extend(d.to_le_bytes()));
-            head.extend(data.ggml_type().to_le_bytes());
+            head.extend(ggml_type.to_le_bytes());
             head.extend(offset.to_le_bytes());
-            offset += data.encoded_len().div_ceil(alignment) * alignment;
+            offset += len.div_ceil(alignment) * alignment;
         }
         w.write_all(&head)?;
         pos += head.len() as u64;
-        if self.tensors.is_empty() {
-            return Ok(());
-        }
-        let pad = |w: &mut dyn Write, len: u64| -> std::io::Result<()> {
-            let n = len.div_ceil(alignment) * alignment - len;
-            std::io::copy(&mut std::io::repeat(0).take(n), w).map(drop)
-        };
-        pad(w, pos)?;
-        for (_, _, data) in &self.tensors {
-            let bytes = data.encode();
-            w.write_all(&bytes)?;
-            pad(w, bytes.len() as u64)?;
+        if n_tensors > 0 {
+            pad(w, pos, alignment)?;
         }
         Ok(())
     }
+
+    /// Writes the metadata added so far and `tensors` whose bytes come from `produce`, one
+    /// tensor at a time, so that a large model never has to be held in memory: `produce(i, w)`
+    /// must write exactly tensor `i`'s bytes (its ggml type's encoding, row-major over its
+    /// dims) to `w`. Tensors added with [`Self::add_tensor`] are refused here. Only plain
+    /// float types are accepted: F32 (0), F16 (1) and BF16 (30).
+    ///
+    /// Atomic like [`Self::write_to`]: on any error, from the checks, `produce` or the disk,
+    /// nothing is left at `path`.
+    pub fn write_streamed_to<E: From<GgufError>>(
+        &self,
+        path: &Path,
+        tensors: &[StreamedTensor],
+        mut produce: impl FnMut(usize, &mut dyn Write) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let invalid = |what: String, reason: String| GgufError::InvalidValue {
+            path: path.to_path_buf(),
+            what,
+            reason,
+        };
+        if !self.tensors.is_empty() {
+            return Err(invalid(
+                "the tensor list".into(),
+                "tensors added with add_tensor cannot be mixed with streamed ones".into(),
+            )
+            .into());
+        }
+        let alignment = self.validate(path)?;
+        let mut names = HashSet::new();
+        let mut sizes = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            check_tensor_entry(path, &mut names, &t.name, &t.dims)?;
+            let elem = match t.ggml_type {
+                0 => 4,
+                1 | 30 => 2,
+                other => {
+                    return Err(GgufError::InvalidTensor {
+                        path: path.to_path_buf(),
+                        tensor: t.name.clone(),
+                        reason: format!(
+                            "has ggml type {other}; streamed tensors must be F32, F16 or BF16"
+                        ),
+                    }
+                    .into())
+                }
+            };
+            let size = t
+                .dims
+                .iter()
+                .try_fold(elem, |a: u64, &d| a.checked_mul(d))
+                .ok_or_else(|| GgufError::InvalidTensor {
+                    path: path.to_path_buf(),
+                    tensor: t.name.clone(),
+                    reason: format!("has dimensions {:?} whose size overflows", t.dims),
+                })?;
+            sizes.push(size);
+        }
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            action: "write",
+            source,
+        };
+        let tmp = TempFile::create(path).map_err(io)?;
+        let file = tmp.file.try_clone().map_err(io)?;
+        let mut w = BufWriter::with_capacity(1 << 20, file);
+        let directory = tensors
+            .iter()
+            .zip(&sizes)
+            .map(|(t, &n)| (t.name.as_str(), t.dims.as_slice(), t.ggml_type, n));
+        self.encode_head(&mut w, alignment, directory).map_err(io)?;
+        for (i, (t, &size)) in tensors.iter().zip(&sizes).enumerate() {
+            let mut counted = CountingWriter {
+                inner: &mut w,
+                written: 0,
+            };
+            produce(i, &mut counted)?;
+            let written = counted.written;
+            if written != size {
+                return Err(GgufError::InvalidTensor {
+                    path: path.to_path_buf(),
+                    tensor: t.name.clone(),
+                    reason: format!("was given {written} bytes of data, expected {size}"),
+                }
+                .into());
+            }
+            pad(&mut w, size, alignment).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
+        drop(w);
+        tmp.file.sync_all().map_err(io)?;
+        tmp.persist(path).map_err(io)?;
+        Ok(())
+    }
+}
+
+/// A tensor of [`GgufWriter::write_streamed_to`]: name, dims in ggml order (ne0 first) and
+/// ggml type (0 = F32, 1 = F16, 30 = BF16).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedTensor {
+    pub name: String,
+    pub dims: Vec<u64>,
+    pub ggml_type: u32,
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    written: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Zeros from `len` up to the next multiple of `alignment`.
+fn pad(w: &mut (impl Write + ?Sized), len: u64, alignment: u64) -> std::io::Result<()> {
+    let n = len.div_ceil(alignment) * alignment - len;
+    std::io::copy(&mut std::io::repeat(0).take(n), w).map(drop)
+}
+
+/// The checks every tensor entry gets: name length, uniqueness, number of dimensions.
+fn check_tensor_entry<'a>(
+    path: &Path,
+    names: &mut HashSet<&'a str>,
+    name: &'a str,
+    dims: &[u64],
+) -> Result<(), GgufError> {
+    let bad = |reason: String| GgufError::InvalidTensor {
+        path: path.to_path_buf(),
+        tensor: name.to_string(),
+        reason,
+    };
+    if name.len() > MAX_TENSOR_NAME_LEN {
+        return Err(bad(format!(
+            "has a {}-byte name; llama.cpp accepts at most {MAX_TENSOR_NAME_LEN}",
+            name.len()
+        )));
+    }
+    if !names.insert(name) {
+        return Err(GgufError::DuplicateTensor {
+            path: path.to_path_buf(),
+            tensor: name.to_string(),
+        });
+    }
+    if dims.len() > MAX_DIMS as usize {
+        return Err(bad(format!(
+            "has {} dimensions; ggml supports at most {MAX_DIMS}",
+            dims.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Arrays must hold one element type (the format stores it once) and nest at most
@@ -662,6 +820,74 @@ mod tests {
             0,
             "no leftovers"
         );
+    }
+
+    #[test]
+    fn streamed_tensors_match_in_memory_ones_and_are_checked() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.gguf"), d.path().join("b.gguf"));
+        let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        let h = vec![1.0f32, -2.0, 0.1];
+        let mut w = GgufWriter::new();
+        w.add_kv("general.name", GgufValue::String("s".into()));
+        let mut mem = w.clone();
+        mem.add_tensor("x", &[4, 3], TensorData::F32(x.clone()))
+            .add_tensor("h", &[3], TensorData::F16(h.clone()));
+        mem.write_to(&a).unwrap();
+        let tensors = [
+            StreamedTensor {
+                name: "x".into(),
+                dims: vec![4, 3],
+                ggml_type: 0,
+            },
+            StreamedTensor {
+                name: "h".into(),
+                dims: vec![3],
+                ggml_type: 1,
+            },
+        ];
+        w.write_streamed_to::<GgufError>(&b, &tensors, |i, out| {
+            let bytes = match i {
+                0 => TensorData::F32(x.clone()).encode(),
+                _ => TensorData::F16(h.clone()).encode(),
+            };
+            // In two pieces: the writer only counts bytes.
+            out.write_all(&bytes[..1]).unwrap();
+            out.write_all(&bytes[1..]).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+        let c = d.path().join("c.gguf");
+        let e = w
+            .write_streamed_to::<GgufError>(&c, &tensors, |_, out| {
+                out.write_all(&[0; 4]).unwrap();
+                Ok(())
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("tensor 'x' was given 4 bytes of data, expected 48"),
+            "{e}"
+        );
+        let bad = [StreamedTensor {
+            name: "q".into(),
+            dims: vec![32],
+            ggml_type: 8,
+        }];
+        let e = w
+            .write_streamed_to::<GgufError>(&c, &bad, |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must be F32, F16 or BF16"), "{e}");
+        let e = mem
+            .write_streamed_to::<GgufError>(&c, &tensors, |_, _| Ok(()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be mixed"), "{e}");
+        assert!(!c.exists(), "nothing left after failures");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
     }
 
     #[test]
