@@ -5,6 +5,7 @@
 //! three for the command line.
 
 pub mod analysis;
+pub mod convert;
 pub mod data;
 pub mod engine;
 pub mod gguf;

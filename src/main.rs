@@ -75,6 +75,10 @@ enum Command {
     /// log-probabilities (for `--remote` runs from other machines, and for tests).
     #[command(after_help = cli::remote::SERVE_EXAMPLES)]
     Serve(Box<cli::remote::ServeArgs>),
+    /// Convert a Hugging Face checkpoint (config.json + safetensors, Llama family) to GGUF,
+    /// with the tokenizer of an existing GGUF.
+    #[command(after_help = cli::convert::CONVERT_HF_EXAMPLES)]
+    ConvertHf(cli::convert::ConvertHfArgs),
     /// Show what a model is and how hesnr would run it (JSON).
     Info {
         #[command(flatten)]
@@ -238,6 +242,7 @@ fn main() {
             .map_err(Into::into),
         Command::Probe(args) => cli::remote::run_probe(args),
         Command::Serve(args) => cli::remote::run_serve(*args),
+        Command::ConvertHf(args) => cli::convert::run_convert_hf(args),
         Command::Info { model } => load_model(&model).and_then(|b| {
             println!("{}", serde_json::to_string_pretty(b.info())?);
             Ok(())

@@ -1,5 +1,6 @@
 //! Subcommands of the `hesnr` binary that are larger than a screen.
 
+pub mod convert;
 pub mod eval;
 pub mod profile;
 pub mod remote;
