@@ -587,3 +587,73 @@ fn llama_cpp_python_misaligned_logprobs_are_caught() {
         "{text}"
     );
 }
+
+/// Two JSON values equal, numbers within `rel`.
+fn assert_close_json(a: &Value, b: &Value, rel: f64, at: &str) {
+    match (a, b) {
+        (Value::Number(_), Value::Number(_)) => {
+            assert!(close(a, b, rel), "{at}: {a} vs {b}")
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, v) in x {
+                assert_close_json(v, &y[k], rel, &format!("{at}.{k}"));
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (v, w)) in x.iter().zip(y).enumerate() {
+                assert_close_json(v, w, rel, &format!("{at}[{i}]"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+#[test]
+fn eval_through_a_server_gives_the_same_rows_in_the_same_order() {
+    let model = default_tiny();
+    let set = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/trajectories");
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    let a = scratch().join("eval-embedded.jsonl");
+    let b = scratch().join("eval-remote.jsonl");
+    ok(&run(
+        &[
+            "eval",
+            "-T",
+            s(&set),
+            "-m",
+            s(&model),
+            "--preset",
+            "all",
+            "-o",
+            s(&a),
+        ],
+        &[],
+    ));
+    ok(&run(
+        &[
+            "eval",
+            "-T",
+            s(&set),
+            "-m",
+            s(&model),
+            "--preset",
+            "all",
+            "-o",
+            s(&b),
+            "--remote",
+            &server.url,
+            "--concurrency",
+            "3",
+        ],
+        &[],
+    ));
+    let (ra, rb) = (rows(&a), rows(&b));
+    assert!(ra.len() >= 7 * 5, "every trajectory x preset: {}", ra.len());
+    assert_close_json(&Value::Array(ra), &Value::Array(rb), 1e-6, "rows");
+}

@@ -12,7 +12,10 @@ use hesnr::data::trajectory::render::ChatTemplate;
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
 use hesnr::engine::Backend;
-use hesnr::pipeline::eval::{self, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory};
+use hesnr::pipeline::eval::{
+    self, EvalError, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory,
+};
+use hesnr::pipeline::parallel;
 use hesnr::report::explain;
 
 use crate::{load_model, progress_bar, MetricArgs, ModelArgs};
@@ -166,31 +169,38 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let progress = progress_bar();
     let mut totals = EvalTotals::new(&presets, metrics);
     let mut explained = false;
-    for item in trajectories {
-        if args
-            .limit
-            .is_some_and(|l| totals.trajectories + totals.skipped >= l)
-        {
-            break;
-        }
+    let wanted = |t: &Trajectory| args.explain.as_ref().is_none_or(|id| *id == t.id);
+    let items = trajectories.take(args.limit.map_or(usize::MAX, |l| l as usize));
+    // Trajectories are evaluated in parallel when the backend can (a remote server); rows are
+    // written in input order either way.
+    let work = |b: &mut [&mut dyn Backend], item: &Result<Trajectory, data::RecordError>| {
+        let traj = item.as_ref().ok().filter(|t| wanted(t))?;
+        Some(eval::eval_trajectory(
+            &mut *b[0], &template, traj, &settings,
+        ))
+    };
+    let sink = |tracer: &dyn Backend,
+                item: Result<Trajectory, data::RecordError>,
+                result: Option<Result<EvaluatedTrajectory, EvalError>>|
+     -> Result<()> {
         let traj = match item {
             Ok(t) => t,
             Err(e) => {
                 totals.skip(e.to_string());
-                continue;
+                return Ok(());
             }
         };
-        if args.explain.as_ref().is_some_and(|id| *id != traj.id) {
-            continue;
-        }
+        let Some(result) = result.filter(|_| !explained) else {
+            return Ok(());
+        };
         for w in &traj.warnings {
             tracing::warn!("{}: trajectory '{}': {w}", where_(&traj), traj.id);
         }
-        let evaluated = match eval::eval_trajectory(&mut backend, &template, &traj, &settings) {
+        let evaluated = match result {
             Ok(e) => e,
             Err(e) => {
                 totals.skip(format!("{}: trajectory '{}': {e}", where_(&traj), traj.id));
-                continue;
+                return Ok(());
             }
         };
         totals.add(&traj, &evaluated);
@@ -210,9 +220,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
                 .copied()
                 .find(|&p| p == Preset::Full)
                 .unwrap_or(presets[0]);
-            write_explanation(&args, &backend, &traj, &evaluated, shown)?;
+            write_explanation(&args, tracer, &traj, &evaluated, shown)?;
             explained = true;
-            break;
+            return Ok(());
         }
         progress.set_message(format!(
             "{} trajectories, {} context tokens, {:.0} tok/s",
@@ -221,7 +231,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             totals.context_tokens as f64 / totals.elapsed().max(1e-9)
         ));
         progress.tick();
-    }
+        Ok(())
+    };
+    parallel::for_each_ordered(&mut [backend.as_mut()], items, work, sink)?;
     progress.finish_and_clear();
     if let Some(out) = rows_out {
         out.finish().context("writing the per-trajectory rows")?;
