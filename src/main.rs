@@ -92,6 +92,7 @@ const SCORE_EXAMPLES: &str = "Examples:
   hesnr score src/*.py --tokens trace.jsonl    # plain text files, one document each
   cat data.jsonl | hesnr score - --text-field content
   hesnr score data.jsonl --model other.gguf --eps 1.0 --signal renormalized
+  hesnr score data.jsonl --remote http://gpu-node:8000 -m vocab.gguf --concurrency 16   # a vLLM server
 
 Inputs: .jsonl/.json/.ndjson (optionally .gz or .zst), directories, other files as plain text, `-` for stdin.
 The model defaults to $HESNR_MODEL, else the default model fetched by `hesnr fetch-model`.";

@@ -21,8 +21,9 @@ use crate::{load_model, ModelArgs};
 /// engine. `--model` then names the GGUF whose tokenizer matches the served model.
 #[derive(Args, Clone, Debug)]
 pub struct RemoteArgs {
-    /// Base URL of a completions server returning prompt log-probabilities (vLLM,
-    /// llama-cpp-python, `hesnr serve`), e.g. http://gpu-node:8000
+    /// Base URL of a completions server returning prompt log-probabilities (vLLM, `hesnr serve`),
+    /// e.g. http://gpu-node:8000; `-m` then names a GGUF with the served model's tokenizer. Every
+    /// answer is verified (docs/remote.md)
     #[arg(long, env = "HESNR_REMOTE_URL", help_heading = "Remote server")]
     pub remote: Option<String>,
     /// API key sent as a bearer token (never written to outputs or logs)

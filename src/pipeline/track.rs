@@ -9,6 +9,7 @@
 //! is computed from the cached numbers, so it does not depend on what was cached when.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,11 +24,13 @@ use crate::analysis::stats::{self, Correlation};
 use crate::data::trajectory::mask::{Preset, TokenRule};
 use crate::data::trajectory::read::{read_trajectories, TrajectoryFormat};
 use crate::data::trajectory::render::ChatTemplate;
-use crate::data::{self, AtomicFile, ReaderOptions};
+use crate::data::trajectory::Trajectory;
+use crate::data::{self, AtomicFile, Document, ReaderOptions, RecordError};
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
-use crate::pipeline::eval::{eval_trajectory, EvalSettings};
-use crate::pipeline::score::{score_text, ScoreSettings};
+use crate::pipeline::eval::{eval_trajectory, EvalError, EvalSettings, EvaluatedTrajectory};
+use crate::pipeline::parallel::for_each_ordered;
+use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
 
 /// Points of the eps sweep over [ln 2, ln 5] (method.md: the paper's sweep range).
 pub const SWEEP_POINTS: usize = 25;
@@ -546,15 +549,23 @@ fn score_checkpoint(
                 presets: vec![*preset],
                 token_rule: *token_rule,
             };
-            for item in read_trajectories(inputs, *format)? {
+            // Trajectories in flight at once when the backend allows (a remote server).
+            let work = |b: &mut [&mut dyn Backend], item: &Result<Trajectory, RecordError>| {
+                let traj = item.as_ref().ok()?;
+                Some(eval_trajectory(&mut *b[0], &template, traj, &settings))
+            };
+            let sink = |_: &dyn Backend,
+                        item: Result<Trajectory, RecordError>,
+                        result: Option<Result<EvaluatedTrajectory, EvalError>>|
+             -> Result<(), Infallible> {
                 let traj = match item {
                     Ok(t) => t,
                     Err(e) => {
                         skipped.push(e.to_string());
-                        continue;
+                        return Ok(());
                     }
                 };
-                match eval_trajectory(backend, &template, &traj, &settings) {
+                match result.expect("every read trajectory is evaluated") {
                     Ok(e) => {
                         context += e.tokens.ids.len() as u64;
                         let first = e.tokens.first_target();
@@ -573,18 +584,28 @@ fn score_checkpoint(
                         skipped.push(format!("{}: trajectory '{}': {e}", traj.source, traj.id))
                     }
                 }
-            }
+                Ok(())
+            };
+            let items = read_trajectories(inputs, *format)?;
+            let Ok(()) = for_each_ordered(&mut [backend], items, work, sink);
         }
         EvalSet::Documents { inputs, reader } => {
-            for item in data::read_documents(inputs, reader)? {
+            let work = |b: &mut [&mut dyn Backend], item: &Result<Document, RecordError>| {
+                let doc = item.as_ref().ok()?;
+                Some(score_text(&mut *b[0], &doc.text, &score))
+            };
+            let sink = |_: &dyn Backend,
+                        item: Result<Document, RecordError>,
+                        result: Option<Result<ScoredDocument, EngineError>>|
+             -> Result<(), Infallible> {
                 let doc = match item {
                     Ok(d) => d,
                     Err(e) => {
                         skipped.push(e.to_string());
-                        continue;
+                        return Ok(());
                     }
                 };
-                match score_text(backend, &doc.text, &score) {
+                match result.expect("every read document is scored") {
                     Ok(s) => {
                         context += s.tokens.ids.len() as u64;
                         let positions = s
@@ -596,7 +617,10 @@ fn score_checkpoint(
                     }
                     Err(e) => skipped.push(format!("{}: document '{}': {e}", doc.source, doc.id)),
                 }
-            }
+                Ok(())
+            };
+            let items = data::read_documents(inputs, reader)?;
+            let Ok(()) = for_each_ordered(&mut [backend], items, work, sink);
         }
     }
     if units.is_empty() {
