@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use common::{default_tiny, scratch, tiny_model};
+use common::{default_tiny, real_model, scratch, tiny_model};
 use hesnr::gguf::tiny::TinyLlamaSpec;
 use hesnr::gguf::{f16_to_f32, f32_to_f16, read_gguf, GgufFile, GgufValue};
 use safetensors::{Dtype, View};
@@ -691,19 +691,4 @@ fn real_model_round_trip() {
         }
     }
     let _ = std::fs::remove_file(&out);
-}
-
-/// The fetched default model, found from $HOME (not $HESNR_HOME, which the tests point at
-/// their scratch folder).
-fn real_model() -> Option<PathBuf> {
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(|x| PathBuf::from(x).join("hesnr"))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hesnr")))?;
-    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: default model not fetched ({})", p.display());
-        None
-    }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{default_tiny, scratch, Server};
+use common::{default_tiny, real_model, scratch, Server};
 use serde_json::Value;
 
 fn hesnr() -> Command {
@@ -45,20 +45,6 @@ fn ok(out: &std::process::Output) -> String {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// The fetched default model, found without HESNR_HOME (the tests point that at scratch).
-fn real_model() -> Option<PathBuf> {
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(|x| PathBuf::from(x).join("hesnr"))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hesnr")))?;
-    let p = home.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    if p.is_file() {
-        Some(p)
-    } else {
-        eprintln!("skipping: default model not fetched ({})", p.display());
-        None
-    }
 }
 
 fn free_port() -> u16 {

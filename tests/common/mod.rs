@@ -35,8 +35,15 @@ pub fn default_tiny() -> PathBuf {
 }
 
 /// The real default model, when fetched; tests that need it return early (and say so) without it.
+/// Found from $XDG_CACHE_HOME or $HOME, not $HESNR_HOME, which the tests point at their scratch
+/// folder.
 pub fn real_model() -> Option<PathBuf> {
-    let p = hesnr::engine::model_store::default_model_path();
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(|x| PathBuf::from(x).join("hesnr"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hesnr")));
+    let p = home?
+        .join("models")
+        .join(hesnr::engine::model_store::DEFAULT_MODEL_FILE);
     if p.is_file() {
         Some(p)
     } else {
