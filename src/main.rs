@@ -222,6 +222,13 @@ fn parse_pooling(s: &str) -> Result<Pooling, String> {
 }
 
 fn main() {
+    // Rust ignores SIGPIPE, so writing to a closed pipe (`hesnr probe URL --json | head`) panics;
+    // a command-line tool should just stop, like any other.
+    #[cfg(unix)]
+    // SAFETY: called first thing, before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG")
         .unwrap_or_else(|_| format!("{},llama_cpp_2=warn,llama-cpp-2=warn", cli.log));
