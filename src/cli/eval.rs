@@ -244,7 +244,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     if let Some(id) = &args.explain {
         if !explained {
             let why = totals
-                .errors
+                .skips
+                .reasons
                 .iter()
                 .find(|e| e.contains(&format!("'{id}'")));
             match why {

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::skips::SkipLog;
 use crate::data::trajectory::clean::CleanStats;
 use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
 use crate::data::trajectory::render::{render, ChatTemplate, RenderError, Rendered};
@@ -215,16 +216,13 @@ pub struct EvalSummary {
 pub struct EvalTotals {
     pooled: Vec<(Preset, Accumulator, CleanStats)>,
     pub trajectories: u64,
-    pub skipped: u64,
-    pub errors: Vec<String>,
+    pub skips: SkipLog,
     pub warnings: u64,
     pub context_tokens: u64,
     started: Instant,
 }
 
 impl EvalTotals {
-    const MAX_ERRORS_KEPT: usize = 50;
-
     pub fn new(presets: &[Preset], config: MetricConfig) -> Self {
         Self {
             pooled: presets
@@ -232,8 +230,7 @@ impl EvalTotals {
                 .map(|&p| (p, Accumulator::new(config), CleanStats::default()))
                 .collect(),
             trajectories: 0,
-            skipped: 0,
-            errors: Vec::new(),
+            skips: SkipLog::default(),
             warnings: 0,
             context_tokens: 0,
             started: Instant::now(),
@@ -252,11 +249,7 @@ impl EvalTotals {
     }
 
     pub fn skip(&mut self, reason: String) {
-        tracing::warn!("skipped: {reason}");
-        self.skipped += 1;
-        if self.errors.len() < Self::MAX_ERRORS_KEPT {
-            self.errors.push(reason);
-        }
+        self.skips.skip(reason);
     }
 
     pub fn elapsed(&self) -> f64 {
@@ -275,8 +268,8 @@ impl EvalTotals {
             chat_template,
             settings,
             trajectories: self.trajectories,
-            skipped: self.skipped,
-            errors: self.errors.clone(),
+            skipped: self.skips.count,
+            errors: self.skips.reasons.clone(),
             warnings: self.warnings,
             context_tokens: self.context_tokens,
             seconds,

@@ -5,5 +5,6 @@ pub mod parallel;
 pub mod profile;
 pub mod score;
 pub mod select;
+pub mod skips;
 pub mod track;
 pub mod track_types;

@@ -42,6 +42,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::score::{score_text, ScoreSettings};
+use super::skips::{SkipLog, MAX_REASONS_KEPT};
 use crate::data::parquet::{is_parquet, read_parquet};
 use crate::data::reader::collect_dir;
 use crate::data::{
@@ -54,8 +55,7 @@ use crate::metrics::Summary;
 pub const ROW_GROUP_ROWS: usize = 8192;
 /// Rows decoded per batch when reading parts and shards back.
 const READ_BATCH_ROWS: usize = 4096;
-/// Errors kept (with their messages) in the stats files.
-const MAX_ERRORS_KEPT: usize = 50;
+/// Parquet key-value metadata of a part file: its failed documents and timing.
 const PART_META_KEY: &str = "hesnr.part";
 
 // ---------------------------------------------------------------------------------------------
@@ -914,8 +914,7 @@ pub fn run_shard(
         parts: resumed.files.len() as u64,
         ..Progress::default()
     };
-    let mut errors: Vec<String> = Vec::new();
-    let mut read_skipped = 0u64;
+    let mut read_skips = SkipLog::default();
     let mut ids: HashSet<u64> = HashSet::new();
     let mut duplicate_ids = 0u64;
     let mut next_part = resumed.next_part;
@@ -954,12 +953,7 @@ pub fn run_shard(
             Ok(d) => d,
             Err(err) => {
                 if e % n == i {
-                    let msg = err.to_string();
-                    tracing::warn!("skipped: {msg}");
-                    read_skipped += 1;
-                    if errors.len() < MAX_ERRORS_KEPT {
-                        errors.push(msg);
-                    }
+                    read_skips.skip(err.to_string());
                 }
                 e += 1;
                 return None;
@@ -1051,8 +1045,9 @@ pub fn run_shard(
     let count = concat_sorted(&resumed_all.files, &schema, &mut f)?;
     f.commit()
         .with_context(|| format!("writing {}", out_path.display()))?;
+    let mut errors = read_skips.reasons;
     for (_, msg) in resumed_all.failed.iter() {
-        if errors.len() < MAX_ERRORS_KEPT {
+        if errors.len() < MAX_REASONS_KEPT {
             errors.push(msg.clone());
         }
     }
@@ -1062,7 +1057,7 @@ pub fn run_shard(
         shard: shard.index,
         shards: shard.count,
         documents: count.rows,
-        skipped: read_skipped + resumed_all.failed.len() as u64,
+        skipped: read_skips.count + resumed_all.failed.len() as u64,
         errors,
         duplicate_ids,
         tokens: count.tokens,
@@ -1189,7 +1184,7 @@ pub fn merge_run(dir: &Path, out: &Path) -> Result<(MergedStats, PathBuf)> {
     let mut errors = Vec::new();
     for (_, st) in &stats {
         for e in &st.errors {
-            if errors.len() < MAX_ERRORS_KEPT {
+            if errors.len() < MAX_REASONS_KEPT {
                 errors.push(e.clone());
             }
         }

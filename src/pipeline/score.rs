@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use super::skips::SkipLog;
 use crate::engine::{score_tokens, Backend, EngineError, ModelInfo, Tokenized};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
 
@@ -152,21 +153,17 @@ pub struct RunSummary {
 pub struct RunTotals {
     pub pooled: Accumulator,
     pub documents: u64,
-    pub skipped: u64,
-    pub errors: Vec<String>,
+    pub skips: SkipLog,
     pub tokens: u64,
     started: Instant,
 }
 
 impl RunTotals {
-    const MAX_ERRORS_KEPT: usize = 50;
-
     pub fn new(config: MetricConfig) -> Self {
         Self {
             pooled: Accumulator::new(config),
             documents: 0,
-            skipped: 0,
-            errors: Vec::new(),
+            skips: SkipLog::default(),
             tokens: 0,
             started: Instant::now(),
         }
@@ -181,11 +178,7 @@ impl RunTotals {
     }
 
     pub fn skip(&mut self, reason: String) {
-        tracing::warn!("skipped: {reason}");
-        self.skipped += 1;
-        if self.errors.len() < Self::MAX_ERRORS_KEPT {
-            self.errors.push(reason);
-        }
+        self.skips.skip(reason);
     }
 
     pub fn elapsed(&self) -> f64 {
@@ -198,8 +191,8 @@ impl RunTotals {
             model,
             settings,
             documents: self.documents,
-            skipped: self.skipped,
-            errors: self.errors.clone(),
+            skipped: self.skips.count,
+            errors: self.skips.reasons.clone(),
             tokens: self.tokens,
             seconds,
             tokens_per_second: if seconds > 0.0 {
