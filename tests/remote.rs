@@ -319,6 +319,21 @@ fn remote_scores_equal_embedded_scores() {
 }
 
 #[test]
+fn a_tokenizer_that_does_not_match_the_served_model_is_refused() {
+    let model = default_tiny();
+    let other = common::tiny_model(
+        "tiny-other-vocab",
+        hesnr::gguf::tiny::TinyLlamaSpec {
+            n_vocab_merges: 40,
+            ..Default::default()
+        },
+    );
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    let err = failing_remote_score(&corpus("mismatch", 2), &other, &server.url, &[]);
+    assert!(err.contains("tokenizes differently"), "{err}");
+}
+
+#[test]
 fn failures_are_retried_and_every_document_is_scored_once() {
     let model = default_tiny();
     let docs = corpus("faults", 40);

@@ -161,6 +161,7 @@ impl RemoteBackend {
         };
         backend.info.vocab_size = backend.tok.vocab_size();
         backend.info.add_bos = backend.tok.add_bos();
+        backend.check_tokenizer()?;
         backend.detect_protocol(opts)?;
         backend.info.compute = format!(
             "remote {shown_url} ({}, {}, {} in flight)",
@@ -174,6 +175,54 @@ impl RemoteBackend {
         );
         tracing::info!(model = %backend.model, url = %shown_url, protocol = %backend.protocol, window, "remote server connected");
         Ok(backend)
+    }
+
+    /// Compares hesnr's tokenization of a probe text with the server's (`/tokenize`, which vLLM
+    /// and `hesnr serve` have): token ids sent with another tokenizer would be scored as other
+    /// tokens, and no check on the answers could tell. Servers without the endpoint are trusted
+    /// here; their answers are still checked token by token.
+    fn check_tokenizer(&self) -> Result<(), EngineError> {
+        let body = serde_json::json!({"model": self.model, "prompt": PROBE_TEXT});
+        let answer = match self
+            .client
+            .with_retry_budget(1)
+            .post_json("/tokenize", &body)
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("no /tokenize on the server ({e}); tokenizer not compared");
+                return Ok(());
+            }
+        };
+        let Some(theirs) = answer.get("tokens").and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_u64().map(|x| x as u32))
+                .collect::<Vec<u32>>()
+        }) else {
+            return Ok(());
+        };
+        let ours = self.tok.tokenize(PROBE_TEXT, false)?.ids;
+        // A BOS the server adds (or hesnr adds) is not a disagreement about the text.
+        let strip = |ids: &[u32]| -> Vec<u32> {
+            match (self.tok.bos(), ids.first()) {
+                (Some(b), Some(&f)) if f == b => ids[1..].to_vec(),
+                _ => ids.to_vec(),
+            }
+        };
+        if strip(&ours) != strip(&theirs) {
+            let show = |ids: &[u32]| {
+                let head: Vec<String> = ids.iter().take(8).map(u32::to_string).collect();
+                format!("[{}, ...] ({} tokens)", head.join(", "), ids.len())
+            };
+            return Err(remote_err(format!(
+                "the server tokenizes differently from the GGUF given with -m: {} here, {} on \
+                 the server. Give -m a GGUF (a vocabulary-only one is enough) with the served \
+                 model's tokenizer",
+                show(&ours),
+                show(&theirs)
+            )));
+        }
+        Ok(())
     }
 
     /// Settles on the first request form (the chosen one, or prompt-logprobs then echo; ids,
