@@ -11,7 +11,7 @@ use clap::Args;
 use hesnr::engine::remote::client::{redact_url, ClientOptions};
 use hesnr::engine::remote::protocol::Protocol;
 use hesnr::engine::remote::verify::CHECKS;
-use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions};
+use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions, TokenizerCheck};
 use hesnr::engine::{model_store, Backend};
 use hesnr::server::{self, Fault, ServeOptions};
 
@@ -136,12 +136,14 @@ pub fn run_probe(args: ProbeArgs) -> Result<()> {
         timeout: args.timeout,
         retries: 1,
     };
-    let (model, results) = remote::probe(&tokenizer, &remote.options(&args.url, None))
+    let report = remote::probe(&tokenizer, &remote.options(&args.url, None))
         .with_context(|| format!("probing {}", redact_url(&args.url)))?;
+    let (model, results) = (&report.model, &report.forms);
     if args.json {
         let v = serde_json::json!({
             "url": redact_url(&args.url),
             "model": model,
+            "tokenizer": report.tokenizer,
             "checks": CHECKS.iter().map(|(n, d)| serde_json::json!({"name": n, "what": d})).collect::<Vec<_>>(),
             "forms": results,
         });
@@ -150,12 +152,20 @@ pub fn run_probe(args: ProbeArgs) -> Result<()> {
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "server {}  model {model}", redact_url(&args.url))?;
+    let tokenizer = match &report.tokenizer {
+        TokenizerCheck::Agrees => "agrees with -m (compared through /tokenize)".to_string(),
+        TokenizerCheck::NotAvailable => {
+            "not compared (no /tokenize); answers checked token by token".to_string()
+        }
+        TokenizerCheck::Differs(why) => format!("DIFFERS: {why}"),
+    };
+    writeln!(out, "tokenizer: {tokenizer}")?;
     writeln!(
         out,
         "{:<16} {:<6} {:<16} {:>6} {:>9}  verdict",
         "form", "prompt", "prompt logprobs", "top-k", "mean NLL"
     )?;
-    for r in &results {
+    for r in results {
         let verdict = match (&r.failed_check, r.prompt_logprobs) {
             (_, false) => format!("unsupported: {}", r.detail),
             (None, true) => "ok".to_string(),

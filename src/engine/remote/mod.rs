@@ -161,7 +161,9 @@ impl RemoteBackend {
         };
         backend.info.vocab_size = backend.tok.vocab_size();
         backend.info.add_bos = backend.tok.add_bos();
-        backend.check_tokenizer()?;
+        if let TokenizerCheck::Differs(why) = backend.check_tokenizer()? {
+            return Err(remote_err(why));
+        }
         backend.detect_protocol(opts)?;
         backend.info.compute = format!(
             "remote {shown_url} ({}, {}, {} in flight)",
@@ -181,7 +183,7 @@ impl RemoteBackend {
     /// and `hesnr serve` have): token ids sent with another tokenizer would be scored as other
     /// tokens, and no check on the answers could tell. Servers without the endpoint are trusted
     /// here; their answers are still checked token by token.
-    fn check_tokenizer(&self) -> Result<(), EngineError> {
+    fn check_tokenizer(&self) -> Result<TokenizerCheck, EngineError> {
         let body = serde_json::json!({"model": self.model, "prompt": PROBE_TEXT});
         let answer = match self
             .client
@@ -191,7 +193,7 @@ impl RemoteBackend {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!("no /tokenize on the server ({e}); tokenizer not compared");
-                return Ok(());
+                return Ok(TokenizerCheck::NotAvailable);
             }
         };
         let Some(theirs) = answer.get("tokens").and_then(Value::as_array).map(|a| {
@@ -199,7 +201,7 @@ impl RemoteBackend {
                 .filter_map(|v| v.as_u64().map(|x| x as u32))
                 .collect::<Vec<u32>>()
         }) else {
-            return Ok(());
+            return Ok(TokenizerCheck::NotAvailable);
         };
         let ours = self.tok.tokenize(PROBE_TEXT, false)?.ids;
         // A BOS the server adds (or hesnr adds) is not a disagreement about the text.
@@ -214,7 +216,7 @@ impl RemoteBackend {
                 let head: Vec<String> = ids.iter().take(8).map(u32::to_string).collect();
                 format!("[{}, ...] ({} tokens)", head.join(", "), ids.len())
             };
-            return Err(remote_err(format!(
+            return Ok(TokenizerCheck::Differs(format!(
                 "the server tokenizes differently from the GGUF given with -m: {} here, {} on \
                  the server. Give -m a GGUF (a vocabulary-only one is enough) with the served \
                  model's tokenizer",
@@ -222,7 +224,7 @@ impl RemoteBackend {
                 show(&theirs)
             )));
         }
-        Ok(())
+        Ok(TokenizerCheck::Agrees)
     }
 
     /// Settles on the first request form (the chosen one, or prompt-logprobs then echo; ids,
@@ -347,6 +349,16 @@ impl RemoteBackend {
     }
 }
 
+/// Whether the server's tokenizer is the one hesnr uses.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenizerCheck {
+    Agrees,
+    /// The server has no `/tokenize` (its answers are still checked token by token).
+    NotAvailable,
+    Differs(String),
+}
+
 fn first_position() -> ServerPosition {
     ServerPosition {
         token: None,
@@ -458,11 +470,16 @@ pub struct ProbeResult {
     pub mean_nll: Option<f64>,
 }
 
+/// What `hesnr probe` found out about a server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeReport {
+    pub model: String,
+    pub tokenizer: TokenizerCheck,
+    pub forms: Vec<ProbeResult>,
+}
+
 /// Tries each request form against a server with the probe text and reports what happened.
-pub fn probe(
-    tokenizer: &Path,
-    opts: &RemoteOptions,
-) -> Result<(String, Vec<ProbeResult>), EngineError> {
+pub fn probe(tokenizer: &Path, opts: &RemoteOptions) -> Result<ProbeReport, EngineError> {
     let tok = GgufTokenizer::load(tokenizer)?;
     let client = Client::new(opts.client.clone());
     let models = served_models(&client)?;
@@ -494,6 +511,7 @@ pub fn probe(
         },
     };
     backend.info.add_bos = backend.tok.add_bos();
+    let tokenizer_check = backend.check_tokenizer()?;
     let asked = 10;
     let tokens = backend.tok.tokenize(PROBE_TEXT, false)?;
     let n = tokens.ids.len();
@@ -541,5 +559,9 @@ pub fn probe(
             results.push(r);
         }
     }
-    Ok((model, results))
+    Ok(ProbeReport {
+        model,
+        tokenizer: tokenizer_check,
+        forms: results,
+    })
 }
