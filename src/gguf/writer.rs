@@ -187,19 +187,9 @@ impl GgufWriter {
     /// renamed over `path`, so that readers never see a half-written model.
     pub fn write_to(&self, path: &Path) -> Result<(), GgufError> {
         let alignment = self.validate(path)?;
-        let io = |source| GgufError::Io {
-            path: path.to_path_buf(),
-            action: "write",
-            source,
-        };
-        let tmp = TempFile::create(path).map_err(io)?;
-        let file = tmp.file.try_clone().map_err(io)?;
-        let mut w = BufWriter::with_capacity(1 << 16, file);
-        self.encode(&mut w, alignment).map_err(io)?;
-        w.flush().map_err(io)?;
-        drop(w);
-        tmp.file.sync_all().map_err(io)?;
-        tmp.persist(path).map_err(io)
+        write_atomically(path, 1 << 16, |w| {
+            self.encode(w, alignment).map_err(|e| io_error(path, e))
+        })
     }
 
     /// Checks everything the reader (and llama.cpp) would; returns the alignment to use.
@@ -378,42 +368,60 @@ impl GgufWriter {
                 })?;
             sizes.push(size);
         }
-        let io = |source| GgufError::Io {
-            path: path.to_path_buf(),
-            action: "write",
-            source,
-        };
-        let tmp = TempFile::create(path).map_err(io)?;
-        let file = tmp.file.try_clone().map_err(io)?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
-        let directory = tensors
-            .iter()
-            .zip(&sizes)
-            .map(|(t, &n)| (t.name.as_str(), t.dims.as_slice(), t.ggml_type, n));
-        self.encode_head(&mut w, alignment, directory).map_err(io)?;
-        for (i, (t, &size)) in tensors.iter().zip(&sizes).enumerate() {
-            let mut counted = CountingWriter {
-                inner: &mut w,
-                written: 0,
-            };
-            produce(i, &mut counted)?;
-            let written = counted.written;
-            if written != size {
-                return Err(GgufError::InvalidTensor {
-                    path: path.to_path_buf(),
-                    tensor: t.name.clone(),
-                    reason: format!("was given {written} bytes of data, expected {size}"),
+        let io = |source| io_error(path, source);
+        write_atomically(path, 1 << 20, |w| {
+            let directory = tensors
+                .iter()
+                .zip(&sizes)
+                .map(|(t, &n)| (t.name.as_str(), t.dims.as_slice(), t.ggml_type, n));
+            self.encode_head(w, alignment, directory).map_err(io)?;
+            for (i, (t, &size)) in tensors.iter().zip(&sizes).enumerate() {
+                let mut counted = CountingWriter {
+                    inner: &mut *w,
+                    written: 0,
+                };
+                produce(i, &mut counted)?;
+                let written = counted.written;
+                if written != size {
+                    return Err(GgufError::InvalidTensor {
+                        path: path.to_path_buf(),
+                        tensor: t.name.clone(),
+                        reason: format!("was given {written} bytes of data, expected {size}"),
+                    }
+                    .into());
                 }
-                .into());
+                pad(w, size, alignment).map_err(io)?;
             }
-            pad(&mut w, size, alignment).map_err(io)?;
-        }
-        w.flush().map_err(io)?;
-        drop(w);
-        tmp.file.sync_all().map_err(io)?;
-        tmp.persist(path).map_err(io)?;
-        Ok(())
+            Ok(())
+        })
     }
+}
+
+fn io_error(path: &Path, source: std::io::Error) -> GgufError {
+    GgufError::Io {
+        path: path.to_path_buf(),
+        action: "write",
+        source,
+    }
+}
+
+/// Writes `path` through `body` atomically: into a temporary file in the same folder, flushed
+/// and fsynced, then renamed over `path`. On any error nothing is left at `path`.
+fn write_atomically<E: From<GgufError>>(
+    path: &Path,
+    buffer: usize,
+    body: impl FnOnce(&mut BufWriter<File>) -> Result<(), E>,
+) -> Result<(), E> {
+    let io = |source| io_error(path, source);
+    let tmp = TempFile::create(path).map_err(io)?;
+    let file = tmp.file.try_clone().map_err(io)?;
+    let mut w = BufWriter::with_capacity(buffer, file);
+    body(&mut w)?;
+    w.flush().map_err(io)?;
+    drop(w);
+    tmp.file.sync_all().map_err(io)?;
+    tmp.persist(path).map_err(io)?;
+    Ok(())
 }
 
 /// A tensor of [`GgufWriter::write_streamed_to`]: name, dims in ggml order (ne0 first) and
