@@ -12,35 +12,13 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use common::{default_tiny, scratch, tiny_model, CODE};
+use common::{default_tiny, ok, run_hesnr as hesnr, s, scratch, tiny_model, CODE};
 use hesnr::gguf::tiny::TinyLlamaSpec;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
 type Row = BTreeMap<String, Value>;
-
-fn hesnr(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hesnr"));
-    c.args(args)
-        .env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .env_remove("SLURM_ARRAY_TASK_ID");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run hesnr")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn model() -> String {
     default_tiny().to_string_lossy().into_owned()

@@ -16,36 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{default_tiny, real_model, scratch, Server};
+use common::{
+    default_tiny, hesnr_command as hesnr, ok, real_model, run_hesnr as run, s, scratch, Server,
+};
 use serde_json::Value;
-
-fn hesnr() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hesnr"));
-    c.env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .env_remove("HESNR_REMOTE_URL")
-        .env_remove("HESNR_API_KEY");
-    c
-}
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = hesnr();
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run hesnr")
-}
-
-fn ok(out: &std::process::Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
-    stderr
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

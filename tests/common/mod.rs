@@ -21,6 +21,38 @@ pub fn scratch() -> &'static Path {
     })
 }
 
+/// The hesnr binary with the scratch home and none of the user's model, server or Slurm settings.
+pub fn hesnr_command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hesnr"));
+    c.env("HESNR_HOME", scratch())
+        .env_remove("HESNR_MODEL")
+        .env_remove("HESNR_REMOTE_URL")
+        .env_remove("HESNR_API_KEY")
+        .env_remove("SLURM_ARRAY_TASK_ID");
+    c
+}
+
+/// Runs hesnr with `args` and extra environment variables.
+pub fn run_hesnr(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = hesnr_command();
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run hesnr")
+}
+
+/// Asserts a run succeeded (showing its stderr otherwise) and returns its stderr.
+pub fn ok(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
 /// Writes (once per spec name) a tiny llama model and returns its path.
 pub fn tiny_model(name: &str, spec: TinyLlamaSpec) -> PathBuf {
     let path = scratch().join(format!("{name}.gguf"));
@@ -62,9 +94,7 @@ pub struct Server {
 
 impl Server {
     pub fn start(model: &Path, port: u16, extra: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
-            .env("HESNR_HOME", scratch())
-            .env_remove("HESNR_API_KEY")
+        let mut child = hesnr_command()
             .args([
                 "serve",
                 "-m",
