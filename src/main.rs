@@ -345,6 +345,12 @@ fn run_score(args: ScoreArgs) -> Result<()> {
                 } else {
                     doc.source.clone()
                 };
+                if e.is_fatal() {
+                    bail!(
+                        "{where_}: document '{}': {e}; stopped, nothing written",
+                        doc.id
+                    );
+                }
                 totals.skip(format!("{where_}: document '{}': {e}", doc.id));
                 return Ok(());
             }

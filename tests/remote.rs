@@ -632,3 +632,67 @@ fn eval_through_a_server_gives_the_same_rows_in_the_same_order() {
     assert!(ra.len() >= 7 * 5, "every trajectory x preset: {}", ra.len());
     assert_close_json(&Value::Array(ra), &Value::Array(rb), 1e-6, "rows");
 }
+
+#[test]
+fn an_outage_past_the_retries_stops_the_run_and_profile_resumes_after_it() {
+    let model = default_tiny();
+    let docs = corpus("outage", 80);
+    let port = free_port();
+    let mut server = Server::start(&model, port, &["-t", "1"]);
+    let proxy = Proxy::start(server.url.clone(), |_| Fault::Pass);
+    let out_dir = scratch().join("outage-profile");
+    let args = [
+        "profile",
+        s(&docs),
+        "-m",
+        s(&model),
+        "--out",
+        s(&out_dir),
+        "--remote",
+        &proxy.url,
+        "--retries",
+        "1",
+        "--timeout",
+        "2",
+        "--part-size",
+        "8",
+    ];
+    let mut child = hesnr().args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let t0 = Instant::now();
+    while proxy.forwarded.load(Ordering::SeqCst) < 30 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        !child.wait().unwrap().success(),
+        "the run must stop, not skip every document"
+    );
+    assert!(
+        stderr.contains("unavailable") && stderr.contains("resume"),
+        "{stderr}"
+    );
+
+    // Server back: the same command resumes from the parts and finishes every document once.
+    let _back = Server::start(&model, port, &["-t", "1"]);
+    let stderr = ok(&run(&args, &[]));
+    let stats = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".stats.json"))
+        .expect("stats file");
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap();
+    assert_eq!(stats["documents"], 80, "{stderr}");
+    assert_eq!(stats["skipped"], 0);
+    assert!(stats["resumed_documents"].as_u64().unwrap() > 0, "{stats}");
+}

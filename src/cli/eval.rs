@@ -198,6 +198,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         }
         let evaluated = match result {
             Ok(e) => e,
+            Err(e) if e.is_fatal() => {
+                bail!("{}: trajectory '{}': {e}; stopped", where_(&traj), traj.id)
+            }
             Err(e) => {
                 totals.skip(format!("{}: trajectory '{}': {e}", where_(&traj), traj.id));
                 return Ok(());

@@ -82,6 +82,17 @@ pub enum EngineError {
     Config(String),
     #[error("remote server: {0}")]
     Remote(String),
+    /// The server could not be reached even after retries: every further document would fail
+    /// the same way, so runs stop (and resume later) instead of skipping documents.
+    #[error("remote server unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl EngineError {
+    /// Whether the run must stop rather than skip the document at hand.
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
 }
 
 /// A causal LM that can be teacher-forced. Implementations: [`llama::LlamaCppBackend`] (embedded)

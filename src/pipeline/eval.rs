@@ -38,6 +38,13 @@ pub enum EvalError {
     Engine(#[from] EngineError),
 }
 
+impl EvalError {
+    /// Whether the run must stop rather than skip the trajectory (see [`EngineError::is_fatal`]).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, Self::Engine(e) if e.is_fatal())
+    }
+}
+
 /// One preset's result on one trajectory.
 #[derive(Debug, Clone)]
 pub struct PresetResult {

@@ -1012,6 +1012,14 @@ pub fn run_shard(
                     reference: r,
                 });
             }
+            Err(err) if err.is_fatal() => {
+                // Stop: the parts written so far stay, and a re-run resumes after them.
+                bail!(
+                    "{}: document '{}': {err}; stopped (re-run with the same flags to resume)",
+                    where_(&doc),
+                    doc.id
+                );
+            }
             Err(err) => {
                 let msg = format!("{}: document '{}': {err}", where_(&doc), doc.id);
                 tracing::warn!("skipped: {msg}");

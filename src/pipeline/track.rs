@@ -9,7 +9,6 @@
 //! is computed from the cached numbers, so it does not depend on what was cached when.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -557,7 +556,7 @@ fn score_checkpoint(
             let sink = |_: &dyn Backend,
                         item: Result<Trajectory, RecordError>,
                         result: Option<Result<EvaluatedTrajectory, EvalError>>|
-             -> Result<(), Infallible> {
+             -> Result<(), TrackError> {
                 let traj = match item {
                     Ok(t) => t,
                     Err(e) => {
@@ -580,6 +579,12 @@ fn score_checkpoint(
                             .collect();
                         units.push((traj.id.clone(), positions));
                     }
+                    Err(e) if e.is_fatal() => {
+                        return Err(TrackError::Scoring {
+                            name: name.to_string(),
+                            message: format!("trajectory '{}': {e}", traj.id),
+                        })
+                    }
                     Err(e) => {
                         skipped.push(format!("{}: trajectory '{}': {e}", traj.source, traj.id))
                     }
@@ -587,7 +592,7 @@ fn score_checkpoint(
                 Ok(())
             };
             let items = read_trajectories(inputs, *format)?;
-            let Ok(()) = for_each_ordered(&mut [backend], items, work, sink);
+            for_each_ordered(&mut [backend], items, work, sink)?;
         }
         EvalSet::Documents { inputs, reader } => {
             let work = |b: &mut [&mut dyn Backend], item: &Result<Document, RecordError>| {
@@ -597,7 +602,7 @@ fn score_checkpoint(
             let sink = |_: &dyn Backend,
                         item: Result<Document, RecordError>,
                         result: Option<Result<ScoredDocument, EngineError>>|
-             -> Result<(), Infallible> {
+             -> Result<(), TrackError> {
                 let doc = match item {
                     Ok(d) => d,
                     Err(e) => {
@@ -615,12 +620,18 @@ fn score_checkpoint(
                             .collect();
                         units.push((doc.id.clone(), positions));
                     }
+                    Err(e) if e.is_fatal() => {
+                        return Err(TrackError::Scoring {
+                            name: name.to_string(),
+                            message: format!("document '{}': {e}", doc.id),
+                        })
+                    }
                     Err(e) => skipped.push(format!("{}: document '{}': {e}", doc.source, doc.id)),
                 }
                 Ok(())
             };
             let items = data::read_documents(inputs, reader)?;
-            let Ok(()) = for_each_ordered(&mut [backend], items, work, sink);
+            for_each_ordered(&mut [backend], items, work, sink)?;
         }
     }
     if units.is_empty() {

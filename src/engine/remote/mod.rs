@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use self::client::{redact_url, Client, ClientOptions};
+use self::client::{redact_url, Client, ClientError, ClientOptions};
 use self::protocol::{Prompt, Protocol, ServerPosition};
 use self::verify::SentPrompt;
 use super::llama::GgufTokenizer;
@@ -293,7 +293,10 @@ impl RemoteBackend {
         let resp = self
             .client
             .post_json("/v1/completions", &body)
-            .map_err(remote_err)?;
+            .map_err(|e| match e {
+                ClientError::Transport { .. } => EngineError::Unavailable(e.to_string()),
+                other => remote_err(other),
+            })?;
         let parsed = match self.protocol {
             // With text sent, a differently tokenized prompt shows as ids missing from entries.
             Protocol::PromptLogprobs => protocol::parse_prompt_logprobs(&resp, Some(ids), k),
