@@ -342,3 +342,40 @@ fn explain_writes_an_escaped_html_page_and_plain_text() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no trajectory with id 'nope'"));
 }
+
+/// Native tool-calling agents often leave `content` empty: such a trajectory has no Thought text.
+/// Under `--preset all` it must still be scored for the presets that have something to score,
+/// with the same `full` row as `--preset full` alone (it used to be skipped from every preset).
+#[test]
+fn a_trajectory_without_thoughts_keeps_its_action_rows_under_every_preset_combination() {
+    let mut record = chat_record("silent", 2);
+    for m in record["messages"].as_array_mut().unwrap() {
+        if m["role"] == "assistant" {
+            m["content"] = json!("");
+        }
+    }
+    let traj = parse_chat(&record, "test.jsonl", 1).expect("valid trajectory");
+    let mut b = backend(256);
+    let template = ChatTemplate::chatml();
+    let all = eval_trajectory(&mut b, &template, &traj, &settings(256, &Preset::ALL))
+        .expect("scored under the presets that have something to score");
+    let full = eval_trajectory(&mut b, &template, &traj, &settings(256, &[Preset::Full]))
+        .expect("full alone");
+    let row = |e: &hesnr::pipeline::eval::EvaluatedTrajectory, p: Preset| {
+        e.presets
+            .iter()
+            .find(|r| r.preset == p)
+            .map(|r| r.acc.summary())
+            .unwrap()
+    };
+    assert_eq!(row(&all, Preset::Thought).scored_tokens, 0);
+    assert!(row(&full, Preset::Full).scored_tokens > 0);
+    assert_eq!(
+        serde_json::to_value(row(&all, Preset::Full)).unwrap(),
+        serde_json::to_value(row(&full, Preset::Full)).unwrap()
+    );
+    // Thoughts alone: nothing to score, so the trajectory is skipped with that reason.
+    let err =
+        eval_trajectory(&mut b, &template, &traj, &settings(256, &[Preset::Thought])).unwrap_err();
+    assert_eq!(err.to_string(), "no Thought segment to score");
+}

@@ -77,6 +77,6 @@ pub fn run_convert_hf(args: ConvertHfArgs) -> Result<()> {
         s.output_bytes as f64 / 1e6,
         start.elapsed().as_secs_f64()
     );
-    println!("{}", args.output.display());
+    super::common::print_line(args.output.display())?;
     Ok(())
 }

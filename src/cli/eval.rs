@@ -4,21 +4,21 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat};
-use hesnr::data::trajectory::render::ChatTemplate;
+use hesnr::data::trajectory::render::TemplateChoice;
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
 use hesnr::engine::Backend;
 use hesnr::pipeline::eval::{
-    self, EvalError, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory,
+    self, choose_template, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory,
 };
-use hesnr::pipeline::parallel;
+use hesnr::pipeline::run::{drive, Outcome, RunLog, Unit};
 use hesnr::report::explain;
 
-use crate::{load_model, progress_bar, MetricArgs, ModelArgs};
+use super::common::{load_model, num4, print_skips, MetricArgs, ModelArgs, Spinner};
 
 pub const EVAL_EXAMPLES: &str = "Examples:
   hesnr eval -T examples/trajectories                    # every trajectory file under the folder
@@ -39,9 +39,9 @@ pub struct EvalArgs {
     trajectories: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
-    /// Trajectory format: auto, chat, swe-agent, openhands
-    #[arg(long, default_value = "auto", value_parser = parse_format)]
-    format: TrajectoryFormat,
+    /// Trajectory format
+    #[arg(long, value_enum, default_value = "auto")]
+    format: FormatArg,
     /// Which tokens are scored: full, action+xml+ws, action+xml, action, thought, or `all`
     /// (every preset side by side); comma-separate several
     #[arg(long, default_value = "full", value_parser = parse_presets)]
@@ -49,10 +49,10 @@ pub struct EvalArgs {
     /// Chat template: `model` (the GGUF's own, ChatML if it has none), `chatml`, or a file
     /// (Jinja, or a Hugging Face tokenizer_config.json or its directory)
     #[arg(long, default_value = "model")]
-    chat_template: String,
+    chat_template: TemplateChoice,
     /// A token is scored if all (default) or any of its characters survive cleaning
-    #[arg(long, default_value = "all", value_parser = parse_token_rule)]
-    token_rule: TokenRule,
+    #[arg(long, value_enum, default_value = "all")]
+    token_rule: TokenRuleArg,
     #[command(flatten)]
     metric: MetricArgs,
     /// Per-trajectory rows (JSONL, one per trajectory and preset) [default: stdout, unless --json]
@@ -74,9 +74,9 @@ pub struct EvalArgs {
     /// With --explain: write a self-contained HTML page instead of terminal output
     #[arg(long, requires = "explain")]
     html: Option<PathBuf>,
-    /// Terminal colours for --explain: auto, always, never
-    #[arg(long, default_value = "auto")]
-    color: String,
+    /// Terminal colours for --explain
+    #[arg(long, value_enum, default_value = "auto")]
+    color: ColorArg,
     /// Stop after this many trajectories
     #[arg(long)]
     limit: Option<u64>,
@@ -103,47 +103,65 @@ fn parse_presets(s: &str) -> Result<PresetList, String> {
     Ok(PresetList(out))
 }
 
-pub fn parse_format(s: &str) -> Result<TrajectoryFormat, String> {
-    match s {
-        "auto" => Ok(TrajectoryFormat::Auto),
-        "chat" | "openai" | "jsonl" => Ok(TrajectoryFormat::Chat),
-        "swe-agent" | "sweagent" | "traj" => Ok(TrajectoryFormat::SweAgent),
-        "openhands" => Ok(TrajectoryFormat::OpenHands),
-        _ => Err(format!(
-            "expected auto, chat, swe-agent or openhands, got '{s}'"
-        )),
+/// `--format` of trajectory inputs: the library's [`TrajectoryFormat`], with the spellings the
+/// command line accepts.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Detected per file from its name and content
+    Auto,
+    /// OpenAI chat JSONL (messages with tool_calls)
+    #[value(alias = "openai", alias = "jsonl")]
+    Chat,
+    /// SWE-agent .traj files
+    #[value(alias = "sweagent", alias = "traj")]
+    SweAgent,
+    /// OpenHands event logs
+    Openhands,
+}
+
+impl From<FormatArg> for TrajectoryFormat {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Auto => TrajectoryFormat::Auto,
+            FormatArg::Chat => TrajectoryFormat::Chat,
+            FormatArg::SweAgent => TrajectoryFormat::SweAgent,
+            FormatArg::Openhands => TrajectoryFormat::OpenHands,
+        }
     }
 }
 
-fn parse_token_rule(s: &str) -> Result<TokenRule, String> {
-    match s {
-        "all" => Ok(TokenRule::All),
-        "any" => Ok(TokenRule::Any),
-        _ => Err(format!("expected all or any, got '{s}'")),
+/// `--token-rule`: which tokens a cleaned segment scores.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TokenRuleArg {
+    /// Tokens whose characters all survive cleaning
+    All,
+    /// Tokens with at least one surviving character
+    Any,
+}
+
+impl From<TokenRuleArg> for TokenRule {
+    fn from(r: TokenRuleArg) -> Self {
+        match r {
+            TokenRuleArg::All => TokenRule::All,
+            TokenRuleArg::Any => TokenRule::Any,
+        }
     }
 }
 
-fn choose_template(flag: &str, backend: &dyn Backend) -> Result<ChatTemplate> {
-    Ok(match flag {
-        "model" => match backend.chat_template() {
-            Some(spec) => {
-                ChatTemplate::new(&spec.template, "model", &spec.bos_token, &spec.eos_token)?
-            }
-            None => {
-                tracing::warn!("the model has no chat template; using ChatML");
-                ChatTemplate::chatml()
-            }
-        },
-        "chatml" => ChatTemplate::chatml(),
-        path => ChatTemplate::from_file(std::path::Path::new(path))?,
-    })
+/// `--color` of the terminal explanation.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorArg {
+    /// Colours when stdout is a terminal
+    Auto,
+    Always,
+    Never,
 }
 
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let presets = args.preset.0.clone();
     let metrics = args.metric.config()?;
     // Open inputs and outputs before the (slow) model load, so that typos fail at once.
-    let trajectories = read_trajectories(&args.trajectories, args.format)?;
+    let trajectories = read_trajectories(&args.trajectories, args.format.into())?;
     let explaining = args.explain.is_some();
     let mut rows_out = match (&args.output, args.json || explaining) {
         (Some(p), _) => Some(data::create_output(Some(p.as_path()))?),
@@ -162,50 +180,35 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let settings = EvalSettings {
         score: args.metric.settings(&backend)?,
         presets: presets.clone(),
-        token_rule: args.token_rule,
+        token_rule: args.token_rule.into(),
     };
     debug_assert_eq!(settings.score.metrics, metrics);
 
-    let progress = progress_bar();
+    let spinner = Spinner::new(|log| {
+        format!(
+            "{} trajectories, {} context tokens, {:.0} tok/s",
+            log.done,
+            log.tokens,
+            log.tokens_per_second()
+        )
+    });
     let mut totals = EvalTotals::new(&presets, metrics);
+    let mut log = RunLog::new();
     let mut explained = false;
     let wanted = |t: &Trajectory| args.explain.as_ref().is_none_or(|id| *id == t.id);
     let items = trajectories.take(args.limit.map_or(usize::MAX, |l| l as usize));
     // Trajectories are evaluated in parallel when the backend can (a remote server); rows are
     // written in input order either way.
-    let work = |b: &mut [&mut dyn Backend], item: &Result<Trajectory, data::RecordError>| {
-        let traj = item.as_ref().ok().filter(|t| wanted(t))?;
-        Some(eval::eval_trajectory(
-            &mut *b[0], &template, traj, &settings,
-        ))
+    let work = |b: &mut [&mut dyn Backend], traj: &Trajectory| {
+        wanted(traj).then(|| eval::eval_trajectory(&mut *b[0], &template, traj, &settings))
     };
-    let sink = |tracer: &dyn Backend,
-                item: Result<Trajectory, data::RecordError>,
-                result: Option<Result<EvaluatedTrajectory, EvalError>>|
-     -> Result<()> {
-        let traj = match item {
-            Ok(t) => t,
-            Err(e) => {
-                totals.skip(e.to_string());
-                return Ok(());
-            }
-        };
-        let Some(result) = result.filter(|_| !explained) else {
+    let sink = |tracer: &dyn Backend, traj: Trajectory, outcome: Outcome<EvaluatedTrajectory>| {
+        let Outcome::Done(evaluated) = outcome else {
             return Ok(());
         };
-        for w in &traj.warnings {
-            tracing::warn!("{}: trajectory '{}': {w}", where_(&traj), traj.id);
+        if explained {
+            return Ok(());
         }
-        let evaluated = match result {
-            Ok(e) => e,
-            Err(e) if e.is_fatal() => {
-                bail!("{}: trajectory '{}': {e}; stopped", where_(&traj), traj.id)
-            }
-            Err(e) => {
-                totals.skip(format!("{}: trajectory '{}': {e}", where_(&traj), traj.id));
-                return Ok(());
-            }
-        };
         totals.add(&traj, &evaluated);
         if let Some(out) = rows_out.as_mut() {
             for row in eval::rows(&traj, &evaluated) {
@@ -216,7 +219,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             out.write(&serde_json::json!({"id": traj.id, "text": evaluated.rendered.text}))?;
         }
         if explaining {
-            progress.finish_and_clear();
+            spinner.finish();
             // The paper's preset when it was computed, else the first one asked for.
             let shown = presets
                 .iter()
@@ -225,19 +228,18 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
                 .unwrap_or(presets[0]);
             write_explanation(&args, tracer, &traj, &evaluated, shown)?;
             explained = true;
-            return Ok(());
         }
-        progress.set_message(format!(
-            "{} trajectories, {} context tokens, {:.0} tok/s",
-            totals.trajectories,
-            totals.context_tokens,
-            totals.context_tokens as f64 / totals.elapsed().max(1e-9)
-        ));
-        progress.tick();
-        Ok(())
+        anyhow::Ok(())
     };
-    parallel::for_each_ordered(&mut [backend.as_mut()], items, work, sink)?;
-    progress.finish_and_clear();
+    drive(
+        &mut [backend.as_mut()],
+        items,
+        work,
+        sink,
+        &mut log,
+        &spinner,
+    )?;
+    spinner.finish();
     if let Some(out) = rows_out {
         out.finish().context("writing the per-trajectory rows")?;
     }
@@ -246,7 +248,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     }
     if let Some(id) = &args.explain {
         if !explained {
-            let why = totals
+            let why = log
                 .skips
                 .reasons
                 .iter()
@@ -258,15 +260,17 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let summary = totals.finish(backend.info().clone(), template.origin.clone(), settings);
+    let summary = totals.finish(
+        &log,
+        backend.info().clone(),
+        template.origin.clone(),
+        settings,
+    );
     if let Some(p) = &args.summary {
-        let mut out = data::create_output(Some(p.as_path()))?;
-        serde_json::to_writer_pretty(&mut out, &summary)?;
-        out.write_all(b"\n")?;
-        out.finish()?;
+        data::write_json_atomic(p, &summary)?;
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        super::common::print_line(serde_json::to_string_pretty(&summary)?)?;
     }
     print_table(&summary);
     if summary.trajectories == 0 {
@@ -276,14 +280,6 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn where_(t: &Trajectory) -> String {
-    if t.line > 0 {
-        format!("{}:{}", t.source, t.line)
-    } else {
-        t.source.clone()
-    }
 }
 
 fn write_explanation(
@@ -300,9 +296,9 @@ fn write_explanation(
         .find(|r| r.preset == preset)
         .expect("the explained preset was evaluated");
     let s = result.acc.summary();
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let f = num4;
     let lines = vec![
-        format!("source: {}", where_(traj)),
+        format!("source: {}", traj.place()),
         format!(
             "preset: {} ({}); context tokens: {}; scored tokens: {}; decision tokens |H|: {}",
             preset.name(),
@@ -328,10 +324,10 @@ fn write_explanation(
         eprintln!("wrote {}", path.display());
         return Ok(());
     }
-    let colour = match args.color.as_str() {
-        "always" => true,
-        "never" => false,
-        _ => std::io::stdout().is_terminal(),
+    let colour = match args.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => std::io::stdout().is_terminal(),
     };
     let header = lines.join("\n");
     let text = if colour {
@@ -344,7 +340,7 @@ fn write_explanation(
 }
 
 fn print_table(s: &EvalSummary) {
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let f = num4;
     let mut e = std::io::stderr().lock();
     let _ = writeln!(
         e,
@@ -371,10 +367,5 @@ fn print_table(s: &EvalSummary) {
             p.clean.fallbacks
         );
     }
-    for err in s.errors.iter().take(5) {
-        let _ = writeln!(e, "  skipped: {err}");
-    }
-    if s.errors.len() > 5 {
-        let _ = writeln!(e, "  ... and {} more (see --summary)", s.skipped - 5);
-    }
+    print_skips(&mut e, s.skipped, &s.errors, "see --summary");
 }

@@ -11,7 +11,7 @@ use hesnr::data::{InputFormat, ReaderOptions};
 use hesnr::engine::Backend;
 use hesnr::pipeline::profile::{self, ProfileJob, Scorer, Shard};
 
-use crate::{load_model, progress_bar, MetricArgs, ModelArgs};
+use super::common::{load_model, print_skips, MetricArgs, ModelArgs, Spinner};
 
 pub const PROFILE_EXAMPLES: &str = "Examples:
   hesnr profile data/*.jsonl.zst --out prof/                # one shard: prof/profile-00000-of-00001.parquet
@@ -145,21 +145,18 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
         }),
         _ => None,
     };
-    let bar = progress_bar();
-    let started = std::time::Instant::now();
-    let stats = profile::run_shard(&job, &mut main, reference.as_mut(), &mut |p| {
-        bar.set_message(format!(
-            "shard {}/{}: {} docs scored, {} resumed, {} parts, {:.0} tok/s",
+    let spinner = Spinner::new(move |log| {
+        format!(
+            "shard {}/{}: {} docs scored, {} resumed, {:.0} tok/s",
             shard.index,
             shard.count,
-            p.scored,
-            p.resumed,
-            p.parts,
-            p.tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)
-        ));
-        bar.tick();
-    })?;
-    bar.finish_and_clear();
+            log.done,
+            log.resumed,
+            log.tokens_per_second()
+        )
+    });
+    let stats = profile::run_shard(&job, &mut main, reference.as_mut(), &spinner)?;
+    spinner.finish();
     let mut e = std::io::stderr().lock();
     let _ = writeln!(
         e,
@@ -174,16 +171,7 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
         stats.seconds,
         shard.parquet_path(&args.out).display()
     );
-    for err in stats.errors.iter().take(5) {
-        let _ = writeln!(e, "  skipped: {err}");
-    }
-    if stats.skipped > 5 {
-        let _ = writeln!(
-            e,
-            "  ... and {} more (see the .stats.json)",
-            stats.skipped - 5
-        );
-    }
+    print_skips(&mut e, stats.skipped, &stats.errors, "see the .stats.json");
     if stats.duplicate_ids > 0 {
         let _ = writeln!(
             e,

@@ -15,7 +15,7 @@ use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions, TokenizerCheck};
 use hesnr::engine::{model_store, Backend};
 use hesnr::server::{self, Fault, ServeOptions};
 
-use crate::{load_model, ModelArgs};
+use super::common::{load_model, ModelArgs};
 
 /// Flags for scoring through an OpenAI-compatible completions server instead of the embedded
 /// engine. `--model` then names the GGUF whose tokenizer matches the served model.
@@ -147,7 +147,7 @@ pub fn run_probe(args: ProbeArgs) -> Result<()> {
             "checks": CHECKS.iter().map(|(n, d)| serde_json::json!({"name": n, "what": d})).collect::<Vec<_>>(),
             "forms": results,
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::common::print_line(serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
@@ -236,7 +236,7 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
         .server_addr()
         .to_ip()
         .map_or(addr.clone(), |a| a.to_string());
-    println!("listening on http://{shown} (model {name})");
+    super::common::print_line(format_args!("listening on http://{shown} (model {name})"))?;
     std::io::stdout().flush()?;
     let opts = ServeOptions {
         model_name: name,

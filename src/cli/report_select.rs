@@ -10,7 +10,7 @@ use clap::Args;
 use hesnr::pipeline::score;
 use hesnr::report::select::{self as report, ReportOptions};
 
-use crate::{load_model, MetricArgs, ModelArgs};
+use super::common::{load_model, MetricArgs, ModelArgs};
 
 pub const REPORT_SELECT_EXAMPLES: &str = "Examples:
   hesnr report-select out/selected                    # out/selected/report.html + report.json

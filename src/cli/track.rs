@@ -9,14 +9,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
-use hesnr::data::trajectory::read::TrajectoryFormat;
+use hesnr::data::trajectory::render::TemplateChoice;
 use hesnr::data::{InputFormat, ReaderOptions};
 use hesnr::engine::{model_store, Backend};
 use hesnr::pipeline::track::{self, CheckpointEvent, EvalSet, TrackOptions};
 use hesnr::pipeline::track_types::TrackReport;
 use hesnr::report;
 
-use crate::{load_model, MetricArgs, ModelArgs};
+use super::common::{load_model, MetricArgs, ModelArgs};
+use super::eval::FormatArg;
 
 pub const TRACK_EXAMPLES: &str = "Examples:
   hesnr track checkpoints.toml -T evalset/ --out report/      # trajectories, the paper's way
@@ -46,15 +47,15 @@ pub struct TrackArgs {
     /// Evaluation set: plain documents (JSONL or text), every position scored
     #[arg(long, num_args = 1..)]
     documents: Vec<PathBuf>,
-    /// Trajectory format: auto, chat, swe-agent, openhands
-    #[arg(long, default_value = "auto", value_parser = crate::cli::eval::parse_format)]
-    format: TrajectoryFormat,
+    /// Trajectory format
+    #[arg(long, value_enum, default_value = "auto")]
+    format: FormatArg,
     /// Which trajectory tokens are scored (one preset; see `hesnr eval --help`)
     #[arg(long, default_value = "full", value_parser = parse_preset)]
     preset: Preset,
     /// Chat template: model, chatml, or a file
     #[arg(long, default_value = "model")]
-    chat_template: String,
+    chat_template: TemplateChoice,
     /// JSON field holding the text of --documents
     #[arg(long, default_value = "text")]
     text_field: String,
@@ -82,7 +83,7 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     let set = if args.documents.is_empty() {
         EvalSet::Trajectories {
             inputs: args.trajectories.clone(),
-            format: args.format,
+            format: args.format.into(),
             preset: args.preset,
             chat_template: args.chat_template.clone(),
             token_rule: TokenRule::All,
@@ -139,7 +140,7 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     let files = report::track::write_report(&report, &args.out)
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        super::common::print_line(serde_json::to_string_pretty(&report)?)?;
     }
     print_report(&report);
     eprintln!(
@@ -259,6 +260,6 @@ pub fn run_series(args: SeriesArgs) -> Result<()> {
     let mut f = hesnr::data::AtomicFile::create(&path)?;
     f.write_all(manifest.as_bytes())?;
     f.commit()?;
-    println!("{}", path.display());
+    super::common::print_line(path.display())?;
     Ok(())
 }

@@ -16,4 +16,4 @@ pub use reader::{
     read_documents, DataError, Document, DocumentStream, InputFormat, ReaderOptions, RecordError,
     RecordErrorKind,
 };
-pub use writer::{create_output, AtomicFile, JsonlWriter, Output};
+pub use writer::{create_output, write_json_atomic, AtomicFile, JsonlWriter, Output};

@@ -119,6 +119,16 @@ enum Sink {
     Zstd(zstd::stream::write::Encoder<'static, AtomicFile>),
 }
 
+/// Writes `value` as pretty-printed JSON and a newline to `path` (`-`: stdout), atomically: the
+/// one way run summaries, shard stats and manifests are written. Errors name the path.
+pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> io::Result<()> {
+    let named = |e: io::Error| io::Error::new(e.kind(), format!("writing {}: {e}", path.display()));
+    let mut out = create_output(Some(path))?;
+    serde_json::to_writer_pretty(&mut out, value).map_err(|e| named(e.into()))?;
+    out.write_all(b"\n").map_err(named)?;
+    out.finish().map_err(named)
+}
+
 /// Where results go: stdout, or an [`AtomicFile`] compressed according to its extension
 /// (`.gz`: gzip, `.zst`/`.zstd`: zstd). Nothing appears under a file's name before
 /// [`Output::finish`].

@@ -4,14 +4,14 @@
 //!
 //! One forward pass serves every preset: the presets differ only in which positions they score.
 
-use std::time::Instant;
-
 use serde::Serialize;
 
-use super::skips::SkipLog;
+use super::run::{per_second, RunLog};
 use crate::data::trajectory::clean::CleanStats;
 use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
-use crate::data::trajectory::render::{render, ChatTemplate, RenderError, Rendered};
+use crate::data::trajectory::render::{
+    render, ChatTemplate, RenderError, Rendered, TemplateChoice,
+};
 use crate::data::trajectory::{SegmentKind, Trajectory};
 use crate::engine::{score_selected, Backend, EngineError, ModelInfo, Tokenized};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
@@ -82,19 +82,25 @@ pub fn eval_trajectory(
     traj: &Trajectory,
     settings: &EvalSettings,
 ) -> Result<EvaluatedTrajectory, EvalError> {
-    for kind in [SegmentKind::Action, SegmentKind::Thought] {
-        let wanted = settings.presets.iter().any(|p| p.scored_kind() == kind);
-        let present = traj
-            .messages
+    // A preset whose segments the trajectory lacks (no Thought text: native tool-calling agents
+    // often leave `content` empty) gets a row with nothing scored; the trajectory is skipped
+    // only when no preset asked for has anything to score, so that each preset's row is the
+    // same whichever other presets are computed with it.
+    let present = |kind: SegmentKind| {
+        traj.messages
             .iter()
             .flat_map(|m| &m.segments)
-            .any(|s| s.kind == kind && !s.text.trim().is_empty());
-        if wanted && !present {
-            return Err(EvalError::NothingToScore(match kind {
-                SegmentKind::Action => "Action",
-                _ => "Thought",
-            }));
-        }
+            .any(|s| s.kind == kind && !s.text.trim().is_empty())
+    };
+    if !settings.presets.iter().any(|p| present(p.scored_kind())) {
+        let headline = settings
+            .presets
+            .first()
+            .map_or(SegmentKind::Action, |p| p.scored_kind());
+        return Err(EvalError::NothingToScore(match headline {
+            SegmentKind::Thought => "Thought",
+            _ => "Action",
+        }));
     }
     let rendered = render(traj, template)?;
     let tokens = backend.tokenize_chat(&rendered.text)?;
@@ -219,14 +225,11 @@ pub struct EvalSummary {
     pub presets: Vec<PresetSummary>,
 }
 
-/// Pooled totals per preset, and the problems met along the way.
+/// Pooled totals per preset; counts, skips and the clock are the driver's [`RunLog`].
 pub struct EvalTotals {
     pooled: Vec<(Preset, Accumulator, CleanStats)>,
-    pub trajectories: u64,
-    pub skips: SkipLog,
+    /// Reader warnings of the trajectories scored.
     pub warnings: u64,
-    pub context_tokens: u64,
-    started: Instant,
 }
 
 impl EvalTotals {
@@ -236,11 +239,7 @@ impl EvalTotals {
                 .iter()
                 .map(|&p| (p, Accumulator::new(config), CleanStats::default()))
                 .collect(),
-            trajectories: 0,
-            skips: SkipLog::default(),
             warnings: 0,
-            context_tokens: 0,
-            started: Instant::now(),
         }
     }
 
@@ -250,41 +249,28 @@ impl EvalTotals {
                 .expect("same settings for every trajectory");
             clean.merge(&r.clean);
         }
-        self.trajectories += 1;
         self.warnings += traj.warnings.len() as u64;
-        self.context_tokens += eval.tokens.ids.len() as u64;
-    }
-
-    pub fn skip(&mut self, reason: String) {
-        self.skips.skip(reason);
-    }
-
-    pub fn elapsed(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
     }
 
     pub fn finish(
         &self,
+        log: &RunLog,
         model: ModelInfo,
         chat_template: String,
         settings: EvalSettings,
     ) -> EvalSummary {
-        let seconds = self.elapsed();
+        let seconds = log.elapsed();
         EvalSummary {
             model,
             chat_template,
             settings,
-            trajectories: self.trajectories,
-            skipped: self.skips.count,
-            errors: self.skips.reasons.clone(),
+            trajectories: log.done,
+            skipped: log.skips.count,
+            errors: log.skips.reasons.clone(),
             warnings: self.warnings,
-            context_tokens: self.context_tokens,
+            context_tokens: log.tokens,
             seconds,
-            context_tokens_per_second: if seconds > 0.0 {
-                self.context_tokens as f64 / seconds
-            } else {
-                0.0
-            },
+            context_tokens_per_second: per_second(log.tokens, seconds),
             presets: self
                 .pooled
                 .iter()
@@ -296,5 +282,26 @@ impl EvalTotals {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The chat template `choice` names for `backend`: the model's own (ChatML, with a warning, when
+/// the model ships none), ChatML, or a file.
+pub fn choose_template(
+    choice: &TemplateChoice,
+    backend: &dyn Backend,
+) -> Result<ChatTemplate, RenderError> {
+    match choice {
+        TemplateChoice::Model => match backend.chat_template() {
+            Some(spec) => {
+                ChatTemplate::new(&spec.template, "model", &spec.bos_token, &spec.eos_token)
+            }
+            None => {
+                tracing::warn!("the model has no chat template; using ChatML");
+                Ok(ChatTemplate::chatml())
+            }
+        },
+        TemplateChoice::ChatMl => Ok(ChatTemplate::chatml()),
+        TemplateChoice::File(path) => ChatTemplate::from_file(path),
     }
 }

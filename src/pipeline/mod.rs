@@ -3,6 +3,7 @@
 pub mod eval;
 pub mod parallel;
 pub mod profile;
+pub mod run;
 pub mod score;
 pub mod select;
 pub mod skips;

@@ -108,14 +108,14 @@ where
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::engine::{ChatTemplateSpec, EngineError, ModelInfo, Tokenized};
     use crate::metrics::PositionStats;
     use std::ops::Range;
 
     /// A backend that only says how parallel it is; work functions do not call it.
-    struct Fake {
+    pub(crate) struct Fake {
         parallel: usize,
         info: ModelInfo,
     }
@@ -170,6 +170,14 @@ mod tests {
         }
         fn parallelism(&self) -> usize {
             self.parallel
+        }
+    }
+
+    /// A [`Fake`] backend with `parallel` units in flight.
+    pub(crate) fn fake(parallel: usize) -> Fake {
+        Fake {
+            parallel,
+            info: info(),
         }
     }
 

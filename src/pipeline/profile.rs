@@ -41,12 +41,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::run::{drive, Outcome, Reporter, RunLog, Stopped, Unit, Worked};
 use super::score::{score_text, ScoreSettings};
-use super::skips::{SkipLog, MAX_REASONS_KEPT};
+use super::skips::MAX_REASONS_KEPT;
 use crate::data::parquet::{is_parquet, read_parquet};
 use crate::data::reader::collect_dir;
 use crate::data::{
-    read_documents, AtomicFile, Document, ReaderOptions, RecordError, RecordErrorKind,
+    read_documents, write_json_atomic, AtomicFile, Document, ReaderOptions, RecordError,
+    RecordErrorKind,
 };
 use crate::engine::Backend;
 use crate::metrics::Summary;
@@ -686,15 +688,19 @@ pub struct ShardStats {
     pub inputs: Vec<String>,
 }
 
-/// Progress of a run, for the caller's display.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Progress {
-    pub seen: u64,
-    pub scored: u64,
-    pub resumed: u64,
-    pub skipped: u64,
-    pub tokens: u64,
-    pub parts: u64,
+/// One document's scores, as the work function hands them to the sink.
+struct Profiled {
+    tokens: u64,
+    metrics: Summary,
+    reference: Option<Summary>,
+    /// Scoring time (summed per part, for the shard's throughput).
+    seconds: f64,
+}
+
+impl Worked for Profiled {
+    fn tokens(&self) -> u64 {
+        self.tokens
+    }
 }
 
 /// The run's identity: what must not change between an interrupted run and its re-run.
@@ -827,15 +833,6 @@ fn scan_parts(dir: &Path, shard: Shard) -> Result<Resumed> {
     })
 }
 
-fn write_json_atomic(path: &Path, v: &impl Serialize) -> Result<()> {
-    let mut f = AtomicFile::create(path)?;
-    serde_json::to_writer_pretty(&mut f, v)?;
-    f.write_all(b"\n")?;
-    f.commit()
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
 fn write_part(path: &Path, schema: &SchemaRef, rows: &[ProfileRow], meta: &PartMeta) -> Result<()> {
     let mut f = AtomicFile::create(path)?;
     {
@@ -854,21 +851,13 @@ pub fn shard_complete(out_dir: &Path, shard: Shard) -> bool {
     shard.stats_path(out_dir).is_file()
 }
 
-fn where_(doc: &Document) -> String {
-    if doc.line > 0 {
-        format!("{}:{}", doc.source, doc.line)
-    } else {
-        doc.source.clone()
-    }
-}
-
 /// Profiles one shard: see the module docs. Resumes from the parts of an interrupted run with
 /// the same inputs and settings, and refuses parts of a different run.
 pub fn run_shard(
     job: &ProfileJob,
     main: &mut Scorer,
     mut reference: Option<&mut Scorer>,
-    progress: &mut dyn FnMut(&Progress),
+    reporter: &dyn Reporter,
 ) -> Result<ShardStats> {
     let started = Instant::now();
     let shard = job.shard;
@@ -909,12 +898,10 @@ pub fn run_shard(
         );
     }
 
-    let mut prog = Progress {
-        resumed: resumed.rows + resumed.failed.len() as u64,
-        parts: resumed.files.len() as u64,
-        ..Progress::default()
-    };
-    let mut read_skips = SkipLog::default();
+    let mut log = RunLog::new();
+    log.resumed = resumed.rows + resumed.failed.len() as u64;
+    // Failures recorded in this run's parts (also in `log.skips`, which counts read errors too).
+    let mut failed_now = 0u64;
     let mut ids: HashSet<u64> = HashSet::new();
     let mut duplicate_ids = 0u64;
     let mut next_part = resumed.next_part;
@@ -929,8 +916,7 @@ pub fn run_shard(
     let flush = |buf: &mut Vec<ProfileRow>,
                  meta: &mut PartMeta,
                  seconds: f64,
-                 next_part: &mut u64,
-                 prog: &mut Progress|
+                 next_part: &mut u64|
      -> Result<()> {
         if buf.is_empty() && meta.failed.is_empty() {
             return Ok(());
@@ -939,24 +925,21 @@ pub fn run_shard(
         let path = parts_dir.join(format!("part-{:06}.parquet", *next_part));
         write_part(&path, &schema, buf, meta)?;
         *next_part += 1;
-        prog.parts += 1;
         buf.clear();
         *meta = PartMeta::default();
         Ok(())
     };
 
-    // Documents of this shard still to do, in input order (read errors and the bookkeeping of
-    // ids are settled here, on the reading thread).
-    let seen = std::cell::Cell::new(0u64);
+    // Documents of this shard still to do, in input order, with their global index; read errors
+    // belong to the shard their ordinal among errors falls in (so every shard of a run reports
+    // its own), and ids are checked for duplicates here, on the reading thread.
     let todo = CorpusStream::new(&job.files, &job.reader).filter_map(|item| {
         let doc = match item {
             Ok(d) => d,
             Err(err) => {
-                if e % n == i {
-                    read_skips.skip(err.to_string());
-                }
+                let mine = e % n == i;
                 e += 1;
-                return None;
+                return mine.then_some(Err(err));
             }
         };
         let index = g;
@@ -964,7 +947,6 @@ pub fn run_shard(
         if index % n != i {
             return None;
         }
-        seen.set(seen.get() + 1);
         let mut h = std::hash::DefaultHasher::new();
         doc.id.hash(&mut h);
         if !ids.insert(h.finish()) {
@@ -972,12 +954,12 @@ pub fn run_shard(
             if duplicate_ids <= 5 {
                 tracing::warn!(
                     "{}: duplicate id '{}' (rows are keyed by index)",
-                    where_(&doc),
+                    doc.place(),
                     doc.id
                 );
             }
         }
-        (!resumed.done.contains(index)).then_some((index, doc))
+        (!resumed.done.contains(index)).then_some(Ok((index, doc)))
     });
     let main_settings = main.settings;
     let ref_settings = reference.as_ref().map(|r| r.settings);
@@ -985,66 +967,59 @@ pub fn run_shard(
     let work = |b: &mut [&mut dyn Backend], (_, doc): &(u64, Document)| {
         let t0 = Instant::now();
         let result = score_text(&mut *b[0], &doc.text, &main_settings).and_then(|s| {
-            let r = match (b.get_mut(1), &ref_settings) {
+            let reference = match (b.get_mut(1), &ref_settings) {
                 (Some(rb), Some(rs)) => Some(score_text(&mut **rb, &doc.text, rs)?.acc.summary()),
                 _ => None,
             };
-            Ok((s.tokens.ids.len() as u64, s.acc.summary(), r))
+            Ok(Profiled {
+                tokens: s.tokens.ids.len() as u64,
+                metrics: s.acc.summary(),
+                reference,
+                seconds: t0.elapsed().as_secs_f64(),
+            })
         });
-        (result, t0.elapsed().as_secs_f64())
+        Some(result)
     };
-    let sink = |_: &dyn Backend,
-                (index, doc): (u64, Document),
-                (result, secs): (Result<_, crate::engine::EngineError>, f64)|
-     -> Result<()> {
-        part_scoring += secs;
-        match result {
-            Ok((tokens, metrics, r)) => {
-                prog.scored += 1;
-                prog.tokens += tokens;
+    let sink = |_: &dyn Backend, (index, doc): (u64, Document), outcome: Outcome<Profiled>| {
+        match outcome {
+            Outcome::Done(p) => {
+                part_scoring += p.seconds;
                 buf.push(ProfileRow {
                     id: doc.id,
                     source: doc.source,
                     line: doc.line,
                     index,
-                    tokens,
-                    metrics,
-                    reference: r,
+                    tokens: p.tokens,
+                    metrics: p.metrics,
+                    reference: p.reference,
                 });
             }
-            Err(err) if err.is_fatal() => {
-                // Stop: the parts written so far stay, and a re-run resumes after them.
-                bail!(
-                    "{}: document '{}': {err}; stopped (re-run with the same flags to resume)",
-                    where_(&doc),
-                    doc.id
-                );
-            }
-            Err(err) => {
-                let msg = format!("{}: document '{}': {err}", where_(&doc), doc.id);
-                tracing::warn!("skipped: {msg}");
-                prog.skipped += 1;
-                meta.failed.push((index, msg));
+            Outcome::Skipped(reason) => {
+                failed_now += 1;
+                meta.failed.push((index, reason));
             }
         }
         let full = buf.len() + meta.failed.len() >= job.part_size;
         if full || part_started.elapsed().as_secs_f64() >= job.part_seconds {
-            flush(&mut buf, &mut meta, part_scoring, &mut next_part, &mut prog)?;
+            flush(&mut buf, &mut meta, part_scoring, &mut next_part)?;
             part_started = Instant::now();
             part_scoring = 0.0;
         }
-        prog.seen = seen.get();
-        progress(&prog);
-        Ok(())
+        anyhow::Ok(())
     };
     let mut backends: Vec<&mut dyn Backend> = vec![&mut *main.backend];
     if let Some(r) = reference.as_deref_mut() {
         backends.push(&mut *r.backend);
     }
-    crate::pipeline::parallel::for_each_ordered(&mut backends, todo, work, sink)?;
-    prog.seen = seen.get();
-    flush(&mut buf, &mut meta, part_scoring, &mut next_part, &mut prog)?;
-    progress(&prog);
+    drive(&mut backends, todo, work, sink, &mut log, reporter).map_err(|e| {
+        // Parts written so far stay, and a re-run resumes after them.
+        match e.downcast::<Stopped>() {
+            Ok(s) => anyhow::anyhow!("{s} (re-run with the same flags to resume)"),
+            Err(e) => e,
+        }
+    })?;
+    flush(&mut buf, &mut meta, part_scoring, &mut next_part)?;
+    reporter.update(&log);
 
     // Combine every part (earlier runs' and this one's) in index order.
     let resumed_all = scan_parts(&parts_dir, shard)?;
@@ -1053,19 +1028,21 @@ pub fn run_shard(
     let count = concat_sorted(&resumed_all.files, &schema, &mut f)?;
     f.commit()
         .with_context(|| format!("writing {}", out_path.display()))?;
-    let mut errors = read_skips.reasons;
-    for (_, msg) in resumed_all.failed.iter() {
+    // This run's reasons (read errors and failures, in input order), then earlier runs' failures.
+    let mut errors = log.skips.reasons.clone();
+    for (_, msg) in resumed.failed.iter() {
         if errors.len() < MAX_REASONS_KEPT {
             errors.push(msg.clone());
         }
     }
+    let read_skips = log.skips.count - failed_now;
     let scoring_seconds = resumed_all.seconds;
     let info = |s: &Scorer| serde_json::to_value(s.backend.info()).unwrap_or(Value::Null);
     let stats = ShardStats {
         shard: shard.index,
         shards: shard.count,
         documents: count.rows,
-        skipped: read_skips.count + resumed_all.failed.len() as u64,
+        skipped: read_skips + resumed_all.failed.len() as u64,
         errors,
         duplicate_ids,
         tokens: count.tokens,
@@ -1076,7 +1053,7 @@ pub fn run_shard(
         } else {
             0.0
         },
-        resumed_documents: prog.resumed,
+        resumed_documents: log.resumed,
         model: info(main),
         settings: serde_json::to_value(main.settings)?,
         reference_model: reference.as_deref().map(info),

@@ -2,12 +2,11 @@
 //! pooled summary. Bad records are reported and counted; the rest of the run goes on.
 
 use std::io::Write;
-use std::time::Instant;
 
 use serde::Serialize;
 
-use super::skips::SkipLog;
-use crate::engine::{score_tokens, Backend, EngineError, ModelInfo, Tokenized};
+use super::run::{per_second, RunLog};
+use crate::engine::{score_tokens, window, Backend, EngineError, ModelInfo, Tokenized};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
 
 /// Settings of a scoring run that are not the model's.
@@ -18,6 +17,25 @@ pub struct ScoreSettings {
     pub window: usize,
     /// Distance between window starts for documents longer than the window.
     pub stride: usize,
+}
+
+impl ScoreSettings {
+    /// The settings for a loaded backend: windows of the backend's size, and `stride`, by
+    /// default half a window (so every scored token has at least half a window of context).
+    pub fn for_backend(
+        metrics: MetricConfig,
+        backend: &dyn Backend,
+        stride: Option<usize>,
+    ) -> Result<Self, String> {
+        let window_size = backend.max_window();
+        let stride = stride.unwrap_or((window_size / 2).max(1));
+        window::check(window_size, stride)?;
+        Ok(Self {
+            metrics,
+            window: window_size,
+            stride,
+        })
+    }
 }
 
 /// One document's result.
@@ -149,23 +167,15 @@ pub struct RunSummary {
     pub metrics: Summary,
 }
 
-/// Keeps the pooled totals of a run and the problems met along the way.
+/// The pooled totals of a run; counts, skips and the clock are the driver's [`RunLog`].
 pub struct RunTotals {
     pub pooled: Accumulator,
-    pub documents: u64,
-    pub skips: SkipLog,
-    pub tokens: u64,
-    started: Instant,
 }
 
 impl RunTotals {
     pub fn new(config: MetricConfig) -> Self {
         Self {
             pooled: Accumulator::new(config),
-            documents: 0,
-            skips: SkipLog::default(),
-            tokens: 0,
-            started: Instant::now(),
         }
     }
 
@@ -173,33 +183,19 @@ impl RunTotals {
         self.pooled
             .merge(&doc.acc)
             .expect("same settings for every document");
-        self.documents += 1;
-        self.tokens += doc.tokens.ids.len() as u64;
     }
 
-    pub fn skip(&mut self, reason: String) {
-        self.skips.skip(reason);
-    }
-
-    pub fn elapsed(&self) -> f64 {
-        self.started.elapsed().as_secs_f64()
-    }
-
-    pub fn finish(&self, model: ModelInfo, settings: ScoreSettings) -> RunSummary {
-        let seconds = self.elapsed();
+    pub fn finish(&self, log: &RunLog, model: ModelInfo, settings: ScoreSettings) -> RunSummary {
+        let seconds = log.elapsed();
         RunSummary {
             model,
             settings,
-            documents: self.documents,
-            skipped: self.skips.count,
-            errors: self.skips.reasons.clone(),
-            tokens: self.tokens,
+            documents: log.done,
+            skipped: log.skips.count,
+            errors: log.skips.reasons.clone(),
+            tokens: log.tokens,
             seconds,
-            tokens_per_second: if seconds > 0.0 {
-                self.tokens as f64 / seconds
-            } else {
-                0.0
-            },
+            tokens_per_second: per_second(log.tokens, seconds),
             metrics: self.pooled.summary(),
         }
     }

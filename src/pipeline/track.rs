@@ -22,14 +22,15 @@ use super::track_types::{
 use crate::analysis::stats::{self, Correlation};
 use crate::data::trajectory::mask::{Preset, TokenRule};
 use crate::data::trajectory::read::{read_trajectories, TrajectoryFormat};
-use crate::data::trajectory::render::ChatTemplate;
+use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
-use crate::data::{self, AtomicFile, Document, ReaderOptions, RecordError};
+use crate::data::{self, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
-use crate::pipeline::eval::{eval_trajectory, EvalError, EvalSettings, EvaluatedTrajectory};
-use crate::pipeline::parallel::for_each_ordered;
+use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
+use crate::pipeline::run::{drive, Outcome, RunLog, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
+use crate::pipeline::skips::SkipLog;
 
 /// Points of the eps sweep over [ln 2, ln 5] (method.md: the paper's sweep range).
 pub const SWEEP_POINTS: usize = 25;
@@ -58,6 +59,13 @@ pub enum TrackError {
     },
     #[error("checkpoint '{name}': {message}")]
     Scoring { name: String, message: String },
+    /// A fatal failure (the model or server gone) while scoring a checkpoint.
+    #[error("checkpoint '{name}': {source}")]
+    Stopped {
+        name: String,
+        #[source]
+        source: Stopped,
+    },
     #[error(transparent)]
     Data(#[from] data::DataError),
 }
@@ -246,8 +254,8 @@ pub enum EvalSet {
         inputs: Vec<PathBuf>,
         format: TrajectoryFormat,
         preset: Preset,
-        /// `model`, `chatml`, or a template file (see `hesnr eval --chat-template`).
-        chat_template: String,
+        /// The model's, ChatML, or a template file (see `hesnr eval --chat-template`).
+        chat_template: TemplateChoice,
         token_rule: TokenRule,
     },
     /// Plain documents (JSONL or text), every position scored.
@@ -322,10 +330,10 @@ impl EvalSet {
                 ..
             } => {
                 // A template file's content matters, not its name.
-                let template = match chat_template.as_str() {
-                    t @ ("model" | "chatml") => t.to_string(),
-                    path => model_store::sha256_file(Path::new(path))
-                        .unwrap_or_else(|_| path.to_string()),
+                let template = match chat_template {
+                    TemplateChoice::File(path) => model_store::sha256_file(path)
+                        .unwrap_or_else(|_| path.display().to_string()),
+                    other => other.to_string(),
                 };
                 serde_json::json!({"kind": "trajectories", "content": content, "format": format!("{format:?}"),
                     "preset": preset.name(), "template": template, "token_rule": token_rule})
@@ -413,7 +421,11 @@ struct CacheMeta {
     model_sha256: String,
     fingerprint: serde_json::Value,
     units: Vec<(String, u64)>,
+    /// The first reasons of the units skipped (unreadable or unscorable, see [`SkipLog`]).
     skipped: Vec<String>,
+    /// How many were skipped (entries written before this count existed read as 0).
+    #[serde(default)]
+    skipped_count: u64,
     context_tokens: u64,
     positions_sha256: String,
 }
@@ -501,7 +513,7 @@ fn store(dir: &Path, key: &str, scored: &mut Scored) -> Result<(), TrackError> {
 /// One checkpoint's scored positions per unit (trajectory or document), before caching.
 struct CheckpointScores {
     units: Vec<(String, Vec<Position>)>,
-    skipped: Vec<String>,
+    skips: SkipLog,
     context_tokens: u64,
 }
 
@@ -512,17 +524,24 @@ fn score_checkpoint(
     opts: &TrackOptions,
     name: &str,
 ) -> Result<CheckpointScores, TrackError> {
-    let window = backend.max_window();
-    let stride = opts.stride.unwrap_or((window / 2).max(1));
-    let score = ScoreSettings {
-        metrics: opts.metrics,
-        window,
-        stride,
-    };
+    let score = ScoreSettings::for_backend(opts.metrics, backend, opts.stride).map_err(|e| {
+        TrackError::Scoring {
+            name: name.to_string(),
+            message: e,
+        }
+    })?;
     let k = opts.metrics.k;
+    let positions_of = |stats: &mut dyn Iterator<Item = &crate::metrics::PositionStats>| {
+        stats
+            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
+            .collect::<Vec<_>>()
+    };
     let mut units = Vec::new();
-    let mut skipped = Vec::new();
-    let mut context = 0u64;
+    let mut log = RunLog::new();
+    let stopped = |source: Stopped| TrackError::Stopped {
+        name: name.to_string(),
+        source,
+    };
     match set {
         EvalSet::Trajectories {
             inputs,
@@ -531,107 +550,50 @@ fn score_checkpoint(
             chat_template,
             token_rule,
         } => {
-            let template = match chat_template.as_str() {
-                "model" => match backend.chat_template() {
-                    Some(s) => ChatTemplate::new(&s.template, "model", &s.bos_token, &s.eos_token),
-                    None => Ok(ChatTemplate::chatml()),
-                },
-                "chatml" => Ok(ChatTemplate::chatml()),
-                path => ChatTemplate::from_file(Path::new(path)),
-            }
-            .map_err(|e| TrackError::Scoring {
-                name: name.to_string(),
-                message: e.to_string(),
-            })?;
+            let template =
+                choose_template(chat_template, backend).map_err(|e| TrackError::Scoring {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                })?;
             let settings = EvalSettings {
                 score,
                 presets: vec![*preset],
                 token_rule: *token_rule,
             };
             // Trajectories in flight at once when the backend allows (a remote server).
-            let work = |b: &mut [&mut dyn Backend], item: &Result<Trajectory, RecordError>| {
-                let traj = item.as_ref().ok()?;
+            let work = |b: &mut [&mut dyn Backend], traj: &Trajectory| {
                 Some(eval_trajectory(&mut *b[0], &template, traj, &settings))
             };
-            let sink = |_: &dyn Backend,
-                        item: Result<Trajectory, RecordError>,
-                        result: Option<Result<EvaluatedTrajectory, EvalError>>|
-             -> Result<(), TrackError> {
-                let traj = match item {
-                    Ok(t) => t,
-                    Err(e) => {
-                        skipped.push(e.to_string());
-                        return Ok(());
-                    }
-                };
-                match result.expect("every read trajectory is evaluated") {
-                    Ok(e) => {
-                        context += e.tokens.ids.len() as u64;
+            let sink =
+                |_: &dyn Backend, traj: Trajectory, outcome: Outcome<EvaluatedTrajectory>| {
+                    if let Outcome::Done(e) = outcome {
                         let first = e.tokens.first_target();
                         let scored = &e.presets[0].scored;
-                        let positions = e
+                        let kept = e
                             .positions
                             .iter()
                             .enumerate()
                             .filter(|(i, _)| scored[first + i])
-                            .filter_map(|(_, p)| p.as_ref())
-                            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
-                            .collect();
-                        units.push((traj.id.clone(), positions));
+                            .filter_map(|(_, p)| p.as_ref());
+                        units.push((traj.id, positions_of(&mut { kept })));
                     }
-                    Err(e) if e.is_fatal() => {
-                        return Err(TrackError::Scoring {
-                            name: name.to_string(),
-                            message: format!("trajectory '{}': {e}", traj.id),
-                        })
-                    }
-                    Err(e) => {
-                        skipped.push(format!("{}: trajectory '{}': {e}", traj.source, traj.id))
-                    }
-                }
-                Ok(())
-            };
+                    Ok::<(), Stopped>(())
+                };
             let items = read_trajectories(inputs, *format)?;
-            for_each_ordered(&mut [backend], items, work, sink)?;
+            drive(&mut [backend], items, work, sink, &mut log, &()).map_err(stopped)?;
         }
         EvalSet::Documents { inputs, reader } => {
-            let work = |b: &mut [&mut dyn Backend], item: &Result<Document, RecordError>| {
-                let doc = item.as_ref().ok()?;
+            let work = |b: &mut [&mut dyn Backend], doc: &Document| {
                 Some(score_text(&mut *b[0], &doc.text, &score))
             };
-            let sink = |_: &dyn Backend,
-                        item: Result<Document, RecordError>,
-                        result: Option<Result<ScoredDocument, EngineError>>|
-             -> Result<(), TrackError> {
-                let doc = match item {
-                    Ok(d) => d,
-                    Err(e) => {
-                        skipped.push(e.to_string());
-                        return Ok(());
-                    }
-                };
-                match result.expect("every read document is scored") {
-                    Ok(s) => {
-                        context += s.tokens.ids.len() as u64;
-                        let positions = s
-                            .positions
-                            .iter()
-                            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
-                            .collect();
-                        units.push((doc.id.clone(), positions));
-                    }
-                    Err(e) if e.is_fatal() => {
-                        return Err(TrackError::Scoring {
-                            name: name.to_string(),
-                            message: format!("document '{}': {e}", doc.id),
-                        })
-                    }
-                    Err(e) => skipped.push(format!("{}: document '{}': {e}", doc.source, doc.id)),
+            let sink = |_: &dyn Backend, doc: Document, outcome: Outcome<ScoredDocument>| {
+                if let Outcome::Done(s) = outcome {
+                    units.push((doc.id, positions_of(&mut s.positions.iter())));
                 }
-                Ok(())
+                Ok::<(), Stopped>(())
             };
             let items = data::read_documents(inputs, reader)?;
-            for_each_ordered(&mut [backend], items, work, sink)?;
+            drive(&mut [backend], items, work, sink, &mut log, &()).map_err(stopped)?;
         }
     }
     if units.is_empty() {
@@ -639,8 +601,9 @@ fn score_checkpoint(
             name: name.to_string(),
             message: format!(
                 "nothing in the evaluation set could be scored ({} skipped{})",
-                skipped.len(),
-                skipped
+                log.skips.count,
+                log.skips
+                    .reasons
                     .first()
                     .map(|e| format!("; first: {e}"))
                     .unwrap_or_default()
@@ -649,8 +612,8 @@ fn score_checkpoint(
     }
     Ok(CheckpointScores {
         units,
-        skipped,
-        context_tokens: context,
+        skips: log.skips,
+        context_tokens: log.tokens,
     })
 }
 
@@ -766,7 +729,7 @@ pub fn run_track(
                 })?;
                 let CheckpointScores {
                     units,
-                    skipped,
+                    skips,
                     context_tokens,
                 } = score_checkpoint(backend.as_mut(), set, opts, &c.name)?;
                 let mut s = Scored {
@@ -778,7 +741,8 @@ pub fn run_track(
                             .iter()
                             .map(|(id, p)| (id.clone(), p.len() as u64))
                             .collect(),
-                        skipped,
+                        skipped: skips.reasons,
+                        skipped_count: skips.count,
                         context_tokens,
                         positions_sha256: String::new(),
                     },

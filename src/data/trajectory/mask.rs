@@ -13,18 +13,23 @@ use super::render::Rendered;
 use super::{SegmentKind, Trajectory};
 
 /// The paper's ablation rows (method.md, "The evaluation set"), from least to most filtered.
+/// Serialized under the names the command line takes ([`Preset::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum Preset {
     /// Thought segments, unfiltered.
+    #[serde(rename = "thought")]
     Thought,
     /// Action segments, unfiltered.
+    #[serde(rename = "action")]
     Action,
     /// Actions without XML tool-call tags and markdown markup.
+    #[serde(rename = "action+xml")]
     ActionMarkup,
     /// ... and without redundant whitespace and symbols.
+    #[serde(rename = "action+xml+ws")]
     ActionWhitespace,
     /// ... and without code comments: the paper's evaluation set (the default).
+    #[serde(rename = "full")]
     Full,
 }
 
@@ -58,10 +63,18 @@ impl Preset {
         }
     }
 
+    /// A preset by its name, also with `-` for `+` (`action-xml`), `paper` for `full`, and the
+    /// names summaries used before they were made the same as the command line's.
     pub fn parse(s: &str) -> Option<Preset> {
-        Preset::ALL.into_iter().find(|p| {
-            p.name() == s || p.name().replace('+', "-") == s || (s == "paper" && *p == Preset::Full)
-        })
+        match s {
+            "paper" => return Some(Preset::Full),
+            "action-markup" => return Some(Preset::ActionMarkup),
+            "action-whitespace" => return Some(Preset::ActionWhitespace),
+            _ => {}
+        }
+        Preset::ALL
+            .into_iter()
+            .find(|p| p.name() == s || p.name().replace('+', "-") == s)
     }
 
     /// The segments this preset scores.
@@ -142,6 +155,18 @@ pub fn token_mask(offsets: &[Range<usize>], bytes: &[bool], rule: TokenRule) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presets_serialize_under_their_command_line_names() {
+        for p in Preset::ALL {
+            assert_eq!(serde_json::to_value(p).unwrap(), p.name());
+        }
+        assert_eq!(Preset::parse("action-markup"), Some(Preset::ActionMarkup));
+        assert_eq!(
+            Preset::parse("action-whitespace"),
+            Some(Preset::ActionWhitespace)
+        );
+    }
 
     #[test]
     fn presets_parse_by_name() {

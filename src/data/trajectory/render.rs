@@ -38,6 +38,38 @@ pub enum RenderError {
     File { path: String, message: String },
 }
 
+/// Which chat template renders trajectories (`--chat-template`): the model's own, ChatML, or a
+/// file (Jinja, or a Hugging Face `tokenizer_config.json` or its folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateChoice {
+    Model,
+    ChatMl,
+    File(std::path::PathBuf),
+}
+
+impl std::str::FromStr for TemplateChoice {
+    type Err = std::convert::Infallible;
+
+    /// `model`, `chatml`, or else a path.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "model" => Self::Model,
+            "chatml" => Self::ChatMl,
+            path => Self::File(path.into()),
+        })
+    }
+}
+
+impl std::fmt::Display for TemplateChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Model => f.write_str("model"),
+            Self::ChatMl => f.write_str("chatml"),
+            Self::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// A compiled chat template and the special tokens it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,

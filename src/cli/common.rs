@@ -1,0 +1,205 @@
+//! What every command that loads a model shares: the model and metric flags, loading the
+//! backend, the progress line and the terminal summary of skipped records.
+
+use std::fmt::Display;
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
+use hesnr::engine::model_store::{self, Precision};
+use hesnr::engine::Backend;
+use hesnr::metrics::{MetricConfig, Pooling, SignalProb};
+use hesnr::pipeline::run::{Reporter, RunLog};
+use hesnr::pipeline::score::ScoreSettings;
+
+use super::remote::RemoteArgs;
+
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    /// GGUF model file [default: $HESNR_MODEL, else the fetched default model]
+    #[arg(long, short = 'm')]
+    pub model: Option<PathBuf>,
+    /// CPU threads [default: all cores]
+    #[arg(long, short = 't')]
+    pub threads: Option<usize>,
+    /// Weight precision: auto (quantized files run as exact F32), as-is, f32, f16, bf16
+    #[arg(long, default_value = "auto")]
+    pub precision: Precision,
+    /// Tokens per forward window [default: the model's training context]
+    #[arg(long)]
+    pub window: Option<usize>,
+    /// Tokens per llama.cpp decode call (bounds the logits buffer)
+    #[arg(long, default_value_t = 512)]
+    pub ubatch: usize,
+    /// Layers to offload to the GPU (builds with the `cuda` feature)
+    #[arg(long, default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Plain attention instead of flash attention: slower on long windows, but results are
+    /// bit-identical for any --ubatch (flash attention moves them by ~1e-4 relative)
+    #[arg(long)]
+    pub exact_attention: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+/// `--signal`: the library's [`SignalProb`], with the spellings the command line accepts.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SignalArg {
+    /// The softmax probability of the true token over the whole vocabulary
+    Full,
+    /// Its probability renormalised over the top-k
+    #[value(alias = "renormalised", alias = "renorm")]
+    Renormalized,
+}
+
+/// `--pooling`: the library's [`Pooling`], with the spellings the command line accepts.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PoolingArg {
+    /// The mean over all decision tokens of all documents
+    Pooled,
+    /// The mean of the per-document means
+    #[value(alias = "per_document", alias = "document")]
+    PerDocument,
+}
+
+/// The metric definitions (method.md), shared by every command that scores.
+#[derive(Args, Clone)]
+pub struct MetricArgs {
+    /// Candidate set size k for the renormalised entropy H_k
+    #[arg(long, default_value_t = MetricConfig::DEFAULT_K)]
+    pub k: usize,
+    /// Decision threshold: positions with H_k > eps [default: (ln 3 + ln 4) / 2]
+    #[arg(long, default_value_t = MetricConfig::DEFAULT_EPS)]
+    pub eps: f64,
+    /// HE-SNR signal: the true token's probability over the full vocabulary or the top-k
+    #[arg(long, value_enum, default_value = "full")]
+    pub signal: SignalArg,
+    /// HE-SNR averaging: over all decision tokens, or the mean of per-document means
+    #[arg(long, value_enum, default_value = "pooled")]
+    pub pooling: PoolingArg,
+    /// Window stride for texts longer than the window [default: half the window]
+    #[arg(long)]
+    pub stride: Option<usize>,
+}
+
+impl MetricArgs {
+    pub fn config(&self) -> Result<MetricConfig> {
+        let metrics = MetricConfig {
+            k: self.k,
+            eps: self.eps,
+            signal: match self.signal {
+                SignalArg::Full => SignalProb::Full,
+                SignalArg::Renormalized => SignalProb::Renormalized,
+            },
+            pooling: match self.pooling {
+                PoolingArg::Pooled => Pooling::Pooled,
+                PoolingArg::PerDocument => Pooling::PerDocument,
+            },
+        };
+        metrics.validate().map_err(anyhow::Error::msg)?;
+        Ok(metrics)
+    }
+
+    /// The window settings for a loaded backend.
+    pub fn settings(&self, backend: &dyn Backend) -> Result<ScoreSettings> {
+        ScoreSettings::for_backend(self.config()?, backend, self.stride).map_err(anyhow::Error::msg)
+    }
+}
+
+/// The embedded engine on `--model`, or with `--remote`, the server (tokenizing with `--model`).
+pub fn load_model(args: &ModelArgs) -> Result<Box<dyn Backend>> {
+    let path = model_store::resolve_model(args.model.as_deref())?;
+    if let Some(url) = &args.remote.remote {
+        let b = super::remote::connect(&args.remote, url, &path, args.window)?;
+        return Ok(Box::new(b));
+    }
+    let opts = LlamaOptions {
+        threads: args.threads,
+        precision: args.precision,
+        window: args.window,
+        ubatch: args.ubatch,
+        gpu_layers: args.gpu_layers,
+        flash_attention: !args.exact_attention,
+    };
+    let b = LlamaCppBackend::load(&path, &opts)
+        .with_context(|| format!("loading model {}", path.display()))?;
+    Ok(Box::new(b))
+}
+
+/// The progress line of a run on stderr, when stderr is a terminal (hidden otherwise, so that
+/// logs written to a file stay clean).
+pub struct Spinner {
+    bar: ProgressBar,
+    label: Box<dyn Fn(&RunLog) -> String>,
+}
+
+impl Spinner {
+    /// A spinner whose message `label` makes from the run's log.
+    pub fn new(label: impl Fn(&RunLog) -> String + 'static) -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Self {
+            bar,
+            label: Box::new(label),
+        }
+    }
+
+    /// Removes the line (before the command prints its summary).
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Reporter for Spinner {
+    fn update(&self, log: &RunLog) {
+        self.bar.set_message((self.label)(log));
+        self.bar.tick();
+    }
+}
+
+/// The first skipped records of a run, under its summary; `more` says where the rest are.
+pub fn print_skips(out: &mut impl Write, skipped: u64, errors: &[String], more: &str) {
+    for err in errors.iter().take(5) {
+        let _ = writeln!(out, "  skipped: {err}");
+    }
+    if skipped > 5 {
+        let _ = writeln!(out, "  ... and {} more ({more})", skipped - 5);
+    }
+}
+
+/// `x` with 4 decimals, or `-` when undefined (terminal tables).
+pub fn num4(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |x| format!("{x:.4}"))
+}
+
+/// Prints `text` and a newline on stdout. Unlike `println!`, a closed pipe (`hesnr ... | head`)
+/// is an error the command returns, and `main` ends quietly on, rather than a panic; so the
+/// command unwinds and removes its temporary files.
+pub fn print_line(text: impl Display) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{text}")?;
+    out.flush()
+}
+
+/// Whether `error` comes from writing into a closed pipe: the reader went away, which is how a
+/// command-line tool is told to stop, not a failure.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}
