@@ -1147,7 +1147,7 @@ mod tests {
             ]
         );
         let none = d.path().join("*.parquet");
-        let err = read_documents(&[none.clone()], &ReaderOptions::default())
+        let err = read_documents(std::slice::from_ref(&none), &ReaderOptions::default())
             .err()
             .unwrap();
         assert_eq!(
