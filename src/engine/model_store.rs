@@ -5,12 +5,9 @@
 //! copies keyed by the source file's SHA-256, so a conversion happens once per model content.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
-
-use sha2::{Digest, Sha256};
 
 use super::EngineError;
 use crate::gguf::GgufFile;
@@ -121,18 +118,9 @@ pub fn fetch_default_model(python: &str) -> Result<PathBuf, EngineError> {
     Ok(dest)
 }
 
+/// The hex SHA-256 of a model file (its identity in caches and run records).
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    crate::data::digest::sha256_file(path).map(|(hex, _)| hex)
 }
 
 /// Weight precision for the forward pass.

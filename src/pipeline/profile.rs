@@ -18,7 +18,7 @@
 //!   (the last one shorter) whatever batches they were assembled from, so the merged file of a
 //!   run is byte-identical for any shard count.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::fs::File;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -44,12 +44,8 @@ use sha2::{Digest, Sha256};
 use super::run::{drive, Outcome, Reporter, RunLog, Stopped, Unit, Worked};
 use super::score::{score_text, ScoreSettings};
 use super::skips::MAX_REASONS_KEPT;
-use crate::data::parquet::{is_parquet, read_parquet};
-use crate::data::reader::collect_dir;
-use crate::data::{
-    read_documents, write_json_atomic, AtomicFile, Document, ReaderOptions, RecordError,
-    RecordErrorKind,
-};
+use crate::data::digest::hex;
+use crate::data::{self, write_json_atomic, AtomicFile, Document, ReaderOptions};
 use crate::engine::Backend;
 use crate::metrics::Summary;
 
@@ -63,117 +59,15 @@ const PART_META_KEY: &str = "hesnr.part";
 // ---------------------------------------------------------------------------------------------
 // Inputs
 
-/// Expands inputs into the files to read, in order: files as given, directories recursively
-/// (sorted by name, hidden entries skipped), and glob patterns the shell did not expand (sorted).
+/// Expands inputs into the files to read, in order (files, directories, glob patterns: see
+/// [`crate::data::expand_inputs`]). Stdin is refused: a run must be re-readable to shard and
+/// resume. The list is part of the run's fingerprint.
 pub fn expand_inputs(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for p in inputs {
-        let s = p.to_string_lossy();
-        ensure!(
-            s != "-",
-            "hesnr profile cannot read stdin (a run must be re-readable to shard and resume)"
-        );
-        match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => {
-                let before = files.len();
-                collect_dir(p, &mut HashSet::new(), &mut files)?;
-                if files.len() == before {
-                    tracing::warn!("input directory {} has no files", p.display());
-                }
-            }
-            Ok(_) => files.push(p.clone()),
-            Err(_) if s.contains(['*', '?', '[']) => {
-                let mut matched: Vec<PathBuf> = glob::glob(&s)
-                    .with_context(|| format!("bad glob pattern '{s}'"))?
-                    .filter_map(|r| r.ok())
-                    .collect();
-                ensure!(!matched.is_empty(), "pattern '{s}' matched no files");
-                matched.sort();
-                for m in matched {
-                    if m.is_dir() {
-                        collect_dir(&m, &mut HashSet::new(), &mut files)?;
-                    } else {
-                        files.push(m);
-                    }
-                }
-            }
-            Err(e) => bail!("input {}: {e}", p.display()),
-        }
-    }
-    Ok(files)
-}
-
-type Item = Result<Document, RecordError>;
-
-/// All documents of a list of files (JSONL, .gz/.zst, Parquet, text), in order; a file that
-/// yields nothing at all is one error item.
-pub struct CorpusStream {
-    files: VecDeque<PathBuf>,
-    current: Option<(String, Box<dyn Iterator<Item = Item> + Send>)>,
-    yielded: bool,
-    opts: ReaderOptions,
-}
-
-impl CorpusStream {
-    pub fn new(files: &[PathBuf], opts: &ReaderOptions) -> Self {
-        Self {
-            files: files.iter().cloned().collect(),
-            current: None,
-            yielded: false,
-            opts: opts.clone(),
-        }
-    }
-}
-
-impl Iterator for CorpusStream {
-    type Item = Item;
-
-    fn next(&mut self) -> Option<Item> {
-        loop {
-            if self.current.is_none() {
-                let f = self.files.pop_front()?;
-                let source = f.display().to_string();
-                let it: Box<dyn Iterator<Item = Item> + Send> = if is_parquet(&f) {
-                    Box::new(read_parquet(&f, &self.opts))
-                } else {
-                    match read_documents(std::slice::from_ref(&f), &self.opts) {
-                        Ok(s) => Box::new(s),
-                        Err(e) => {
-                            return Some(Err(RecordError {
-                                source,
-                                line: 0,
-                                field: None,
-                                kind: RecordErrorKind::Io,
-                                message: e.to_string(),
-                            }))
-                        }
-                    }
-                };
-                self.current = Some((source, it));
-                self.yielded = false;
-            }
-            let (source, it) = self.current.as_mut()?;
-            match it.next() {
-                Some(x) => {
-                    self.yielded = true;
-                    return Some(x);
-                }
-                None => {
-                    let source = source.clone();
-                    self.current = None;
-                    if !self.yielded {
-                        return Some(Err(RecordError {
-                            source,
-                            line: 0,
-                            field: None,
-                            kind: RecordErrorKind::EmptyText,
-                            message: "empty file: no records".into(),
-                        }));
-                    }
-                }
-            }
-        }
-    }
+    ensure!(
+        !inputs.iter().any(|p| p.as_os_str() == "-"),
+        "hesnr profile cannot read stdin (a run must be re-readable to shard and resume)"
+    );
+    Ok(data::expand_inputs(inputs)?)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -724,8 +618,7 @@ pub fn run_description(job: &ProfileJob, main: &Scorer, reference: Option<&Score
 }
 
 pub fn fingerprint(desc: &Value) -> String {
-    let d = Sha256::digest(desc.to_string().as_bytes());
-    d.iter().take(16).map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(desc.to_string().as_bytes())[..16])
 }
 
 /// Sorted, disjoint, half-open index ranges.
@@ -933,34 +826,37 @@ pub fn run_shard(
     // Documents of this shard still to do, in input order, with their global index; read errors
     // belong to the shard their ordinal among errors falls in (so every shard of a run reports
     // its own), and ids are checked for duplicates here, on the reading thread.
-    let todo = CorpusStream::new(&job.files, &job.reader).filter_map(|item| {
-        let doc = match item {
-            Ok(d) => d,
-            Err(err) => {
-                let mine = e % n == i;
-                e += 1;
-                return mine.then_some(Err(err));
+    // Every file accounts for itself: one that yields nothing at all is one read error.
+    let todo = data::read_files(&job.files, &job.reader)
+        .report_empty_files()
+        .filter_map(|item| {
+            let doc = match item {
+                Ok(d) => d,
+                Err(err) => {
+                    let mine = e % n == i;
+                    e += 1;
+                    return mine.then_some(Err(err));
+                }
+            };
+            let index = g;
+            g += 1;
+            if index % n != i {
+                return None;
             }
-        };
-        let index = g;
-        g += 1;
-        if index % n != i {
-            return None;
-        }
-        let mut h = std::hash::DefaultHasher::new();
-        doc.id.hash(&mut h);
-        if !ids.insert(h.finish()) {
-            duplicate_ids += 1;
-            if duplicate_ids <= 5 {
-                tracing::warn!(
-                    "{}: duplicate id '{}' (rows are keyed by index)",
-                    doc.place(),
-                    doc.id
-                );
+            let mut h = std::hash::DefaultHasher::new();
+            doc.id.hash(&mut h);
+            if !ids.insert(h.finish()) {
+                duplicate_ids += 1;
+                if duplicate_ids <= 5 {
+                    tracing::warn!(
+                        "{}: duplicate id '{}' (rows are keyed by index)",
+                        doc.place(),
+                        doc.id
+                    );
+                }
             }
-        }
-        (!resumed.done.contains(index)).then_some(Ok((index, doc)))
-    });
+            (!resumed.done.contains(index)).then_some(Ok((index, doc)))
+        });
     let main_settings = main.settings;
     let ref_settings = reference.as_ref().map(|r| r.settings);
     // Scored on as many threads as the backends allow (remote servers); rows arrive in order.

@@ -9,7 +9,7 @@
 //! is computed from the cached numbers, so it does not depend on what was cached when.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +24,7 @@ use crate::data::trajectory::mask::{Preset, TokenRule};
 use crate::data::trajectory::read::{read_trajectories, TrajectoryFormat};
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
-use crate::data::{self, AtomicFile, Document, ReaderOptions};
+use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
@@ -294,33 +294,22 @@ impl EvalSet {
     /// Everything about the set and its settings that changes the scored positions.
     fn fingerprint(&self) -> Result<serde_json::Value, TrackError> {
         let mut hasher = Sha256::new();
-        let mut files = Vec::new();
-        for p in self.inputs() {
-            if p.is_dir() {
-                data::reader::collect_dir(p, &mut Default::default(), &mut files)?;
-            } else {
-                files.push(p.clone());
-            }
-        }
+        // The files as the readers will find them (directories, glob patterns).
+        let files = data::expand_inputs(self.inputs())?;
         for f in &files {
             let mut file = std::fs::File::open(f).map_err(|e| data::DataError::Io {
                 path: f.clone(),
                 source: e,
             })?;
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = file.read(&mut buf).map_err(|e| data::DataError::Io {
+            digest::update_from_reader(&mut hasher, &mut file).map_err(|e| {
+                data::DataError::Io {
                     path: f.clone(),
                     source: e,
-                })?;
-                if n == 0 {
-                    break;
                 }
-                hasher.update(&buf[..n]);
-            }
+            })?;
             hasher.update(b"\0file\0");
         }
-        let content = hex(&hasher.finalize());
+        let content = digest::hex(&hasher.finalize());
         Ok(match self {
             EvalSet::Trajectories {
                 format,
@@ -435,10 +424,6 @@ struct Scored {
     units: Vec<Vec<Position>>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn cache_paths(dir: &Path, key: &str) -> (PathBuf, PathBuf) {
     (
         dir.join(format!("{key}.json")),
@@ -460,7 +445,7 @@ fn load_cached(dir: &Path, key: &str) -> Result<Option<Scored>, TrackError> {
             .map_err(|e| err(format!("unreadable ({e}); delete it to re-score")))?;
     let bytes =
         std::fs::read(&pos_path).map_err(|e| err(format!("{}: {e}", pos_path.display())))?;
-    if hex(&Sha256::digest(&bytes)) != meta.positions_sha256 {
+    if digest::sha256_hex(&bytes) != meta.positions_sha256 {
         tracing::warn!(
             "cache entry {} is damaged; scoring again",
             pos_path.display()
@@ -500,7 +485,7 @@ fn store(dir: &Path, key: &str, scored: &mut Scored) -> Result<(), TrackError> {
             p.write(&mut bytes);
         }
     }
-    scored.meta.positions_sha256 = hex(&Sha256::digest(&bytes));
+    scored.meta.positions_sha256 = digest::sha256_hex(&bytes);
     // Positions first, metadata last: the metadata file is the entry's completion mark.
     let mut f = AtomicFile::create(&pos_path).map_err(|e| err(&pos_path, e))?;
     f.write_all(&bytes).map_err(|e| err(&pos_path, e))?;
@@ -712,10 +697,8 @@ pub fn run_track(
             ),
             None => model_sha.clone(),
         };
-        let key = hex(&Sha256::digest(
-            format!("{identity}\n{fingerprint}").as_bytes(),
-        ))[..32]
-            .to_string();
+        let key =
+            digest::sha256_hex(format!("{identity}\n{fingerprint}").as_bytes())[..32].to_string();
         let (scored, cached) = match load_cached(&opts.cache_dir, &key)? {
             Some(s) => {
                 log(c, CheckpointEvent::Cached, &key);

@@ -18,7 +18,6 @@ use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use self::client::{redact_url, Client, ClientError, ClientOptions};
 use self::protocol::{Prompt, Protocol, ServerPosition};
@@ -134,9 +133,9 @@ impl RemoteBackend {
         })?;
         // Identity for caches: the endpoint, the served name and the tokenizer. A server that
         // swaps weights under the same name is the same model as far as hesnr can tell.
-        let sha256 = hex(&Sha256::digest(
+        let sha256 = crate::data::digest::sha256_hex(
             format!("remote\n{shown_url}\n{}\n{tok_sha}", served.id).as_bytes(),
-        ));
+        );
         let mut backend = Self {
             client: Arc::new(client),
             tok: Arc::new(tok),
@@ -375,10 +374,6 @@ fn first_position() -> ServerPosition {
 /// A small code prompt used to check a server end to end.
 pub const PROBE_TEXT: &str =
     "def mean(xs):\n    \"\"\"Average of a list.\"\"\"\n    return sum(xs) / len(xs)\n";
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 impl Backend for RemoteBackend {
     fn info(&self) -> &ModelInfo {

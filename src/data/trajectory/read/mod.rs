@@ -1,0 +1,431 @@
+//! Trajectory readers: OpenAI-style chat records (JSONL rows, mini-swe-agent `.traj.json`,
+//! nebius/SWE-agent-trajectories rows), SWE-agent `.traj` files and OpenHands event logs, all
+//! turned into [`Trajectory`] values whose segments say what is prompt, thought, action and
+//! observation.
+//!
+//! Joining rules (what is added to the recorded text, and where):
+//! - A message's content is the concatenation of its segments; nothing is added except between a
+//!   thought and a rendered tool call, and between two rendered tool calls, where one `"\n"` is
+//!   written: appended to the thought (unless it already ends with a newline), or appended to
+//!   the previous action and recorded as its markup (it is syntax written by the renderer).
+//! - Actions written in free text (`<function=...>` blocks, fenced commands) are split out of the
+//!   text in place: see [`super::action`] for the rules.
+//! - A user message right after an assistant message with an action is an Observation (that is
+//!   what SWE-agent and mini-swe-agent send back); other system/user messages are Prompts.
+//! - `reasoning_content` and non-text content parts are not part of the rendered context and are
+//!   left out (a non-text part is reported as a warning).
+//!
+//! One module per format, each readable alone: [`chat`] (OpenAI-style `messages`),
+//! [`swe_agent`] (`.traj`), [`openhands`] (event logs); [`record`] holds what they share. This
+//! module finds the files (through [`crate::data::inputs`]), opens them (through
+//! [`crate::data::open`], compression by magic bytes), reads JSON Lines through
+//! [`crate::data::json::JsonRecords`], and picks the format of each record by its shape.
+
+mod chat;
+mod openhands;
+mod record;
+mod swe_agent;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Read};
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+pub use chat::parse_chat;
+pub use openhands::parse_openhands;
+pub use swe_agent::parse_swe_agent;
+
+use super::Trajectory;
+use crate::data::inputs::{expand, InputFile};
+use crate::data::json::{json_message, type_name, JsonLayout, JsonRecords};
+use crate::data::open::{open_decoded, BOM, STDIN_NAME};
+use crate::data::{DataError, RecordError, RecordErrorKind};
+
+/// What a read error of a trajectory file is called (the stream may be compressed).
+const READ_FAILED: &str = "read failed (corrupt or truncated compressed stream?)";
+
+/// How trajectory inputs are parsed. `Auto` decides per file (by extension, then by the shape of
+/// the JSON); the others force one parser on every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TrajectoryFormat {
+    /// `*.jsonl`/`*.ndjson` (and stdin): one record per line, each sniffed, chat by default;
+    /// `*.traj`: SWE-agent unless the JSON says otherwise; `*.json`: sniffed.
+    #[default]
+    Auto,
+    /// OpenAI chat `messages` (or a nebius-style `trajectory` of `{role, text}`).
+    Chat,
+    /// SWE-agent `.traj`: `history` and/or `trajectory` steps, `info`.
+    SweAgent,
+    /// OpenHands event log: an array of events, or `{"history" | "events": [...]}`.
+    OpenHands,
+}
+
+/// Checks inputs (missing -> [`DataError`] at once), then streams trajectories; a bad record is
+/// an `Err` item and the stream goes on.
+///
+/// `-` is stdin (JSON Lines). A directory expands to its non-hidden files, recursively, sorted
+/// by name, keeping only trajectory files (`.jsonl`, `.ndjson`, `.json`, `.traj`, each maybe
+/// `.gz`/`.zst`); a glob pattern to its matches; a file named explicitly (or matched by a
+/// pattern) is read whatever its name (as one JSON value, or as JSON Lines when it is a pipe).
+/// Compression is detected from the bytes.
+pub fn read_trajectories(
+    inputs: &[PathBuf],
+    format: TrajectoryFormat,
+) -> Result<TrajectoryStream, DataError> {
+    let mut queue = VecDeque::new();
+    for p in inputs {
+        let files = expand(std::slice::from_ref(p))?;
+        let before = queue.len();
+        let listed = files.len();
+        for InputFile { path, named } in files {
+            match path {
+                None => queue.push_back(Input {
+                    path: None,
+                    lines: true,
+                    format,
+                    fallback: Some(TrajectoryFormat::Chat),
+                }),
+                Some(f) => {
+                    // A path that cannot be inspected is treated as a file; opening it says why.
+                    let regular = std::fs::metadata(&f).map_or(true, |m| m.is_file());
+                    queue.extend(classify(f, format, named, regular));
+                }
+            }
+        }
+        if queue.len() == before && p.is_dir() && listed > 0 {
+            tracing::warn!("input directory {} has no trajectory files", p.display());
+        }
+    }
+    Ok(TrajectoryStream {
+        queue,
+        pending: VecDeque::new(),
+        lines: None,
+    })
+}
+
+/// The trajectories of all inputs in order, each item a [`Trajectory`] or the [`RecordError`]
+/// of one record. Inputs are opened one at a time as they are reached; JSON Lines are read one
+/// line at a time.
+pub struct TrajectoryStream {
+    queue: VecDeque<Input>,
+    /// Items of a whole file already parsed.
+    pending: VecDeque<Result<Trajectory, RecordError>>,
+    lines: Option<LineInput>,
+}
+
+#[derive(Debug, Clone)]
+struct Input {
+    /// `None` is stdin.
+    path: Option<PathBuf>,
+    /// JSON Lines rather than one JSON value.
+    lines: bool,
+    format: TrajectoryFormat,
+    /// With `Auto`, the parser for a value whose shape says nothing.
+    fallback: Option<TrajectoryFormat>,
+}
+
+struct LineInput {
+    source: String,
+    records: JsonRecords,
+    format: TrajectoryFormat,
+    fallback: Option<TrajectoryFormat>,
+}
+
+impl Iterator for TrajectoryStream {
+    type Item = Result<Trajectory, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.pending.pop_front() {
+                return Some(item);
+            }
+            if let Some(cur) = self.lines.as_mut() {
+                match cur.records.next() {
+                    None => self.lines = None,
+                    Some(Err(e)) => return Some(Err(e)),
+                    Some(Ok(rec)) => {
+                        return Some(parse_value(
+                            &rec.value,
+                            &cur.source,
+                            rec.line,
+                            cur.format,
+                            cur.fallback,
+                        ))
+                    }
+                }
+                continue;
+            }
+            let input = self.queue.pop_front()?;
+            let source = input
+                .path
+                .as_ref()
+                .map_or_else(|| STDIN_NAME.to_string(), |p| p.display().to_string());
+            let reader = match open_decoded(input.path.as_deref()) {
+                Ok(d) => d.reader,
+                Err(e) => {
+                    return Some(Err(file_error(
+                        &source,
+                        RecordErrorKind::Io,
+                        format!("cannot open: {e}"),
+                    )))
+                }
+            };
+            if input.lines {
+                let records =
+                    JsonRecords::new(source.clone(), reader, JsonLayout::Lines, READ_FAILED);
+                self.lines = Some(LineInput {
+                    source,
+                    records,
+                    format: input.format,
+                    fallback: input.fallback,
+                });
+            } else {
+                self.pending
+                    .extend(read_whole(reader, &source, input.format, input.fallback));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Format detection
+
+fn sniff(value: &Value) -> Option<TrajectoryFormat> {
+    fn first_obj(v: Option<&Value>) -> Option<Option<&Map<String, Value>>> {
+        // Some(None): an empty array; Some(Some(o)): its first element is an object.
+        let a = v?.as_array()?;
+        match a.first() {
+            None => Some(None),
+            Some(Value::Object(o)) => Some(Some(o)),
+            Some(_) => None,
+        }
+    }
+    fn is_event(o: &Map<String, Value>) -> bool {
+        !o.contains_key("role")
+            && ["action", "observation"]
+                .iter()
+                .any(|k| o.get(*k).is_some_and(Value::is_string))
+            && ["args", "extras", "source", "cause", "tool_call_metadata"]
+                .iter()
+                .any(|k| o.contains_key(*k))
+    }
+    match value {
+        Value::Array(_) => match first_obj(Some(value))? {
+            None => Some(TrajectoryFormat::OpenHands),
+            Some(o) => is_event(o).then_some(TrajectoryFormat::OpenHands),
+        },
+        Value::Object(o) => {
+            if o.get("messages").is_some_and(Value::is_array) {
+                return Some(TrajectoryFormat::Chat);
+            }
+            for key in ["history", "events"] {
+                if let Some(Some(first)) = first_obj(o.get(key)) {
+                    if is_event(first) {
+                        return Some(TrajectoryFormat::OpenHands);
+                    }
+                }
+            }
+            if let Some(Some(first)) = first_obj(o.get("history")) {
+                if first.contains_key("role") {
+                    return Some(TrajectoryFormat::SweAgent);
+                }
+            }
+            match first_obj(o.get("trajectory")) {
+                Some(Some(first)) => {
+                    if ["thought", "action", "response", "observation"]
+                        .iter()
+                        .any(|k| first.contains_key(*k))
+                    {
+                        return Some(TrajectoryFormat::SweAgent);
+                    }
+                    if first.contains_key("role") {
+                        return Some(TrajectoryFormat::Chat);
+                    }
+                }
+                // An SWE-agent run with no steps at all.
+                Some(None) if first_obj(o.get("history")).is_some_and(|f| f.is_none()) => {
+                    return Some(TrajectoryFormat::SweAgent)
+                }
+                _ => {}
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// The error for a value of no known shape: where it stops matching, and what was expected.
+fn unknown_shape(value: &Value, source: &str, line: u64) -> RecordError {
+    const EXPECTED: &str = "an object with `messages` (chat), an object with `history` or \
+        `trajectory` of SWE-agent steps, or an array of OpenHands events (or an object with \
+        `history` or `events` of them)";
+    let describe = |v: &Value| match v {
+        Value::Object(o) if o.is_empty() => "an empty object".to_string(),
+        Value::Object(o) => {
+            let keys: Vec<&str> = o.keys().map(String::as_str).take(8).collect();
+            let more = if o.len() > 8 { ", ..." } else { "" };
+            format!("an object with keys {}{more}", keys.join(", "))
+        }
+        other => type_name(other).to_string(),
+    };
+    let (path, found) = match value {
+        Value::Array(a) => ("$[0]".to_string(), describe(&a[0])),
+        Value::Object(o) => {
+            let list = ["history", "events", "trajectory"]
+                .iter()
+                .find_map(|k| match o.get(*k) {
+                    Some(Value::Array(a)) if !a.is_empty() => Some((k, &a[0])),
+                    _ => None,
+                });
+            match list {
+                Some((k, first)) => (format!("$.{k}[0]"), describe(first)),
+                None => ("$".to_string(), describe(value)),
+            }
+        }
+        other => ("$".to_string(), type_name(other).to_string()),
+    };
+    RecordError {
+        source: source.to_string(),
+        line,
+        field: Some(path),
+        kind: RecordErrorKind::WrongType,
+        message: format!("unknown trajectory shape: expected {EXPECTED}; found {found}"),
+    }
+}
+
+fn parse_value(
+    value: &Value,
+    source: &str,
+    line: u64,
+    format: TrajectoryFormat,
+    fallback: Option<TrajectoryFormat>,
+) -> Result<Trajectory, RecordError> {
+    let format = match format {
+        TrajectoryFormat::Auto => match sniff(value).or(fallback) {
+            Some(f) => f,
+            None => return Err(unknown_shape(value, source, line)),
+        },
+        f => f,
+    };
+    match format {
+        TrajectoryFormat::Chat | TrajectoryFormat::Auto => parse_chat(value, source, line),
+        TrajectoryFormat::SweAgent => parse_swe_agent(value, source, line),
+        TrajectoryFormat::OpenHands => parse_openhands(value, source, line),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+fn file_error(source: &str, kind: RecordErrorKind, message: String) -> RecordError {
+    RecordError {
+        source: source.to_string(),
+        line: 0,
+        field: None,
+        kind,
+        message,
+    }
+}
+
+/// A whole file as one JSON value (or, when it turns out to be JSON Lines, one per line).
+fn read_whole(
+    mut reader: Box<dyn BufRead + Send>,
+    source: &str,
+    format: TrajectoryFormat,
+    fallback: Option<TrajectoryFormat>,
+) -> Vec<Result<Trajectory, RecordError>> {
+    let mut bytes = Vec::new();
+    if let Err(e) = reader.read_to_end(&mut bytes) {
+        return vec![Err(file_error(
+            source,
+            RecordErrorKind::Io,
+            format!("{READ_FAILED}: {e}"),
+        ))];
+    }
+    let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            return vec![Err(file_error(
+                source,
+                RecordErrorKind::InvalidUtf8,
+                format!("invalid UTF-8 at byte {}", e.valid_up_to()),
+            ))]
+        }
+    };
+    if text.trim().is_empty() {
+        return vec![Err(file_error(
+            source,
+            RecordErrorKind::EmptyText,
+            "empty file".into(),
+        ))];
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(v) => vec![parse_value(&v, source, 0, format, fallback)],
+        Err(e) if e.line() > 1 && e.to_string().starts_with("trailing characters") => {
+            // JSON Lines under a `.json` name.
+            let lines = Box::new(io::Cursor::new(text.as_bytes().to_vec()));
+            JsonRecords::new(source.to_string(), lines, JsonLayout::Lines, READ_FAILED)
+                .map(|r| {
+                    r.and_then(|rec| {
+                        parse_value(
+                            &rec.value,
+                            source,
+                            rec.line,
+                            format,
+                            fallback.or(Some(TrajectoryFormat::Chat)),
+                        )
+                    })
+                })
+                .collect()
+        }
+        Err(e) => vec![Err(RecordError {
+            source: source.to_string(),
+            line: e.line() as u64,
+            field: None,
+            kind: RecordErrorKind::InvalidJson,
+            message: format!("invalid JSON: {}", json_message(&e)),
+        })],
+    }
+}
+
+/// How to read `path`, or `None` for a file in a directory that is not a trajectory file.
+fn classify(
+    path: PathBuf,
+    format: TrajectoryFormat,
+    explicit: bool,
+    regular: bool,
+) -> Option<Input> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let stem = [".gz", ".zst", ".zstd"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .unwrap_or(&name);
+    let (lines, fallback) = if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") {
+        (true, Some(TrajectoryFormat::Chat))
+    } else if stem.ends_with(".json") {
+        (false, None)
+    } else if stem.ends_with(".traj") {
+        (false, Some(TrajectoryFormat::SweAgent))
+    } else if !explicit {
+        tracing::debug!("skipping non-trajectory file {}", path.display());
+        return None;
+    } else if !regular {
+        // A pipe (`<(zcat runs.jsonl.gz)`): its name says nothing; read it like stdin.
+        (true, Some(TrajectoryFormat::Chat))
+    } else {
+        (false, None)
+    };
+    Some(Input {
+        path: Some(path),
+        lines,
+        format,
+        fallback,
+    })
+}

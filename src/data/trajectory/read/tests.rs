@@ -1,0 +1,766 @@
+//! Tests of the trajectory readers, by format and for the file handling.
+
+use super::*;
+use crate::data::trajectory::{CodeRegion, Lang};
+use crate::data::trajectory::{Role, Segment, SegmentKind};
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+
+use SegmentKind::{Action, Observation, Prompt, Thought};
+
+/// (role, [(kind, text)]) per message.
+fn shape(t: &Trajectory) -> Vec<(Role, Vec<(SegmentKind, &str)>)> {
+    t.messages
+        .iter()
+        .map(|m| {
+            (
+                m.role,
+                m.segments
+                    .iter()
+                    .map(|s| (s.kind, s.text.as_str()))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn marked(s: &Segment) -> Vec<&str> {
+    s.markup.iter().map(|r| &s.text[r.clone()]).collect()
+}
+
+fn regions(s: &Segment) -> Vec<(&str, Lang)> {
+    s.code
+        .iter()
+        .map(|c| (&s.text[c.range.clone()], c.lang))
+        .collect()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+fn read(paths: &[PathBuf]) -> Vec<Result<Trajectory, RecordError>> {
+    read_trajectories(paths, TrajectoryFormat::Auto)
+        .unwrap()
+        .collect()
+}
+
+#[test]
+fn chat_segments_tool_calls_and_metadata() {
+    let v = json!({
+        "instance_id": "astropy-1",
+        "resolved": true,
+        "metadata": {"model": "m", "resolved": false},
+        "messages": [
+            {"role": "developer", "content": "You are an agent."},
+            {"role": "user", "content": [{"type": "text", "text": "Fix "}, {"type": "text", "text": "it."}]},
+            {"role": "assistant", "content": "Let me look.", "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "execute_bash", "arguments": "{\"command\": \"ls\"}"}},
+                {"id": "c2", "type": "function", "function": {"name": "str_replace_editor",
+                    "arguments": {"command": "create", "path": "a.py", "file_text": "x = 1\n"}}}
+            ]},
+            {"role": "function", "content": "a.py"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"function": {"name": "finish", "arguments": ""}}
+            ]},
+            {"role": "assistant", "content": "Done."}
+        ]
+    });
+    let t = parse_chat(&v, "runs/x.jsonl", 7).unwrap();
+    assert_eq!(t.id, "astropy-1");
+    assert_eq!((t.source.as_str(), t.line), ("runs/x.jsonl", 7));
+    let call1 = "<function=execute_bash>\n<parameter=command>ls</parameter>\n</function>\n";
+    let call2 = "<function=str_replace_editor>\n<parameter=command>create</parameter>\n\
+        <parameter=path>a.py</parameter>\n<parameter=file_text>\nx = 1\n</parameter>\n</function>";
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "You are an agent.")]),
+            (Role::User, vec![(Prompt, "Fix it.")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Let me look.\n"),
+                    (Action, call1),
+                    (Action, call2)
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "a.py")]),
+            (
+                Role::Assistant,
+                vec![(Action, "<function=finish>\n</function>")]
+            ),
+            (Role::Assistant, vec![(Thought, "Done.")]),
+        ]
+    );
+    let a1 = &t.messages[2].segments[1];
+    // The joining newline is markup written by the renderer.
+    assert_eq!(
+        marked(a1),
+        vec![
+            "<function=execute_bash>",
+            "<parameter=command>",
+            "</parameter>",
+            "</function>",
+            "\n"
+        ]
+    );
+    assert_eq!(regions(a1), vec![("ls", Lang::Bash)]);
+    assert_eq!(
+        regions(&t.messages[2].segments[2]),
+        vec![("x = 1\n", Lang::Python)]
+    );
+    // The record's metadata wins over top-level labels; missing ones are added.
+    assert_eq!(
+        t.metadata,
+        Some(json!({"model": "m", "resolved": false, "instance_id": "astropy-1"}))
+    );
+    assert_eq!(t.action_count(), 3);
+    assert!(t.warnings.is_empty());
+}
+
+#[test]
+fn multi_line_python_new_str_ranges() {
+    let v = json!({"messages": [{"role": "assistant", "content": "", "tool_calls": [
+        {"function": {"name": "str_replace_editor", "arguments":
+            "{\"command\": \"str_replace\", \"path\": \"/r/m.py\", \"old_str\": \"a\", \"new_str\": \"# c\\nb = 2\"}"}}
+    ]}]});
+    let t = parse_chat(&v, "f.jsonl", 1).unwrap();
+    let s = &t.messages[0].segments[0];
+    assert_eq!(
+        s.text,
+        "<function=str_replace_editor>\n<parameter=command>str_replace</parameter>\n\
+         <parameter=path>/r/m.py</parameter>\n<parameter=old_str>a</parameter>\n\
+         <parameter=new_str>\n# c\nb = 2\n</parameter>\n</function>"
+    );
+    assert_eq!(
+        s.markup,
+        vec![
+            0..29,
+            30..49,
+            60..72,
+            73..89,
+            96..108,
+            109..128,
+            129..141,
+            142..161,
+            172..184,
+            185..196
+        ]
+    );
+    assert_eq!(
+        s.code,
+        vec![
+            CodeRegion {
+                range: 128..129,
+                lang: Lang::Python
+            },
+            CodeRegion {
+                range: 162..171,
+                lang: Lang::Python
+            },
+        ]
+    );
+    assert_eq!(&s.text[162..171], "# c\nb = 2");
+    assert_eq!(t.id, "f.jsonl:1");
+    assert_eq!(t.metadata, None);
+}
+
+#[test]
+fn invalid_arguments_are_kept_raw_with_a_warning() {
+    let v = json!({"id": 5, "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": "ok", "tool_calls": [
+            {"function": {"name": "execute_bash", "arguments": "{\"command\": \"ls"}}
+        ]}
+    ]});
+    let t = parse_chat(&v, "f.jsonl", 1).unwrap();
+    assert_eq!(t.id, "5");
+    let segs = &t.messages[1].segments;
+    assert_eq!(segs[0].text, "ok\n");
+    assert_eq!(
+        segs[1].text,
+        "<function=execute_bash>\n{\"command\": \"ls\n</function>"
+    );
+    assert_eq!(
+        marked(&segs[1]),
+        vec!["<function=execute_bash>", "</function>"]
+    );
+    assert!(segs[1].code.is_empty());
+    assert_eq!(t.warnings.len(), 1);
+    assert!(
+        t.warnings[0].starts_with("$.messages[1].tool_calls[0].function.arguments: "),
+        "{}",
+        t.warnings[0]
+    );
+    assert!(t.warnings[0].contains("not valid JSON"));
+}
+
+#[test]
+fn chat_json_path_errors() {
+    let v = json!({"messages": [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": 3}
+    ]});
+    let e = parse_chat(&v, "f.jsonl", 4).unwrap_err();
+    assert_eq!(e.kind, RecordErrorKind::WrongType);
+    assert_eq!(e.field.as_deref(), Some("$.messages[2].content"));
+    assert_eq!(e.line, 4);
+    assert_eq!(
+        e.to_string(),
+        "f.jsonl:4: field '$.messages[2].content': expected a string, null or a list of \
+         content parts, found number"
+    );
+    let e = parse_chat(&json!({"text": "x"}), "f.jsonl", 1).unwrap_err();
+    assert_eq!(e.kind, RecordErrorKind::MissingField);
+    assert_eq!(e.field.as_deref(), Some("$.messages"));
+    assert!(e.message.contains("the record has: text"));
+    let e = parse_chat(&json!({"messages": [{"role": "robot"}]}), "f", 1).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("$.messages[0].role"));
+    let v = json!({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": 1}}]}]});
+    let e = parse_chat(&v, "f", 1).unwrap_err();
+    assert_eq!(
+        e.field.as_deref(),
+        Some("$.messages[0].tool_calls[0].function.arguments")
+    );
+    let e = parse_chat(&json!([1]), "f", 1).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (RecordErrorKind::WrongType, Some("$"))
+    );
+}
+
+#[test]
+fn mini_swe_agent_fenced_actions() {
+    let v = json!({
+        "trajectory_format": "mini-swe-agent-1",
+        "info": {"exit_status": "Submitted", "submission": "diff"},
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "THOUGHT: list.\n\n```bash\nls -la\n```"},
+            {"role": "user", "content": "<returncode>0</returncode>"},
+            {"role": "assistant", "content": "THOUGHT: write.\n\n```bash\ncat <<'EOF' > t.py\nx = 1\nEOF\n```\n"},
+        ]
+    });
+    let t = parse_chat(&v, "out/django__django-1.traj.json", 0).unwrap();
+    assert_eq!(t.id, "django__django-1");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "sys")]),
+            (Role::User, vec![(Prompt, "task")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "THOUGHT: list.\n\n"),
+                    (Action, "```bash\nls -la\n```")
+                ]
+            ),
+            (
+                Role::User,
+                vec![(Observation, "<returncode>0</returncode>")]
+            ),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "THOUGHT: write.\n\n"),
+                    (Action, "```bash\ncat <<'EOF' > t.py\nx = 1\nEOF\n```"),
+                    (Thought, "\n")
+                ]
+            ),
+        ]
+    );
+    let a = &t.messages[2].segments[1];
+    assert_eq!(marked(a), vec!["```bash", "```"]);
+    assert_eq!(
+        a.code,
+        vec![CodeRegion {
+            range: 8..15,
+            lang: Lang::Bash
+        }]
+    );
+    let a = &t.messages[4].segments[1];
+    assert_eq!(
+        regions(a),
+        vec![
+            ("cat <<'EOF' > t.py\n", Lang::Bash),
+            ("x = 1\n", Lang::Python),
+            ("EOF\n", Lang::Bash)
+        ]
+    );
+    assert_eq!(
+        t.metadata,
+        Some(json!({"exit_status": "Submitted", "submission": "diff"}))
+    );
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::Chat));
+}
+
+#[test]
+fn nebius_rows_use_trajectory_and_text() {
+    let v = json!({
+        "instance_id": "i-1", "model_name": "m", "target": true, "exit_status": "submitted",
+        "trajectory": [
+            {"role": "system", "text": "sys", "mask": false},
+            {"role": "user", "text": "issue"},
+            {"role": "ai", "text": "DISCUSSION\nopen it\n\n```\nopen src/a.py\n```\n"},
+            {"role": "user", "text": "[File: src/a.py]"},
+            {"role": "ai", "text": "fix\n```\nedit 1:1\ny = 2  # two\nend_of_edit\n```"}
+        ]
+    });
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::Chat));
+    let t = parse_chat(&v, "n.jsonl", 3).unwrap();
+    assert_eq!(t.id, "i-1");
+    assert_eq!(t.action_count(), 2);
+    assert_eq!(t.messages[3].segments[0].kind, Observation);
+    let edit = &t.messages[4].segments[1];
+    assert_eq!(edit.text, "```\nedit 1:1\ny = 2  # two\nend_of_edit\n```");
+    assert_eq!(
+        regions(edit),
+        vec![
+            ("edit 1:1\n", Lang::Bash),
+            ("y = 2  # two\n", Lang::Python),
+            ("end_of_edit\n", Lang::Bash)
+        ]
+    );
+    assert_eq!(
+        t.metadata,
+        Some(
+            json!({"instance_id": "i-1", "model_name": "m", "exit_status": "submitted", "resolved": true})
+        )
+    );
+}
+
+fn swe_traj() -> Value {
+    json!({
+        "environment": "swe_main",
+        "trajectory": [{"action": "ignored", "observation": "", "thought": "", "response": ""}],
+        "history": [
+            {"role": "system", "content": "SETTING", "agent": "primary"},
+            {"role": "user", "content": "ISSUE", "agent": "primary"},
+            {"role": "assistant", "agent": "primary",
+             "content": "DISCUSSION\nOpen it.\n\n```\nopen src/m.py\n```\n",
+             "thought": "DISCUSSION\nOpen it.\n\n", "action": "open src/m.py\n"},
+            {"role": "user", "content": "[File: src/m.py]\n(Open file: src/m.py)\nbash-$", "agent": "primary"},
+            {"role": "assistant", "agent": "primary",
+             "content": "Fix it.\n```\nedit 2:2\n    return 1  # one\nend_of_edit\n```",
+             "thought": "Fix it.\n", "action": "edit 2:2\n    return 1  # one\nend_of_edit\n"},
+            {"role": "user", "content": "File updated.", "agent": "primary", "message_type": "observation"},
+            {"role": "assistant", "agent": "primary", "content": "paraphrased",
+             "thought": "Submit.", "action": "submit\n"}
+        ],
+        "info": {"exit_status": "submitted", "submission": "diff --git a b\n", "model_stats": {}}
+    })
+}
+
+#[test]
+fn swe_agent_history_with_edit_language_from_open_file() {
+    let v = swe_traj();
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::SweAgent));
+    let t = parse_swe_agent(&v, "trajs/django__django-11099.traj", 0).unwrap();
+    assert_eq!(t.id, "django__django-11099");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "SETTING")]),
+            (Role::User, vec![(Prompt, "ISSUE")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "DISCUSSION\nOpen it.\n\n"),
+                    (Action, "```\nopen src/m.py\n```"),
+                    (Thought, "\n")
+                ]
+            ),
+            (
+                Role::User,
+                vec![(
+                    Observation,
+                    "[File: src/m.py]\n(Open file: src/m.py)\nbash-$"
+                )]
+            ),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Fix it.\n"),
+                    (
+                        Action,
+                        "```\nedit 2:2\n    return 1  # one\nend_of_edit\n```"
+                    )
+                ]
+            ),
+            (Role::User, vec![(Observation, "File updated.")]),
+            // Not found in the content: thought and action as recorded.
+            (
+                Role::Assistant,
+                vec![(Thought, "Submit.\n"), (Action, "submit\n")]
+            ),
+        ]
+    );
+    let edit = &t.messages[4].segments[1];
+    assert_eq!(marked(edit), vec!["```", "```"]);
+    assert_eq!(
+        regions(edit),
+        vec![
+            ("edit 2:2\n", Lang::Bash),
+            ("    return 1  # one\n", Lang::Python),
+            ("end_of_edit", Lang::Bash)
+        ]
+    );
+    assert_eq!(
+        t.metadata,
+        Some(
+            json!({"exit_status": "submitted", "submission": "diff --git a b\n", "format": "swe-agent"})
+        )
+    );
+}
+
+#[test]
+fn swe_agent_steps_without_history() {
+    let v = json!({"trajectory": [
+        {"response": "r", "thought": "Look first.\n", "action": "ls\n", "observation": "a.py\n"},
+        {"thought": "", "action": "submit", "observation": null}
+    ], "info": {}});
+    let t = parse_swe_agent(&v, "x.traj", 0).unwrap();
+    assert_eq!(
+        shape(&t),
+        vec![
+            (
+                Role::Assistant,
+                vec![(Thought, "Look first.\n\n"), (Action, "```\nls\n```")]
+            ),
+            (Role::User, vec![(Observation, "a.py\n")]),
+            (Role::Assistant, vec![(Action, "```\nsubmit\n```")]),
+        ]
+    );
+    let a = &t.messages[0].segments[1];
+    assert_eq!(a.markup, vec![0..3, 7..10]);
+    assert_eq!(regions(a), vec![("ls", Lang::Bash)]);
+    assert_eq!(t.metadata, Some(json!({"format": "swe-agent"})));
+}
+
+#[test]
+fn swe_agent_function_calling_history() {
+    let v = json!({"history": [
+        {"role": "system", "content": [{"type": "text", "text": "sys"}]},
+        {"role": "assistant", "content": "Viewing.", "thought": "Viewing.", "action": "str_replace_editor view /r",
+         "tool_calls": [{"id": "t", "type": "function", "function": {"name": "str_replace_editor",
+            "arguments": "{\"command\":\"view\",\"path\":\"/r\"}"}}], "message_type": "action"},
+        {"role": "tool", "content": [{"type": "text", "text": "OBSERVATION:\nfiles"}], "tool_call_ids": ["t"], "message_type": "observation"}
+    ]});
+    let t = parse_swe_agent(&v, "a/b.traj", 0).unwrap();
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "sys")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Viewing.\n"),
+                    (
+                        Action,
+                        "<function=str_replace_editor>\n<parameter=command>view</parameter>\n\
+                         <parameter=path>/r</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "OBSERVATION:\nfiles")]),
+        ]
+    );
+    let e = parse_swe_agent(
+        &json!({"history": [{"role": "user", "content": 1}]}),
+        "a.traj",
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("$.history[0].content"));
+    let e = parse_swe_agent(&json!({"info": {}}), "a.traj", 0).unwrap_err();
+    assert_eq!(e.kind, RecordErrorKind::MissingField);
+}
+
+fn openhands_events() -> Value {
+    json!([
+        {"id": 0, "source": "agent", "action": "system", "args": {"content": "You are OpenHands.", "tools": []}},
+        {"id": 1, "source": "user", "action": "message", "args": {"content": "Fix the bug.", "image_urls": null}},
+        {"id": 2, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "running"}},
+        {"id": 3, "source": "user", "action": "recall", "args": {"query": "Fix"}},
+        {"id": 4, "source": "environment", "observation": "recall", "content": "", "extras": {}},
+        {"id": 5, "source": "agent", "action": "run",
+         "args": {"command": "ls", "is_input": false, "thought": "Let me look.", "blocking": false},
+         "tool_call_metadata": {"function_name": "execute_bash", "tool_call_id": "tc1",
+            "model_response": {"choices": [{"message": {"content": "Let me look.", "tool_calls": [
+                {"id": "tc1", "type": "function", "function": {"name": "execute_bash", "arguments": "{\"command\": \"ls\", \"is_input\": \"false\"}"}}]}}]}}},
+        {"id": 6, "source": "agent", "cause": 5, "observation": "run", "content": "a.py", "extras": {"command": "ls"}},
+        {"id": 7, "source": "agent", "action": "edit",
+         "args": {"path": "/w/a.py", "command": "str_replace", "file_text": null, "old_str": "x", "new_str": "y\nz", "insert_line": null, "thought": ""},
+         "tool_call_metadata": {"function_name": "str_replace_editor", "tool_call_id": "tc2"}},
+        {"id": 8, "source": "agent", "cause": 7, "observation": "edit", "content": "edited", "extras": {}},
+        {"id": 9, "source": "agent", "action": "think", "args": {"thought": "Hmm."}},
+        {"id": 10, "source": "agent", "action": "message", "args": {"content": "Done?", "wait_for_response": false}},
+        {"id": 11, "source": "agent", "action": "change_agent_state", "args": {"agent_state": "finished"}},
+    ])
+}
+
+#[test]
+fn openhands_with_tool_call_metadata() {
+    let v = openhands_events();
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::OpenHands));
+    let t = parse_openhands(&v, "oh/sympy__sympy-1.json", 0).unwrap();
+    assert_eq!(t.id, "sympy__sympy-1");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "You are OpenHands.")]),
+            (Role::User, vec![(Prompt, "Fix the bug.")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Let me look.\n"),
+                    // The arguments as the model wrote them.
+                    (
+                        Action,
+                        "<function=execute_bash>\n<parameter=command>ls</parameter>\n\
+                         <parameter=is_input>false</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "a.py")]),
+            (
+                Role::Assistant,
+                vec![(
+                    Action,
+                    "<function=str_replace_editor>\n<parameter=command>str_replace</parameter>\n\
+                     <parameter=path>/w/a.py</parameter>\n<parameter=old_str>x</parameter>\n\
+                     <parameter=new_str>\ny\nz\n</parameter>\n</function>"
+                )]
+            ),
+            (Role::Tool, vec![(Observation, "edited")]),
+            (Role::Assistant, vec![(Thought, "Hmm.")]),
+            (Role::Assistant, vec![(Thought, "Done?")]),
+        ]
+    );
+    assert_eq!(
+        regions(&t.messages[4].segments[0]),
+        vec![("x", Lang::Python), ("y\nz", Lang::Python)]
+    );
+    assert_eq!(t.metadata, Some(json!({"format": "openhands"})));
+}
+
+#[test]
+fn openhands_without_tool_call_metadata() {
+    let v = json!({"instance_id": "x-1", "resolved": false, "history": [
+        {"id": 1, "source": "agent", "action": "run_ipython", "args": {"code": "print(1)", "thought": "py"}},
+        {"id": 2, "source": "agent", "action": "read", "args": {"path": "/w/a.rs", "start": 0, "end": -1, "thought": "", "view_range": [1, 5]}},
+        {"id": 3, "source": "agent", "action": "edit", "args": {"path": "/w/b.go", "content": "package b", "start": 1, "end": -1, "command": "", "thought": ""}},
+        {"id": 4, "source": "agent", "action": "finish", "args": {"outputs": {}, "thought": "", "final_thought": "All done."}},
+        {"id": 5, "source": "agent", "action": "run", "args": {"command": "pwd"}},
+        {"id": 6, "source": "agent", "action": "delegate", "args": {"agent": "Browsing", "inputs": {"task": "t"}, "thought": "", "x": null}},
+        {"id": 7, "source": "agent", "observation": "error", "content": "boom", "extras": {}},
+        {"id": 8}
+    ]});
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::OpenHands));
+    let t = parse_openhands(&v, "output.jsonl", 2).unwrap();
+    assert_eq!(t.id, "x-1");
+    let texts: Vec<Vec<(SegmentKind, &str)>> = shape(&t).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(
+        texts,
+        vec![
+            vec![
+                (Thought, "py\n"),
+                (Action, "<function=execute_ipython_cell>\n<parameter=code>print(1)</parameter>\n</function>")
+            ],
+            vec![(
+                Action,
+                "<function=str_replace_editor>\n<parameter=command>view</parameter>\n\
+                 <parameter=path>/w/a.rs</parameter>\n<parameter=view_range>[1,5]</parameter>\n</function>"
+            )],
+            vec![(
+                Action,
+                "<function=edit_file>\n<parameter=path>/w/b.go</parameter>\n\
+                 <parameter=content>package b</parameter>\n<parameter=start>1</parameter>\n\
+                 <parameter=end>-1</parameter>\n</function>"
+            )],
+            vec![(
+                Action,
+                "<function=finish>\n<parameter=message>All done.</parameter>\n</function>"
+            )],
+            vec![(
+                Action,
+                "<function=execute_bash>\n<parameter=command>pwd</parameter>\n</function>"
+            )],
+            vec![(
+                Action,
+                "<function=delegate>\n<parameter=agent>Browsing</parameter>\n\
+                 <parameter=inputs>{\"task\":\"t\"}</parameter>\n</function>"
+            )],
+            vec![(Observation, "boom")],
+        ]
+    );
+    assert_eq!(
+        regions(&t.messages[0].segments[1]),
+        vec![("print(1)", Lang::Python)]
+    );
+    assert_eq!(
+        regions(&t.messages[2].segments[0]),
+        vec![("package b", Lang::Go)]
+    );
+    assert_eq!(
+        t.warnings,
+        vec!["$.history[7]: neither an action nor an observation; left out"]
+    );
+    assert_eq!(
+        t.metadata,
+        Some(json!({"resolved": false, "instance_id": "x-1", "format": "openhands"}))
+    );
+    let e = parse_openhands(&json!([{"action": "run", "args": "ls"}]), "a.json", 0).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (RecordErrorKind::WrongType, Some("$[0].args"))
+    );
+}
+
+#[test]
+fn jsonl_bad_line_between_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = |id: &str| {
+        json!({"id": id, "messages": [{"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "```bash\nls\n```"}]})
+        .to_string()
+    };
+    let body = format!(
+        "{}\n\n{}\n{{\"messages\": [{{\"role\": \"user\"\n{}\n",
+        good("a"),
+        json!({"messages": [{"role": "user", "content": 1}]}),
+        good("b")
+    );
+    let p = write(dir.path(), "runs.jsonl", body.as_bytes());
+    let items = read(std::slice::from_ref(&p));
+    assert_eq!(items.len(), 4);
+    assert_eq!(items[0].as_ref().unwrap().id, "a");
+    assert_eq!(items[0].as_ref().unwrap().line, 1);
+    let e = items[1].as_ref().unwrap_err();
+    assert_eq!((e.line, e.kind), (3, RecordErrorKind::WrongType));
+    assert_eq!(e.field.as_deref(), Some("$.messages[0].content"));
+    let e = items[2].as_ref().unwrap_err();
+    assert_eq!(
+        (e.line, e.kind, e.field.clone()),
+        (4, RecordErrorKind::InvalidJson, None)
+    );
+    assert!(e.message.contains("EOF while parsing"), "{}", e.message);
+    assert!(e.message.contains("at column"), "{}", e.message);
+    assert_eq!(items[3].as_ref().unwrap().id, "b");
+    assert_eq!(items[3].as_ref().unwrap().line, 5);
+    assert_eq!(items[3].as_ref().unwrap().source, p.display().to_string());
+}
+
+#[test]
+fn empty_files_and_unknown_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_jsonl = write(dir.path(), "e.jsonl", b"\n\n");
+    assert!(read(&[empty_jsonl]).is_empty());
+    let empty_json = write(dir.path(), "e.json", b"  \n");
+    let items = read(std::slice::from_ref(&empty_json));
+    let e = items[0].as_ref().unwrap_err();
+    assert_eq!((e.kind, e.line), (RecordErrorKind::EmptyText, 0));
+    assert_eq!(e.source, empty_json.display().to_string());
+    let odd = write(
+        dir.path(),
+        "preds.json",
+        br#"{"django-1": {"model_patch": ""}}"#,
+    );
+    let items = read(std::slice::from_ref(&odd));
+    let e = items[0].as_ref().unwrap_err();
+    assert_eq!(e.kind, RecordErrorKind::WrongType);
+    assert_eq!(e.field.as_deref(), Some("$"));
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "{}: field '$': unknown trajectory shape",
+            odd.display()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("found an object with keys django-1"),
+        "{shown}"
+    );
+    let odd = write(dir.path(), "h.json", br#"{"history": [{"foo": 1}]}"#);
+    let e = read(&[odd]).remove(0).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("$.history[0]"));
+    let truncated = write(
+        dir.path(),
+        "t.json",
+        b"[\n {\"action\": \"run\",\n  \"args\": {",
+    );
+    let e = read(&[truncated]).remove(0).unwrap_err();
+    assert_eq!((e.kind, e.line), (RecordErrorKind::InvalidJson, 3));
+    assert!(e.message.contains("at column"), "{}", e.message);
+}
+
+#[test]
+fn directories_compression_and_sniffing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let chat = json!({"messages": [{"role": "user", "content": "x"}]}).to_string();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(format!("{chat}\n{chat}\n").as_bytes())
+        .unwrap();
+    write(d, "b/runs.jsonl.gz", &gz.finish().unwrap());
+    write(d, "a/case-1.traj", swe_traj().to_string().as_bytes());
+    write(d, "a/case-1.pred", b"not json");
+    write(d, "a/.hidden.json", b"{");
+    let oh = zstd::encode_all(openhands_events().to_string().as_bytes(), 1).unwrap();
+    write(d, "c/oh-7.json.zst", &oh);
+    // OpenHands evaluation output: JSON Lines of `{instance_id, history}`.
+    let line = json!({"instance_id": "i-9", "history": openhands_events()}).to_string();
+    write(d, "c/output.jsonl", line.as_bytes());
+    // JSON Lines under a .json name.
+    write(d, "d/lines.json", format!("{chat}\n{chat}\n").as_bytes());
+    let items = read(&[d.to_path_buf()]);
+    let ids: Vec<String> = items
+        .iter()
+        .map(|i| {
+            i.as_ref()
+                .map(|t| t.id.clone())
+                .unwrap_or_else(|e| e.to_string())
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            "case-1",
+            "runs.jsonl.gz:1",
+            "runs.jsonl.gz:2",
+            "oh-7",
+            "i-9",
+            "lines.json:1",
+            "lines.json:2"
+        ]
+    );
+    let t = items[3].as_ref().unwrap();
+    assert_eq!(t.metadata, Some(json!({"format": "openhands"})));
+    assert_eq!(items[4].as_ref().unwrap().messages.len(), 8);
+    match read_trajectories(&[d.join("missing.jsonl")], TrajectoryFormat::Auto) {
+        Err(DataError::NotFound { path }) => assert!(path.ends_with("missing.jsonl")),
+        _ => panic!("expected NotFound"),
+    }
+    // A forced format applies to every record.
+    let p = d.join("a/case-1.traj");
+    let e = read_trajectories(&[p], TrajectoryFormat::Chat)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
+    // (`trajectory` is read as a nebius-style message list, whose steps have no role.)
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (RecordErrorKind::MissingField, Some("$.trajectory[0].role"))
+    );
+}
