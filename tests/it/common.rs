@@ -1,38 +1,84 @@
-//! Shared helpers for the integration tests: tiny random-weight GGUF models in the real format.
+//! Shared helpers for the integration tests: tiny random-weight GGUF models in the real format,
+//! a scratch folder per test module, and the one way to run the hesnr binary.
+//!
+//! All test modules run as threads of one process, so nothing here changes that process's
+//! environment: a child gets its environment explicitly from [`hesnr_command`].
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use hesnr::gguf::tiny::{write_tiny_llama, TinyLlamaSpec};
 
-/// A scratch folder per test binary under cargo's target tmp dir (emptied when the binary
-/// starts), also used as HESNR_HOME so that model conversions are cached there.
+/// The scratch folder of the calling test module, `<target>/tmp/it/<module>` (emptied on the
+/// module's first use in a run), also the HESNR_HOME of the hesnr processes the module starts,
+/// so that their model conversions are cached there.
+///
+/// The module is the file of the first caller outside this file (`#[track_caller]`): every
+/// helper here that reaches `scratch()` is `#[track_caller]` too, so a tiny model or a child
+/// process belongs to the test module that asked for it and modules never see each other's
+/// files.
+#[track_caller]
 pub fn scratch() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(env!("CARGO_CRATE_NAME"));
+    let file = std::panic::Location::caller().file();
+    let module = Path::new(file)
+        .file_stem()
+        .and_then(OsStr::to_str)
+        .expect("caller file name");
+    assert!(
+        module != "common",
+        "scratch() reached from a helper in {file} that is not #[track_caller]"
+    );
+    static DIRS: Mutex<BTreeMap<String, &'static Path>> = Mutex::new(BTreeMap::new());
+    let mut dirs = DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    dirs.entry(module.to_string()).or_insert_with(|| {
+        let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(env!("CARGO_CRATE_NAME"))
+            .join(module);
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("scratch dir");
-        std::env::set_var("HESNR_HOME", &d);
-        d
+        Box::leak(d.into_boxed_path())
     })
 }
 
-/// The hesnr binary with the scratch home and none of the user's model, server or Slurm settings.
+/// A variable of the test process that would change what hesnr does and so must not reach it:
+/// every `HESNR_*` setting (model, remote server, API keys, home), every `SLURM_*` variable
+/// (`hesnr profile` shards itself from a Slurm array) and `RUST_LOG`.
+pub fn is_user_setting(name: &OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("HESNR_") || name.starts_with("SLURM_") || name == "RUST_LOG"
+}
+
+/// The hesnr binary with the calling module's scratch folder as HESNR_HOME and none of the
+/// user's model, server, Slurm or log settings.
+#[track_caller]
 pub fn hesnr_command() -> Command {
+    hesnr_command_from(std::env::vars_os())
+}
+
+/// [`hesnr_command`] for a given parent environment: the child gets exactly `parent` without
+/// its user settings ([`is_user_setting`]), plus HESNR_HOME.
+#[track_caller]
+pub fn hesnr_command_from(parent: impl IntoIterator<Item = (OsString, OsString)>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hesnr"));
-    c.env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .env_remove("HESNR_REMOTE_URL")
-        .env_remove("HESNR_API_KEY")
-        .env_remove("SLURM_ARRAY_TASK_ID");
+    c.env_clear()
+        .envs(parent.into_iter().filter(|(k, _)| !is_user_setting(k)))
+        .env("HESNR_HOME", scratch());
     c
 }
 
+/// Runs hesnr with `args`.
+#[track_caller]
+pub fn hesnr(args: &[&str]) -> std::process::Output {
+    run_hesnr(args, &[])
+}
+
 /// Runs hesnr with `args` and extra environment variables.
+#[track_caller]
 pub fn run_hesnr(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     let mut c = hesnr_command();
     c.args(args);
@@ -53,7 +99,8 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Writes (once per spec name) a tiny llama model and returns its path.
+/// Writes (once per spec name and module) a tiny llama model and returns its path.
+#[track_caller]
 pub fn tiny_model(name: &str, spec: TinyLlamaSpec) -> PathBuf {
     let path = scratch().join(format!("{name}.gguf"));
     if !path.exists() {
@@ -62,26 +109,33 @@ pub fn tiny_model(name: &str, spec: TinyLlamaSpec) -> PathBuf {
     path
 }
 
+#[track_caller]
 pub fn default_tiny() -> PathBuf {
     tiny_model("tiny-f32", TinyLlamaSpec::default())
 }
 
 /// The real default model, when fetched; tests that need it return early (and say so) without it.
-/// Found from $XDG_CACHE_HOME or $HOME, not $HESNR_HOME, which the tests point at their scratch
-/// folder.
+/// Found where hesnr itself looks in the test process's environment (the user's hesnr home:
+/// only the child processes get a scratch HESNR_HOME).
 pub fn real_model() -> Option<PathBuf> {
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(|x| PathBuf::from(x).join("hesnr"))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/hesnr")));
-    let p = home?
-        .join("models")
-        .join(hesnr::engine::model_store::DEFAULT_MODEL_FILE);
+    let p = hesnr::engine::model_store::default_model_path();
     if p.is_file() {
         Some(p)
     } else {
-        eprintln!("skipping: default model not fetched ({})", p.display());
+        skipping(&format!(
+            "default model not fetched ({}; bash scripts/setup.sh fetches it)",
+            p.display()
+        ));
         None
     }
+}
+
+/// Says on the real stderr, past the test harness's output capture (which would hide it for a
+/// passing test), that the current test skips its checks and why: `skipping: <test>: <why>`.
+pub fn skipping(why: &str) {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("?");
+    let _ = writeln!(std::io::stderr().lock(), "skipping: {test}: {why}");
 }
 
 pub const CODE: &str = "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n    return a\n\n\nif __name__ == \"__main__\":\n    print([fibonacci(i) for i in range(10)])\n";
@@ -93,6 +147,7 @@ pub struct Server {
 }
 
 impl Server {
+    #[track_caller]
     pub fn start(model: &Path, port: u16, extra: &[&str]) -> Server {
         let mut child = hesnr_command()
             .args([
