@@ -48,9 +48,16 @@ pub fn scratch() -> &'static Path {
 /// A variable of the test process that would change what hesnr does and so must not reach it:
 /// every `HESNR_*` setting (model, remote server, API keys, home), every `SLURM_*` variable
 /// (`hesnr profile` shards itself from a Slurm array) and `RUST_LOG`.
+///
+/// The one exception is `HESNR_BACKENDS_DIR`, where the CPU kernel modules live: it describes
+/// the installation, not the run, and the in-process tests of this binary load their kernels
+/// from it too, so the tests that compare in-process and child results compare the same kernels
+/// (and a machine whose best kernel variant crashes can point the whole suite elsewhere).
 pub fn is_user_setting(name: &OsStr) -> bool {
     let name = name.to_string_lossy();
-    name.starts_with("HESNR_") || name.starts_with("SLURM_") || name == "RUST_LOG"
+    (name.starts_with("HESNR_") && name != "HESNR_BACKENDS_DIR")
+        || name.starts_with("SLURM_")
+        || name == "RUST_LOG"
 }
 
 /// The hesnr binary with the calling module's scratch folder as HESNR_HOME and none of the

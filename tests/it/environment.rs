@@ -1,5 +1,6 @@
 //! The suite's own isolation: a hesnr child process never sees the user's `HESNR_*`, `SLURM_*`
-//! or `RUST_LOG` settings, and every test module has a scratch folder of its own.
+//! or `RUST_LOG` settings (only `HESNR_BACKENDS_DIR`, the kernels' location, passes), and every
+//! test module has a scratch folder of its own.
 
 use std::ffi::{OsStr, OsString};
 use std::path::Path;
@@ -57,6 +58,7 @@ fn assert_clean(c: &Command) {
     for (k, v) in &env {
         assert!(
             k == "HESNR_HOME"
+                || k == "HESNR_BACKENDS_DIR"
                 || !(k.starts_with("HESNR_") || k.starts_with("SLURM_") || k == "RUST_LOG"),
             "{k}={v} reaches hesnr"
         );
