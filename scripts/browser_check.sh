@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The `hesnr track` HTML report in a real headless Chromium (tests/report_browser.rs): installs
+# The `hesnr track` HTML report in a real headless Chromium (tests/it/report_browser.rs): installs
 # Chromium from the distribution if it is missing, then runs the test. The rendered reports and
 # screenshots are left under target/tmp/report_browser/ to look at.
 set -euo pipefail
@@ -12,4 +12,4 @@ if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
-cargo test --release --test report_browser -- --nocapture
+cargo test --release --test it report_browser -- --nocapture

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Optional: llama-cpp-python's OpenAI-compatible server (built from source by pip, ~5 min on
 # 2 cores) into .venv-servers/, for the tests that check hesnr's verification catches its
-# misaligned prompt log-probabilities. CI runs it; without it those tests say they were skipped.
+# misaligned prompt log-probabilities. scripts/setup-tests.sh runs it (the README's test command
+# and CI); without it those tests say they were skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-servers

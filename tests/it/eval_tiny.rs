@@ -1,12 +1,9 @@
 //! The trajectory eval pipeline on tiny random-weight models: the engine path, the presets, the
 //! window policy, and the command line with bad input.
 
-mod common;
-
 use std::path::Path;
-use std::process::Command;
 
-use common::{default_tiny, scratch};
+use crate::common::{default_tiny, hesnr, scratch};
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::parse_chat;
 use hesnr::data::trajectory::render::{render, ChatTemplate};
@@ -177,15 +174,6 @@ fn a_long_trajectory_is_windowed_and_scores_the_same_positions() {
     assert_eq!(e.presets[0].scored, e2.presets[0].scored);
     assert_eq!(e.presets[0].acc.scored, e2.presets[0].acc.scored);
     assert!(e.positions.iter().flatten().all(|p| p.lse.is_finite()));
-}
-
-fn hesnr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .args(args)
-        .env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .output()
-        .expect("run hesnr")
 }
 
 fn write(dir: &Path, name: &str, content: &[u8]) {

@@ -4,29 +4,17 @@
 //! names, transposed shapes, q/k rows un-permuted back to the halves layout transformers uses),
 //! converted back by hesnr, and both files are scored: the results must match.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
-use common::{default_tiny, real_model, scratch, tiny_model};
+use crate::common::{default_tiny, hesnr, real_model, scratch, tiny_model};
 use hesnr::gguf::tiny::TinyLlamaSpec;
 use hesnr::gguf::{f16_to_f32, f32_to_f16, read_gguf, GgufFile, GgufValue};
 use safetensors::{Dtype, View};
 use serde_json::{json, Value};
-
-fn hesnr(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .env_remove("HESNR_REMOTE_URL")
-        .args(args)
-        .output()
-        .expect("run hesnr")
-}
 
 fn ok(out: Output) -> Output {
     assert!(
@@ -317,7 +305,7 @@ fn tiny_docs() -> PathBuf {
 fn write_tiny_docs() -> PathBuf {
     let p = scratch().join("convert-docs.jsonl");
     let docs = [
-        common::CODE,
+        crate::common::CODE,
         "The quick brown fox jumps over the lazy dog. The function returns the value.",
         "import os\nimport sys\n\n\ndef main(args):\n    for item in args:\n        print(item)\n    return 0\n",
     ];
@@ -654,7 +642,8 @@ fn bad_checkpoints_give_clear_errors() {
 #[test]
 fn real_model_round_trip() {
     let Some(real) = real_model() else { return };
-    let _ = scratch(); // HESNR_HOME for the F32 conversion cache
+    // The F32 expansion is cached in the user's hesnr home, where the other real-model tests
+    // of this process find it too.
     let header = read_gguf(&real).unwrap();
     let sha = hesnr::engine::model_store::sha256_file(&real).unwrap();
     let (f32_path, _) = hesnr::engine::model_store::prepare_precision(

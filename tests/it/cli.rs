@@ -1,22 +1,9 @@
 //! The `hesnr` binary end to end on a tiny model: outputs, summaries and bad input.
 
-mod common;
-
 use std::path::Path;
-use std::process::Command;
 
-use common::{default_tiny, scratch, CODE};
+use crate::common::{default_tiny, hesnr, hesnr_command, scratch, CODE};
 use serde_json::Value;
-
-fn hesnr(args: &[&str]) -> std::process::Output {
-    scratch();
-    Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .args(args)
-        .env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .output()
-        .expect("run hesnr")
-}
 
 fn write(name: &str, content: &[u8]) -> String {
     let p = scratch().join(name);
@@ -253,8 +240,7 @@ fn missing_input_fails_before_loading_the_model() {
 #[test]
 fn stdin_jsonl_with_custom_field() {
     use std::io::Write;
-    scratch();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
+    let mut child = hesnr_command()
         .args([
             "score",
             "-",
@@ -264,7 +250,6 @@ fn stdin_jsonl_with_custom_field() {
             "content",
             "--json",
         ])
-        .env("HESNR_HOME", scratch())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

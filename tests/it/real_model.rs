@@ -1,9 +1,7 @@
 //! Checks on the embedded default model (SmolLM2-135M-Instruct). They run when the model has
 //! been fetched (`hesnr fetch-model`; CI does it) and say they were skipped otherwise.
 
-mod common;
-
-use common::{real_model, CODE};
+use crate::common::{real_model, CODE};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::{score_tokens, Backend};
 use hesnr::metrics::{Accumulator, MetricConfig, PositionMetrics};

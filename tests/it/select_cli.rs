@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
+use crate::common::hesnr;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray, UInt64Array};
 use serde_json::Value;
 
@@ -45,13 +45,6 @@ fn write_profile(path: &Path, source: &str, rows: &[Row]) {
 fn write_jsonl(path: &Path, records: &[Value]) {
     let text: String = records.iter().map(|r| format!("{r}\n")).collect();
     std::fs::write(path, text).unwrap();
-}
-
-fn hesnr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .args(args)
-        .output()
-        .expect("run hesnr")
 }
 
 fn select(config: &Path, out: &Path, extra: &[&str]) -> std::process::Output {

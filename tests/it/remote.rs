@@ -5,8 +5,6 @@
 //! log-probabilities the verification must catch (run when `scripts/setup-servers.sh` has
 //! installed it; CI does).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -16,8 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{
-    default_tiny, hesnr_command as hesnr, ok, real_model, run_hesnr as run, s, scratch, Server,
+use crate::common::{
+    default_tiny, hesnr_command as hesnr, ok, real_model, run_hesnr as run, s, scratch, skipping,
+    Server,
 };
 use serde_json::Value;
 
@@ -229,7 +228,7 @@ fn failing_remote_score(docs: &Path, model: &Path, url: &str, extra: &[&str]) ->
 /// A one-document corpus of real code.
 fn code_doc(name: &str) -> PathBuf {
     let docs = scratch().join(format!("{name}.jsonl"));
-    let record = serde_json::json!({"id": "fib", "text": common::CODE});
+    let record = serde_json::json!({"id": "fib", "text": crate::common::CODE});
     std::fs::write(&docs, record.to_string() + "\n").unwrap();
     docs
 }
@@ -295,7 +294,7 @@ fn remote_scores_equal_embedded_scores() {
 #[test]
 fn a_tokenizer_that_does_not_match_the_served_model_is_refused() {
     let model = default_tiny();
-    let other = common::tiny_model(
+    let other = crate::common::tiny_model(
         "tiny-other-vocab",
         hesnr::gguf::tiny::TinyLlamaSpec {
             n_vocab_merges: 40,
@@ -510,7 +509,7 @@ fn llama_cpp_python() -> Option<PathBuf> {
     if py.is_file() {
         Some(py)
     } else {
-        eprintln!("skipping: llama-cpp-python not installed (bash scripts/setup-servers.sh)");
+        skipping("llama-cpp-python not installed (bash scripts/setup-tests.sh)");
         None
     }
 }

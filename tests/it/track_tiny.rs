@@ -1,24 +1,13 @@
 //! `hesnr track` end to end on tiny random-weight checkpoints: the cache (adding a checkpoint
 //! scores only that one), resuming after SIGKILL, and the report files.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{scratch, tiny_model, Server};
+use crate::common::{hesnr, hesnr_command, scratch, tiny_model, Server};
 use hesnr::gguf::tiny::TinyLlamaSpec;
 use serde_json::{json, Value};
-
-fn hesnr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .args(args)
-        .env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .output()
-        .expect("run hesnr")
-}
 
 /// Three "checkpoints": the same tiny architecture with different weights.
 fn checkpoints() -> Vec<PathBuf> {
@@ -196,7 +185,7 @@ fn a_killed_run_resumes_to_the_same_table() {
 
     let cache = dir.join("cache-b");
     let out = dir.join("rb");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
+    let mut child = hesnr_command()
         .args([
             "track",
             m.to_str().unwrap(),
@@ -208,7 +197,6 @@ fn a_killed_run_resumes_to_the_same_table() {
         .arg("--out")
         .arg(&out)
         .args(["-t", "2"])
-        .env("HESNR_HOME", scratch())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

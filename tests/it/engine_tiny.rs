@@ -1,10 +1,8 @@
 //! The embedded engine on tiny random-weight GGUF models written in the real format.
 
-mod common;
-
-use common::{default_tiny, scratch, tiny_model, CODE};
+use crate::common::{default_tiny, scratch, tiny_model, CODE};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
-use hesnr::engine::model_store::Precision;
+use hesnr::engine::model_store::{self, Precision};
 use hesnr::engine::{score_tokens, Backend};
 use hesnr::gguf::tiny::{TinyLlamaSpec, TinyWeightType};
 
@@ -120,7 +118,6 @@ fn bos_models_get_bos_and_score_the_first_token() {
 
 #[test]
 fn quantized_file_runs_as_converted_f32_and_close_to_as_is() {
-    scratch();
     let path = tiny_model(
         "tiny-q8",
         TinyLlamaSpec {
@@ -149,16 +146,20 @@ fn quantized_file_runs_as_converted_f32_and_close_to_as_is() {
         (na - nb).abs() < 0.05 * na.abs().max(1.0),
         "f32 {na} vs q8_0 kernels {nb}"
     );
-    // The conversion is cached by content: a second load reuses it.
-    let converted = std::fs::read_dir(scratch().join("converted"))
-        .unwrap()
-        .count();
+    // The conversion is cached by content in the hesnr home (this process's: the user's, as
+    // the tests never change their own environment): a second load reuses it.
+    let sha = model_store::sha256_file(&path).unwrap();
+    let converted = model_store::home()
+        .join("converted")
+        .join(format!("{}-f32.gguf", &sha[..16]));
+    let written = std::fs::metadata(&converted)
+        .expect("converted copy in the hesnr home")
+        .modified()
+        .unwrap();
     let _again = load(&path, opts(128, 64));
     assert_eq!(
-        std::fs::read_dir(scratch().join("converted"))
-            .unwrap()
-            .count(),
-        converted
+        std::fs::metadata(&converted).unwrap().modified().unwrap(),
+        written
     );
 }
 

@@ -1,22 +1,10 @@
 //! `hesnr report-select` end to end on a tiny model: profile, select, then the report of the
 //! selection, with and without a model; changed inputs and wrong folders are refused.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::{default_tiny, scratch};
+use crate::common::{default_tiny, hesnr, scratch};
 use serde_json::Value;
-
-fn hesnr(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_hesnr"))
-        .args(args)
-        .env("HESNR_HOME", scratch())
-        .env_remove("HESNR_MODEL")
-        .output()
-        .expect("run hesnr")
-}
 
 fn ok(out: &std::process::Output, what: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -1,6 +1,8 @@
 //! The `hesnr track` HTML report in a real headless Chromium: the page parses into the expected
 //! DOM (every plot, both tables, hostile text escaped, no live script), the console stays free of
-//! errors, and a screenshot renders. Skipped when no Chromium is installed.
+//! errors, and a screenshot renders. Skipped, saying so on stderr, when no Chromium is
+//! installed; under CI (`$CI` set), where `scripts/setup-tests.sh` installs it, a missing
+//! Chromium fails the test instead.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -121,7 +123,13 @@ fn console_errors(stderr: &str) -> Vec<&str> {
 #[test]
 fn report_renders_in_headless_chromium() {
     let Some(bin) = chromium() else {
-        println!("skipping: chromium not installed");
+        let why = "chromium not found on PATH or at /usr/bin/chromium \
+                   (bash scripts/setup-tests.sh installs it)";
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{why}; CI must run this test"
+        );
+        crate::common::skipping(why);
         return;
     };
     let report = hostile_report();

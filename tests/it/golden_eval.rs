@@ -2,14 +2,12 @@
 //! paper's preset (`full`) scores with the default model's tokenizer, stored as reviewed runs of
 //! text in `tests/golden/`. Needs the default model (its tokenizer); CI fetches it.
 //!
-//! After an intended change, regenerate with `HESNR_BLESS=1 cargo test --release --test
+//! After an intended change, regenerate with `HESNR_BLESS=1 cargo test --release --test it
 //! golden_eval` and review the diff of the golden file line by line.
-
-mod common;
 
 use std::fmt::Write as _;
 
-use common::real_model;
+use crate::common::real_model;
 use hesnr::data::trajectory::clean::CleanStats;
 use hesnr::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
 use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat};

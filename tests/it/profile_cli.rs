@@ -1,18 +1,18 @@
 //! `hesnr profile` and `hesnr merge` end to end on tiny models: JSONL and Parquet inputs, bad
 //! input, sharding, resume after SIGKILL, and reference-model deltas.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::{
+    default_tiny, hesnr_command, ok, run_hesnr as hesnr, s, scratch, tiny_model, CODE,
+};
 use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use common::{default_tiny, ok, run_hesnr as hesnr, s, scratch, tiny_model, CODE};
 use hesnr::gguf::tiny::TinyLlamaSpec;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -395,10 +395,8 @@ fn killed_run_resumes_to_the_same_rows() {
         );
         a
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hesnr"))
+    let mut child = hesnr_command()
         .args(args(&killed))
-        .env("HESNR_HOME", scratch())
-        .env_remove("SLURM_ARRAY_TASK_ID")
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
