@@ -2,14 +2,13 @@
 //! Lines plain/gzip/zstd whatever the name, a JSON array, Parquet, a text file, a directory, a
 //! glob pattern, stdin) and gives the same rows for the same documents.
 
-mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use common::{default_tiny, hesnr_command, ok, run_hesnr, s, scratch};
+use crate::common::{default_tiny, hesnr_command, ok, run_hesnr, s, scratch};
 use serde_json::{json, Value};
 
 const DOCS: [(&str, &str); 2] = [
