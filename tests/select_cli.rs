@@ -473,7 +473,16 @@ fn profile_folder_means_merged_file_or_complete_shards() {
     let prof = dir.join("profile");
     for shard in ["0/2", "1/2"] {
         ok(&run_hesnr(
-            &["profile", s(&code), "--out", s(&prof), "--model", s(&model), "--shard", shard],
+            &[
+                "profile",
+                s(&code),
+                "--out",
+                s(&prof),
+                "--model",
+                s(&model),
+                "--shard",
+                shard,
+            ],
             &[],
         ));
     }
@@ -504,9 +513,10 @@ documents = "{}"
     assert_eq!(m["sources"][0]["profile_rows_matched"], 40);
     assert!(m["selected"]["documents"].as_u64().unwrap() > 10, "{m}");
     let profile_files = |out: &str| -> Vec<String> {
-        let v: Value =
-            serde_json::from_slice(&std::fs::read(dir.join(out).join("profile-files.json")).unwrap())
-                .unwrap();
+        let v: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(out).join("profile-files.json")).unwrap(),
+        )
+        .unwrap();
         v["files"]
             .as_array()
             .unwrap()
@@ -519,7 +529,10 @@ documents = "{}"
     };
     assert_eq!(
         profile_files("shards"),
-        ["profile-00000-of-00002.parquet", "profile-00001-of-00002.parquet"]
+        [
+            "profile-00000-of-00002.parquet",
+            "profile-00001-of-00002.parquet"
+        ]
     );
 
     ok(&run_hesnr(&["merge", s(&prof)], &[]));
@@ -533,7 +546,10 @@ documents = "{}"
     b.remove("profile-files.json");
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     for (k, v) in &a {
-        assert!(v == &b[k], "{k} differs between the shards and the merged profile");
+        assert!(
+            v == &b[k],
+            "{k} differs between the shards and the merged profile"
+        );
     }
 
     let refused = |want: &[&str]| {

@@ -425,12 +425,10 @@ fn serde_error(text: &str, doc: &Spanned<DeTable>, file: &str, e: &toml::de::Err
     if let Some(rest) = msg.strip_prefix("unknown field `") {
         // "unknown field `k`, expected one of `a`, `b`" or "..., there are no fields".
         let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
-        let expected: Vec<&str> = expected
-            .split('`')
-            .skip(1)
-            .step_by(2)
-            .collect();
-        let parent = path[..path.len().saturating_sub(1)].join(".").replace(".[", "[");
+        let expected: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        let parent = path[..path.len().saturating_sub(1)]
+            .join(".")
+            .replace(".[", "[");
         let key = if parent.is_empty() {
             field.to_string()
         } else {
@@ -464,11 +462,7 @@ fn serde_error(text: &str, doc: &Spanned<DeTable>, file: &str, e: &toml::de::Err
         .flatten();
     match (expected_at(&path), serde_expected) {
         (Some(want), _) => key_err(file, &key, format!("expected {want}, got {got}")),
-        (None, Some(want)) => key_err(
-            file,
-            &key,
-            format!("expected {}, got {got}", plain(want)),
-        ),
+        (None, Some(want)) => key_err(file, &key, format!("expected {}, got {got}", plain(want))),
         (None, None) => key_err(file, &key, msg),
     }
 }
@@ -741,12 +735,21 @@ documents = "g.jsonl"
         for (from, to, want) in cases {
             assert!(OK.contains(from), "{from}");
             let e = err(&OK.replacen(from, to, 1));
-            assert!(e.contains(want) && e.starts_with("c.toml"), "want {want}\n got {e}");
+            assert!(
+                e.contains(want) && e.starts_with("c.toml"),
+                "want {want}\n got {e}"
+            );
         }
         let e = err("seed = 1\n");
-        assert!(e.contains("key `source`: missing: give at least one [[source]]"), "{e}");
+        assert!(
+            e.contains("key `source`: missing: give at least one [[source]]"),
+            "{e}"
+        );
         let e = err("source = 3\n");
-        assert!(e.contains("key `source`: expected [[source]] tables, got 3"), "{e}");
+        assert!(
+            e.contains("key `source`: expected [[source]] tables, got 3"),
+            "{e}"
+        );
     }
 
     /// The manifest records the parsed config; it reads back as it was.

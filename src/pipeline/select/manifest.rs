@@ -227,10 +227,11 @@ impl SelectManifest {
         struct Command {
             command: Option<serde_json::Value>,
         }
-        let probe: Command = serde_json::from_slice(&bytes).map_err(|source| ManifestError::Json {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let probe: Command =
+            serde_json::from_slice(&bytes).map_err(|source| ManifestError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if probe.command.as_ref().and_then(|c| c.as_str()) != Some("select") {
             return Err(ManifestError::NotSelect {
                 path: path.to_path_buf(),

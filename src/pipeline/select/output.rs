@@ -158,8 +158,7 @@ pub(crate) fn write_shards(
     let mut outputs = Vec::new();
     let mut written = HashSet::new();
     for k in 0..n_shards {
-        let rows =
-            &rows[(k * shard_size).min(rows.len())..((k + 1) * shard_size).min(rows.len())];
+        let rows = &rows[(k * shard_size).min(rows.len())..((k + 1) * shard_size).min(rows.len())];
         let name = format!("selected-{k:05}.jsonl");
         let mut w = Hashing::new(AtomicFile::create(&out.join(&name))?);
         for r in rows {

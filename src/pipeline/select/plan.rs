@@ -16,8 +16,8 @@ use super::config::{key_err, SelectConfig, SourceConfig};
 use super::manifest::{Count, FilterReport, SourceReport, WeightStats};
 use super::output::hex;
 use super::read::{
-    expand, expand_profile, for_each_record, get_field, match_source, read_profile,
-    ProfileFile, DOCUMENT_EXTS,
+    expand, expand_profile, for_each_record, get_field, match_source, read_profile, ProfileFile,
+    DOCUMENT_EXTS,
 };
 
 /// A profile row joined to its document: (id, scores in the source's score order).
@@ -131,7 +131,11 @@ fn resolve_files(
         }
         let mut pf = Vec::new();
         for (j, d) in s.profile.iter().enumerate() {
-            pf.extend(expand_profile(label, &key(si, "profile", &s.profile, j), d)?);
+            pf.extend(expand_profile(
+                label,
+                &key(si, "profile", &s.profile, j),
+                d,
+            )?);
         }
         profile_files.push(pf);
     }
@@ -414,9 +418,8 @@ fn filter(
         let mut keep = vec![false; local.len()];
         if f.min.is_some() || f.max.is_some() {
             for (i, d) in local.iter().enumerate() {
-                keep[i] = score_of(names, d, &f.score).is_some_and(|x| {
-                    f.min.is_none_or(|m| x >= m) && f.max.is_none_or(|m| x <= m)
-                });
+                keep[i] = score_of(names, d, &f.score)
+                    .is_some_and(|x| f.min.is_none_or(|m| x >= m) && f.max.is_none_or(|m| x <= m));
             }
         } else {
             let (frac, top) = match (f.top_fraction, f.bottom_fraction) {
