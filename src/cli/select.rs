@@ -45,32 +45,24 @@ pub fn run_select(args: SelectArgs) -> Result<()> {
         "{:<16} {:>8} {:>12} {:>8} {:>12} {:>8} {:>12}",
         "source", "read", "tokens", "kept", "tokens", "selected", "tokens"
     );
-    for s in m["sources"].as_array().into_iter().flatten() {
-        let name = format!(
-            "{}{}",
-            s["name"].as_str().unwrap_or("?"),
-            if s["general"].as_bool() == Some(true) {
-                " (g)"
-            } else {
-                ""
-            }
-        );
+    for s in &m.sources {
+        let name = format!("{}{}", s.name, if s.general { " (g)" } else { "" });
         eprintln!(
             "{:<16} {:>8} {:>12} {:>8} {:>12} {:>8} {:>12}",
             name,
-            s["read"]["documents"],
-            s["read"]["tokens"],
-            s["kept"]["documents"],
-            s["kept"]["tokens"],
-            s["selected"]["documents"],
-            s["selected"]["tokens"]
+            s.read.documents,
+            s.read.tokens,
+            s.kept.documents,
+            s.kept.tokens,
+            s.selected.documents,
+            s.selected.tokens
         );
     }
     eprintln!(
         "selected {} documents, {} tokens (general share {:.3}) -> {}",
-        m["selected"]["documents"],
-        m["selected"]["tokens"],
-        m["selected"]["general_share"].as_f64().unwrap_or(0.0),
+        m.selected.documents,
+        m.selected.tokens,
+        m.selected.general_share,
         args.out.display()
     );
     Ok(())

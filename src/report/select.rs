@@ -564,64 +564,20 @@ pub fn highlight(text: &str, scored: &ScoredDocument, backend: &dyn Backend) -> 
 // Reading a selection
 // ------------------------------------------------------------------------------------------
 
-fn read_json(path: &Path) -> Result<Value> {
-    let bytes = std::fs::read(path).with_context(|| {
-        format!(
-            "reading {} (is this the output folder of `hesnr select`?)",
-            path.display()
-        )
-    })?;
-    serde_json::from_slice(&bytes).with_context(|| format!("{}: not valid JSON", path.display()))
-}
-
-fn field<'a>(v: &'a Value, path: &str, file: &Path) -> Result<&'a Value> {
-    let mut cur = v;
-    for p in path.split('.') {
-        cur = cur
-            .get(p)
-            .ok_or_else(|| anyhow!("{}: key `{path}` is missing", file.display()))?;
-    }
-    Ok(cur)
-}
-
 /// Reads a selection folder: the manifest, the config it records, its inputs and profiles
 /// (the selection is recomputed, not rewritten), and the selected shards. Paths in the config
 /// are relative to the directory `hesnr select` ran in, as they were then.
 pub fn load(dir: &Path) -> Result<ReportInput> {
-    let mpath = dir.join("manifest.json");
-    let manifest = read_json(&mpath)?;
-    if manifest.get("command").and_then(Value::as_str) != Some("select") {
-        bail!(
-            "{}: not a `hesnr select` manifest (no \"command\": \"select\")",
-            mpath.display()
-        );
-    }
-    let label = field(&manifest, "config.path", &mpath)?
-        .as_str()
-        .unwrap_or("config")
-        .to_string();
-    let text = field(&manifest, "config.text", &mpath)?
-        .as_str()
-        .ok_or_else(|| anyhow!("{}: `config.text` is not a string", mpath.display()))?;
-    let cfg = select::parse_config(text, &label)
+    let mpath = dir.join(select::MANIFEST_FILE);
+    let manifest = select::SelectManifest::read(&mpath)?;
+    let label = manifest.config.path.clone();
+    let cfg = select::parse_config(&manifest.config.text, &label)
         .with_context(|| format!("the config recorded in {}", mpath.display()))?;
-    let strict = manifest
-        .pointer("/options/strict")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let strict = manifest.options.strict;
 
     // The inputs must be the ones the selection read.
-    for d in field(&manifest, "inputs.documents", &mpath)?
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let (Some(p), Some(sha)) = (
-            d.get("path").and_then(Value::as_str),
-            d.get("sha256").and_then(Value::as_str),
-        ) else {
-            bail!("{}: an input without path or sha256", mpath.display());
-        };
+    for d in &manifest.inputs.documents {
+        let (p, sha) = (d.path.as_str(), d.sha256.as_str());
         let (now, _) = select::sha256_file(Path::new(p)).with_context(|| {
             format!(
                 "input {p} of the selection (listed in {}); run report-select from the directory `hesnr select` ran in",
@@ -694,43 +650,31 @@ pub fn load(dir: &Path) -> Result<ReportInput> {
         s.docs
             .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
     }
-    let count = |p: &str| -> Result<u64> {
-        manifest
-            .pointer(p)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| anyhow!("{}: `{p}` is missing", mpath.display()))
-    };
     Ok(ReportInput {
         selection_dir: dir.display().to_string(),
         config_path: label,
-        config_sha256: manifest
-            .pointer("/config/sha256")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string(),
+        config_sha256: manifest.config.sha256.clone(),
         seed: cfg.seed,
         token_budget: cfg.token_budget,
         general_ratio: cfg.general_ratio,
         selected: Count {
-            documents: count("/selected/documents")?,
-            tokens: count("/selected/tokens")?,
+            documents: manifest.selected.documents,
+            tokens: manifest.selected.tokens,
         },
-        general_share: manifest
-            .pointer("/selected/general_share")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0),
+        general_share: manifest.selected.general_share,
         sources,
     })
 }
 
 /// The manifest's counts per source, after checking that the recomputed selection has the
 /// same counts and profile rows.
-fn check_plan(plan: &Plan, manifest: &Value, mpath: &Path) -> Result<Vec<SourceCounts>> {
-    let recorded = field(manifest, "sources", mpath)?
-        .as_array()
-        .ok_or_else(|| anyhow!("{}: `sources` is not a list", mpath.display()))?;
-    let now = serde_json::to_value(&plan.reports)?;
-    let now = now.as_array().expect("a list of reports");
+fn check_plan(
+    plan: &Plan,
+    manifest: &select::SelectManifest,
+    mpath: &Path,
+) -> Result<Vec<SourceCounts>> {
+    let recorded = &manifest.sources;
+    let now = &plan.reports;
     if recorded.len() != now.len() {
         bail!(
             "{}: {} sources, but its config has {}",
@@ -741,32 +685,54 @@ fn check_plan(plan: &Plan, manifest: &Value, mpath: &Path) -> Result<Vec<SourceC
     }
     let mut out = Vec::new();
     for (r, n) in recorded.iter().zip(now) {
-        let name = r.get("name").and_then(Value::as_str).unwrap_or("?");
-        for key in [
-            "name",
-            "read",
-            "bad_records",
-            "no_profile",
-            "profile_rows_matched",
-            "profile_rows_without_document",
-            "profile_rows_sha256",
-            "filters",
-            "kept",
-            "selected",
-        ] {
-            if r.get(key) != n.get(key) {
-                bail!(
-                    "source '{name}': `{key}` is {} in {} but {} when recomputed from its config: the documents or profiles changed since the selection; re-run `hesnr select`",
-                    r.get(key).map_or("missing".to_string(), Value::to_string),
-                    mpath.display(),
-                    n.get(key).map_or("missing".to_string(), Value::to_string),
-                );
-            }
+        let name = &r.name;
+        macro_rules! same {
+            ($($key:ident),*) => {$(
+                if r.$key != n.$key {
+                    bail!(
+                        "source '{name}': `{}` is {} in {} but {} when recomputed from its config: the documents or profiles changed since the selection; re-run `hesnr select`",
+                        stringify!($key),
+                        serde_json::to_string(&r.$key)?,
+                        mpath.display(),
+                        serde_json::to_string(&n.$key)?,
+                    );
+                }
+            )*};
         }
-        out.push(
-            serde_json::from_value(r.clone())
-                .with_context(|| format!("{}: source '{name}'", mpath.display()))?,
+        same!(
+            name,
+            read,
+            bad_records,
+            no_profile,
+            profile_rows_matched,
+            profile_rows_without_document,
+            profile_rows_sha256,
+            filters,
+            kept,
+            selected
         );
+        let c = |x: select::Count| Count {
+            documents: x.documents,
+            tokens: x.tokens,
+        };
+        out.push(SourceCounts {
+            read: c(r.read),
+            bad_records: r.bad_records,
+            no_profile: c(r.no_profile),
+            profile_rows_without_document: r.profile_rows_without_document,
+            filters: r
+                .filters
+                .iter()
+                .map(|f| FilterCount {
+                    filter: f.filter.clone(),
+                    dropped: c(f.dropped),
+                })
+                .collect(),
+            kept: c(r.kept),
+            target_tokens: r.target_tokens,
+            selected: c(r.selected),
+            shortfall_tokens: r.shortfall_tokens,
+        });
     }
     Ok(out)
 }
@@ -775,7 +741,7 @@ fn check_plan(plan: &Plan, manifest: &Value, mpath: &Path) -> Result<Vec<SourceC
 /// row's id (where the record has one) among the source's selected documents.
 fn check_shards(
     dir: &Path,
-    manifest: &Value,
+    manifest: &select::SelectManifest,
     mpath: &Path,
     plan: &Plan,
     cfg: &select::SelectConfig,
@@ -792,17 +758,11 @@ fn check_shards(
         ids[d.source].insert(d.id.as_str());
     }
     let mut rows = vec![0u64; cfg.sources.len()];
-    for o in field(manifest, "outputs", mpath)?
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if o.get("format").and_then(Value::as_str) != Some("jsonl") {
+    for o in &manifest.outputs {
+        if o.format != "jsonl" {
             continue;
         }
-        let Some(name) = o.get("path").and_then(Value::as_str) else {
-            bail!("{}: an output without a path", mpath.display());
-        };
+        let name = &o.path;
         let path = dir.join(name);
         if !path.is_file() {
             bail!(

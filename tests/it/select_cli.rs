@@ -1,5 +1,7 @@
 //! `hesnr select` end to end: filters, weights, mixing, determinism, profile sharding, errors.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -447,4 +449,127 @@ fn bad_configs_name_the_key() {
             assert!(e.contains(w), "missing '{w}' in: {e}");
         }
     }
+}
+
+/// The README's workflow, `hesnr profile ... --out P && hesnr merge P && hesnr select`, leaves
+/// the shards and the merged file side by side: a profile folder means the merged file when there
+/// is one, else the complete set of shards, and the selection is the same either way. Incomplete
+/// sets and merged files that disagree with the shards are refused.
+#[test]
+fn profile_folder_means_merged_file_or_complete_shards() {
+    use common::{default_tiny, ok, run_hesnr, s};
+    let dir = common::scratch().join("profile-folder");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (code, general, _) = mix_corpus(&dir, 40, 30);
+    let model = default_tiny();
+    let prof = dir.join("profile");
+    for shard in ["0/2", "1/2"] {
+        ok(&run_hesnr(
+            &[
+                "profile",
+                s(&code),
+                "--out",
+                s(&prof),
+                "--model",
+                s(&model),
+                "--shard",
+                shard,
+            ],
+            &[],
+        ));
+    }
+    let cfg = dir.join("select.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"seed = 5
+general_ratio = 0.3
+[[source]]
+name = "code"
+documents = "{}"
+profile = "{}"
+filter = [{{ score = "tokens", min = 2 }}, {{ score = "mean_nll", top_fraction = 0.9 }}]
+weight = {{ score = "tokens", clip = [1, 1000] }}
+[[source]]
+name = "general"
+general = true
+documents = "{}"
+"#,
+            code.display(),
+            prof.display(),
+            general.display()
+        ),
+    )
+    .unwrap();
+    let m = select_ok(&cfg, &dir.join("shards"));
+    assert_eq!(m["sources"][0]["profile_rows_matched"], 40);
+    assert!(m["selected"]["documents"].as_u64().unwrap() > 10, "{m}");
+    let profile_files = |out: &str| -> Vec<String> {
+        let v: Value = serde_json::from_slice(
+            &std::fs::read(dir.join(out).join("profile-files.json")).unwrap(),
+        )
+        .unwrap();
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let p = PathBuf::from(f["path"].as_str().unwrap());
+                p.file_name().unwrap().to_string_lossy().into_owned()
+            })
+            .collect()
+    };
+    assert_eq!(
+        profile_files("shards"),
+        [
+            "profile-00000-of-00002.parquet",
+            "profile-00001-of-00002.parquet"
+        ]
+    );
+
+    ok(&run_hesnr(&["merge", s(&prof)], &[]));
+    assert!(prof.join("profile.parquet").is_file());
+    assert!(prof.join("profile-00001-of-00002.parquet").is_file());
+    select_ok(&cfg, &dir.join("merged"));
+    assert_eq!(profile_files("merged"), ["profile.parquet"]);
+    let mut a = dir_bytes(&dir.join("shards"));
+    let mut b = dir_bytes(&dir.join("merged"));
+    a.remove("profile-files.json");
+    b.remove("profile-files.json");
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, v) in &a {
+        assert!(
+            v == &b[k],
+            "{k} differs between the shards and the merged profile"
+        );
+    }
+
+    let refused = |want: &[&str]| {
+        let o = select(&cfg, &dir.join("refused"), &[]);
+        assert!(!o.status.success(), "not refused: {want:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("source[0].profile"), "{e}");
+        for w in want {
+            assert!(e.contains(w), "missing '{w}' in: {e}");
+        }
+    };
+    // A merged file shorter than its stats (or than the shards) is out of date.
+    let merged = prof.join("profile.parquet");
+    let kept = dir.join("profile.parquet.kept");
+    std::fs::rename(&merged, &kept).unwrap();
+    std::fs::copy(prof.join("profile-00000-of-00002.parquet"), &merged).unwrap();
+    refused(&["profile.stats.json", "hesnr merge"]);
+    std::fs::remove_file(prof.join("profile.stats.json")).unwrap();
+    refused(&["does not match the 2 profile shards", "hesnr merge"]);
+    // Without a merged file, every shard must be complete.
+    std::fs::remove_file(&merged).unwrap();
+    std::fs::remove_file(prof.join("profile-00001-of-00002.stats.json")).unwrap();
+    refused(&["1 of 2 profile shards missing or incomplete", ": 1;"]);
+    // The merged file alone is enough, and gives the same selection.
+    std::fs::rename(&kept, &merged).unwrap();
+    select_ok(&cfg, &dir.join("merged-alone"));
+    let mut c = dir_bytes(&dir.join("merged-alone"));
+    c.remove("profile-files.json");
+    assert!(a == c, "the merged file alone selects differently");
 }

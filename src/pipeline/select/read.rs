@@ -1,0 +1,502 @@
+//! Everything `hesnr select` (and the report that re-runs it) reads: the configured paths
+//! expanded to files, profile folders resolved to their files, JSONL documents record by record,
+//! dotted field lookups, and profile Parquet files. Kept in one place so that select can move to
+//! the shared input layer (`data::open`, `data::json`) in one step.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
+use arrow_array::Array;
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::config::key_err;
+
+/// Columns of a profile that are keys, not scores.
+const KEY_COLUMNS: [&str; 4] = ["id", "source", "line", "index"];
+/// Extensions of document files taken from a directory.
+pub(crate) const DOCUMENT_EXTS: [&str; 6] = [".jsonl", ".json", ".ndjson", ".gz", ".zst", ".zstd"];
+/// The file `hesnr merge DIR` writes by default.
+const MERGED_PROFILE: &str = "profile.parquet";
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Expands one configured path: a glob (sorted), a directory (its files with one of `exts`,
+/// recursively, sorted), or a file. `file` and `key` name the config entry in errors.
+pub(crate) fn expand(file: &str, key: &str, entry: &str, exts: &[&str]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if has_glob(entry) {
+        let paths = glob::glob(entry)
+            .map_err(|e| key_err(file, key, format!("bad pattern '{entry}': {e}")))?;
+        for p in paths {
+            let p = p.map_err(|e| key_err(file, key, e))?;
+            if p.is_file() {
+                out.push(p);
+            }
+        }
+        out.sort();
+        if out.is_empty() {
+            return Err(key_err(file, key, format!("no file matches '{entry}'")).into());
+        }
+        return Ok(out);
+    }
+    let p = PathBuf::from(entry);
+    let meta = std::fs::metadata(&p).map_err(|e| key_err(file, key, format!("{entry}: {e}")))?;
+    if meta.is_dir() {
+        let mut set = HashSet::new();
+        crate::data::reader::collect_dir(&p, &mut set, &mut out)
+            .map_err(|e| key_err(file, key, e))?;
+        out.retain(|f| {
+            let n = f.to_string_lossy().to_lowercase();
+            exts.iter().any(|e| n.ends_with(e))
+        });
+        if out.is_empty() {
+            return Err(key_err(
+                file,
+                key,
+                format!("directory {entry} has no {} files", exts.join("/")),
+            )
+            .into());
+        }
+    } else {
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Expands one configured profile path. A `hesnr profile --out` folder means its merged
+/// `profile.parquet` when there is one, else its `profile-*-of-*.parquet` shards (all of them);
+/// any other folder, every Parquet file in it. The same rows either way, so the selection is the
+/// same whether or not the folder was merged.
+pub(crate) fn expand_profile(file: &str, key: &str, entry: &str) -> Result<Vec<PathBuf>> {
+    let dir = Path::new(entry);
+    if !has_glob(entry) && dir.is_dir() {
+        if let Some(files) = profile_folder(dir).map_err(|e| key_err(file, key, e))? {
+            return Ok(files);
+        }
+    }
+    expand(file, key, entry, &[".parquet"])
+}
+
+/// `profile-{i:05}-of-{n:05}.parquet` -> (i, n).
+fn shard_of(name: &str) -> Option<(usize, usize)> {
+    let mid = name.strip_prefix("profile-")?.strip_suffix(".parquet")?;
+    let (i, n) = mid.split_once("-of-")?;
+    if i.len() < 5 || n.len() < 5 || !(i.bytes().chain(n.bytes()).all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let (i, n) = (i.parse().ok()?, n.parse().ok()?);
+    (i < n).then_some((i, n))
+}
+
+/// What select needs of a shard's or a merged file's `.stats.json` (written by `hesnr profile`
+/// and `hesnr merge`; other fields are not read).
+#[derive(Deserialize)]
+struct RunStats {
+    documents: u64,
+    fingerprint: String,
+}
+
+fn read_stats(path: &Path) -> Result<RunStats, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Rows of a Parquet file, from its footer.
+fn parquet_rows(path: &Path) -> Result<u64, String> {
+    let f = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| format!("{}: not a Parquet file: {e}", path.display()))?;
+    Ok(b.metadata().file_metadata().num_rows().max(0) as u64)
+}
+
+/// The files of a profile output folder, or `None` if `dir` is not one (no `profile.parquet`
+/// and no `profile-*-of-*.parquet`). Refuses an incomplete or mixed set of shards (unless a
+/// merged file is there) and a merged file that disagrees with the shards next to it (their
+/// stats: run fingerprint and number of rows; cheap, no row is read).
+fn profile_folder(dir: &Path) -> Result<Option<Vec<PathBuf>>, String> {
+    let mut shards: Vec<(usize, usize)> = Vec::new();
+    let mut others: Vec<String> = Vec::new();
+    let rd = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    for e in rd {
+        let e = e.map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(s) = shard_of(&name) {
+            shards.push(s);
+        } else if name != MERGED_PROFILE
+            && !name.starts_with('.')
+            && name.to_lowercase().ends_with(".parquet")
+        {
+            others.push(name);
+        }
+    }
+    let merged = dir.join(MERGED_PROFILE);
+    let merged = merged.is_file().then_some(merged);
+    if merged.is_none() && shards.is_empty() {
+        return Ok(None);
+    }
+    shards.sort();
+    let mut counts: Vec<usize> = shards.iter().map(|s| s.1).collect();
+    counts.dedup();
+    if counts.len() > 1 {
+        return Err(format!(
+            "{} holds profile shards of runs with different shard counts ({counts:?}); keep one run per folder",
+            dir.display()
+        ));
+    }
+    let stem = |i: usize, n: usize| dir.join(format!("profile-{i:05}-of-{n:05}"));
+    // The shards' stats, when every shard of the run is there and complete.
+    let mut shard_stats: Option<(usize, Vec<RunStats>)> = None;
+    if let Some(&n) = counts.first() {
+        let missing: Vec<String> = (0..n)
+            .filter(|&i| {
+                !stem(i, n).with_extension("parquet").is_file()
+                    || !stem(i, n).with_extension("stats.json").is_file()
+            })
+            .map(|i| i.to_string())
+            .collect();
+        if missing.is_empty() {
+            let stats = (0..n)
+                .map(|i| read_stats(&stem(i, n).with_extension("stats.json")))
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Some(i) = stats
+                .iter()
+                .position(|s| s.fingerprint != stats[0].fingerprint)
+            {
+                return Err(format!(
+                    "{}: shard {i} of {n} belongs to another profile run than shard 0 (fingerprint {} vs {}); keep one run per folder",
+                    dir.display(),
+                    stats[i].fingerprint,
+                    stats[0].fingerprint
+                ));
+            }
+            shard_stats = Some((n, stats));
+        } else if merged.is_none() {
+            return Err(format!(
+                "{}: {} of {n} profile shards missing or incomplete (no .parquet or no .stats.json): {}; \
+                 finish them (`hesnr profile ... --shard i/{n}`) or name the files to use in `profile`",
+                dir.display(),
+                missing.len(),
+                missing.join(", ")
+            ));
+        }
+    }
+    let chosen = match merged {
+        Some(m) => {
+            let rows = parquet_rows(&m)?;
+            let stats_path = dir.join("profile.stats.json");
+            let merged_stats = stats_path
+                .is_file()
+                .then(|| read_stats(&stats_path))
+                .transpose()?;
+            if let Some(st) = &merged_stats {
+                if st.documents != rows {
+                    return Err(format!(
+                        "{} holds {rows} rows but {} counts {}; re-run `hesnr merge {}`",
+                        m.display(),
+                        stats_path.display(),
+                        st.documents,
+                        dir.display()
+                    ));
+                }
+            }
+            if let Some((n, stats)) = &shard_stats {
+                let documents: u64 = stats.iter().map(|s| s.documents).sum();
+                let fingerprint = &stats[0].fingerprint;
+                let other_run = merged_stats
+                    .as_ref()
+                    .is_some_and(|st| &st.fingerprint != fingerprint);
+                if documents != rows || other_run {
+                    return Err(format!(
+                        "{} ({rows} rows) does not match the {n} profile shards next to it ({documents} rows{}); \
+                         re-run `hesnr merge {}`, or remove the one that is out of date",
+                        m.display(),
+                        if other_run { ", another run" } else { "" },
+                        dir.display()
+                    ));
+                }
+            }
+            vec![m]
+        }
+        None => {
+            let n = counts[0];
+            (0..n)
+                .map(|i| stem(i, n).with_extension("parquet"))
+                .collect()
+        }
+    };
+    if !others.is_empty() {
+        others.sort();
+        tracing::warn!(
+            "{}: reading {} and not the other Parquet files there ({}); name them in `profile` to use them",
+            dir.display(),
+            if chosen.len() == 1 {
+                MERGED_PROFILE.to_string()
+            } else {
+                format!("its {} profile shards", chosen.len())
+            },
+            others.join(", ")
+        );
+    }
+    Ok(Some(chosen))
+}
+
+/// A path as written, for comparing a profile's `source` with a configured document file.
+fn normalise_path(s: &str) -> String {
+    let mut s = s.replace('\\', "/");
+    while let Some(r) = s.strip_prefix("./") {
+        s = r.to_string();
+    }
+    s
+}
+
+/// A dotted field lookup (`metadata.content`); a key containing the dots wins.
+pub(crate) fn get_field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(x) = v.get(path) {
+        return Some(x);
+    }
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = match cur {
+            Value::Object(m) => m.get(part)?,
+            Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let name = path.to_string_lossy().to_lowercase();
+    Ok(if name.ends_with(".gz") {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
+    } else if name.ends_with(".zst") || name.ends_with(".zstd") {
+        Box::new(BufReader::new(zstd::stream::read::Decoder::new(f)?))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    })
+}
+
+/// Calls `each(line, record)` for every non-blank line; records that are not JSON objects
+/// come as `Err(message)`.
+pub(crate) fn for_each_record(
+    path: &Path,
+    mut each: impl FnMut(u64, std::result::Result<Map<String, Value>, String>) -> Result<()>,
+) -> Result<()> {
+    let mut reader = open_lines(path)?;
+    let mut buf = Vec::new();
+    let mut line = 0u64;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("{}: read failed after line {line}", path.display()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        line += 1;
+        let mut bytes = buf.as_slice();
+        bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if line == 1 {
+            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        }
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let rec = match serde_json::from_slice::<Value>(bytes) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(_) => Err("not a JSON object".to_string()),
+            Err(e) => Err(format!("invalid JSON: {e}")),
+        };
+        each(line, rec)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles
+
+/// One profile file's rows.
+pub(crate) struct ProfileFile {
+    /// Score columns (numeric, other than `line`/`index`), in file order; `true` if integer.
+    pub(crate) scores: Vec<(String, bool)>,
+    pub(crate) rows: Vec<ProfileRow>,
+}
+
+pub(crate) struct ProfileRow {
+    pub(crate) source: String,
+    pub(crate) line: u64,
+    pub(crate) id: String,
+    pub(crate) values: Vec<Option<f64>>,
+}
+
+fn numeric(col: &dyn Array) -> Option<(Vec<Option<f64>>, bool)> {
+    macro_rules! prim {
+        ($t:ty, $int:expr) => {
+            if let Some(a) = col.as_primitive_opt::<$t>() {
+                let v = (0..a.len())
+                    .map(|i| {
+                        (!a.is_null(i))
+                            .then(|| a.value(i) as f64)
+                            .filter(|x| !x.is_nan())
+                    })
+                    .collect();
+                return Some((v, $int));
+            }
+        };
+    }
+    prim!(Float64Type, false);
+    prim!(Float32Type, false);
+    prim!(UInt64Type, true);
+    prim!(Int64Type, true);
+    prim!(UInt32Type, true);
+    prim!(Int32Type, true);
+    None
+}
+
+fn strings(col: &dyn Array) -> Option<Vec<Option<String>>> {
+    let get = |n: usize, f: &dyn Fn(usize) -> Option<String>| (0..n).map(f).collect();
+    if let Some(a) = col.as_string_opt::<i32>() {
+        return Some(get(a.len(), &|i| {
+            (!a.is_null(i)).then(|| a.value(i).to_string())
+        }));
+    }
+    if let Some(a) = col.as_string_opt::<i64>() {
+        return Some(get(a.len(), &|i| {
+            (!a.is_null(i)).then(|| a.value(i).to_string())
+        }));
+    }
+    if let Some(a) = col.as_string_view_opt() {
+        return Some(get(a.len(), &|i| {
+            (!a.is_null(i)).then(|| a.value(i).to_string())
+        }));
+    }
+    None
+}
+
+pub(crate) fn read_profile(path: &Path) -> Result<ProfileFile> {
+    let f = File::open(path).with_context(|| format!("opening profile {}", path.display()))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
+        .with_context(|| format!("profile {}: not a Parquet file", path.display()))?;
+    let schema = builder.schema().clone();
+    for c in ["id", "source", "line", "tokens"] {
+        if schema.field_with_name(c).is_err() {
+            bail!("profile {}: column '{c}' is missing", path.display());
+        }
+    }
+    let mut scores = Vec::new();
+    for f in schema.fields() {
+        if KEY_COLUMNS.contains(&f.name().as_str()) {
+            continue;
+        }
+        let int = match f.data_type() {
+            DataType::Float64 | DataType::Float32 => false,
+            DataType::UInt64 | DataType::Int64 | DataType::UInt32 | DataType::Int32 => true,
+            _ => continue,
+        };
+        scores.push((f.name().clone(), int));
+    }
+    let reader = builder
+        .build()
+        .with_context(|| format!("reading profile {}", path.display()))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.with_context(|| format!("reading profile {}", path.display()))?;
+        let col = |n: &str| batch.column_by_name(n).expect("checked");
+        let bad = |n: &str| {
+            anyhow!(
+                "profile {}: column '{n}' has an unexpected type",
+                path.display()
+            )
+        };
+        let ids = strings(col("id").as_ref()).ok_or_else(|| bad("id"))?;
+        let srcs = strings(col("source").as_ref()).ok_or_else(|| bad("source"))?;
+        let lines = numeric(col("line").as_ref()).ok_or_else(|| bad("line"))?.0;
+        let cols: Vec<Vec<Option<f64>>> = scores
+            .iter()
+            .map(|(n, _)| numeric(col(n).as_ref()).map(|x| x.0).ok_or_else(|| bad(n)))
+            .collect::<Result<_>>()?;
+        for i in 0..batch.num_rows() {
+            let (Some(id), Some(source), Some(line)) = (&ids[i], &srcs[i], lines[i]) else {
+                bail!(
+                    "profile {}: row {i} has a null id, source or line",
+                    path.display()
+                );
+            };
+            rows.push(ProfileRow {
+                source: source.clone(),
+                line: line as u64,
+                id: id.clone(),
+                values: cols.iter().map(|c| c[i]).collect(),
+            });
+        }
+    }
+    Ok(ProfileFile { scores, rows })
+}
+
+/// Finds which document file a profile `source` string names.
+pub(crate) fn match_source(row_source: &str, files: &[(PathBuf, String)]) -> Option<usize> {
+    let n = normalise_path(row_source);
+    if let Some(i) = files.iter().position(|(_, s)| normalise_path(s) == n) {
+        return Some(i);
+    }
+    if let Ok(c) = Path::new(row_source).canonicalize() {
+        if let Some(i) = files
+            .iter()
+            .position(|(p, _)| p.canonicalize().ok().as_ref() == Some(&c))
+        {
+            return Some(i);
+        }
+    }
+    let hits: Vec<usize> = files
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, s))| {
+            let d = normalise_path(s);
+            n.ends_with(&format!("/{d}")) || d.ends_with(&format!("/{n}"))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    (hits.len() == 1).then(|| hits[0])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_match_by_path_forms() {
+        let files = vec![
+            (
+                PathBuf::from("data/code.jsonl"),
+                "data/code.jsonl".to_string(),
+            ),
+            (
+                PathBuf::from("data/other.jsonl"),
+                "data/other.jsonl".to_string(),
+            ),
+        ];
+        assert_eq!(match_source("./data/code.jsonl", &files), Some(0));
+        assert_eq!(match_source("/abs/root/data/other.jsonl", &files), Some(1));
+        assert_eq!(match_source("elsewhere.jsonl", &files), None);
+    }
+
+    #[test]
+    fn shard_names() {
+        assert_eq!(shard_of("profile-00003-of-00016.parquet"), Some((3, 16)));
+        assert_eq!(shard_of("profile-00016-of-00016.parquet"), None);
+        assert_eq!(shard_of("profile-3-of-16.parquet"), None);
+        assert_eq!(shard_of("profile.parquet"), None);
+    }
+}
