@@ -5,7 +5,7 @@
 //! a template whose name ends in `.html` (a final `.j2` is ignored, see
 //! [`minijinja::default_auto_escape_callback`]). Only values built as safe strings pass
 //! unescaped: the SVGs drawn by [`crate::report::plot`] (plotters escapes their text) and the
-//! output of macros. Undefined names are errors (semi-strict), so a misspelt field fails the
+//! output of macros. Undefined names are errors (strict), so a misspelt field fails the
 //! unit tests that render every template instead of printing nothing.
 
 use std::sync::OnceLock;
@@ -36,7 +36,9 @@ fn environment() -> &'static Environment<'static> {
         // Block tags on lines of their own leave no blank lines behind.
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
-        env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+        // Pages end with a newline, as text files do.
+        env.set_keep_trailing_newline(true);
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
         // `x|sig4`: 4 significant digits, `-` when missing or not finite.
         env.add_filter("sig4", |v: Value| format::opt(number(&v)));
         // `x|num`: an integer when it is one (steps, counts, scores that count), else sig4.
@@ -97,5 +99,42 @@ mod tests {
             )
             .unwrap();
         assert_eq!(out, "0.1412 - 2000 0.2500 - 7");
+    }
+
+    /// Every page template renders (with the base page, the CSS and the token macro) and ends
+    /// as a whole document; a template error fails here, not in a user's run.
+    #[test]
+    fn every_page_template_renders() {
+        use crate::report::explain::{self, ExplainedToken, TokenClass};
+        use crate::report::select::{self, Count, ReportInput, ReportOptions};
+        use crate::report::track;
+
+        let track = track::render_html(&track::demo_report());
+        let input = ReportInput {
+            selection_dir: "out".into(),
+            config_path: "select.toml".into(),
+            config_sha256: "00".into(),
+            seed: 1,
+            token_budget: None,
+            general_ratio: None,
+            selected: Count::default(),
+            general_share: 0.0,
+            sources: Vec::new(),
+        };
+        let report = select::build(&input, &ReportOptions::default()).unwrap();
+        let select = select::render_html(&report);
+        let token = ExplainedToken {
+            text: "x".into(),
+            class: TokenClass::Scored,
+            detail: Some("H10=0.1".into()),
+        };
+        let explain = explain::to_html(&[token], "t", &["s".into()]);
+        for (name, page) in [("track", track), ("select", select), ("explain", explain)] {
+            assert!(page.starts_with("<!DOCTYPE html>\n"), "{name}");
+            assert!(page.ends_with("</main></body></html>\n"), "{name}");
+            assert!(page.contains("Content-Security-Policy"), "{name}");
+            assert!(page.contains(".b-tax {"), "{name}: report.css");
+            assert!(!page.contains("{{") && !page.contains("{%"), "{name}");
+        }
     }
 }
