@@ -2,9 +2,12 @@
 //! highlighted and the decision tokens marked, in a terminal (ANSI colours) or as an HTML page.
 //!
 //! Every token is drawn from the bytes of the rendered text it covers, so what is shown is
-//! exactly what was scored; everything from the data is escaped in HTML.
+//! exactly what was scored; the HTML page comes from `templates/explain.html.j2`, which escapes
+//! everything from the data.
 
 use std::fmt::Write as _;
+
+use serde::Serialize;
 
 use crate::data::trajectory::mask::Preset;
 use crate::data::trajectory::SegmentKind;
@@ -12,6 +15,7 @@ use crate::engine::Backend;
 use crate::metrics::{PositionMetrics, PositionStats};
 use crate::pipeline::eval::EvaluatedTrajectory;
 use crate::pipeline::score::ScoredDocument;
+use crate::report::html;
 
 /// What one token is in the explanation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,64 +228,30 @@ pub fn to_plain(tokens: &[ExplainedToken], header: &str) -> String {
     out
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// A token as `tokens.html.j2` shows it: text, CSS class, hover details.
+#[derive(Serialize)]
+struct TokenView<'a> {
+    text: &'a str,
+    class: &'static str,
+    detail: Option<&'a str>,
 }
 
-/// A self-contained HTML page (no scripts, no network) with hover details per token.
+/// A self-contained HTML page (no scripts, no network) with hover details per token, from
+/// `templates/explain.html.j2` (which escapes everything it prints).
 pub fn to_html(tokens: &[ExplainedToken], title: &str, summary_lines: &[String]) -> String {
-    let mut out = String::new();
-    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
-    let _ = writeln!(out, "<title>{}</title>", html_escape(title));
-    out.push_str(STYLE);
-    out.push_str("</head><body>\n");
-    let _ = writeln!(out, "<h1>{}</h1>", html_escape(title));
-    out.push_str("<ul class=\"summary\">");
-    for l in summary_lines {
-        let _ = write!(out, "<li>{}</li>", html_escape(l));
-    }
-    out.push_str("</ul>\n<p class=\"legend\"><span class=\"scored\">scored</span> <span class=\"decision\">decision token</span> <span class=\"removed\">removed by cleaning</span> <span class=\"thought\">thought</span> <span class=\"prompt\">prompt</span> <span class=\"obs\">observation</span> <span class=\"tpl\">template</span> (hover a token for H, p, rank and the top candidates)</p>\n<pre>");
-    for t in tokens {
-        let title = t
-            .detail
-            .as_deref()
-            .map(|d| format!(" title=\"{}\"", html_escape(d)))
-            .unwrap_or_default();
-        let _ = write!(
-            out,
-            "<span class=\"{}\"{title}>{}</span>",
-            t.class.css(),
-            html_escape(&t.text)
-        );
-    }
-    out.push_str("</pre>\n</body></html>\n");
-    out
+    let tokens: Vec<TokenView<'_>> = tokens
+        .iter()
+        .map(|t| TokenView {
+            text: &t.text,
+            class: t.class.css(),
+            detail: t.detail.as_deref(),
+        })
+        .collect();
+    html::render(
+        "explain.html.j2",
+        minijinja::context! { title, summary => summary_lines, tokens },
+    )
 }
-
-const STYLE: &str = "<style>
-body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
-pre { white-space: pre-wrap; word-break: break-word; font: 13px/1.5 ui-monospace, monospace; background: #fafafa; padding: 1em; border: 1px solid #ddd; }
-.tpl { color: #a040a0; opacity: .6; }
-.prompt, .thought, .action { color: #777; font-style: italic; }
-.obs { color: #999; }
-.removed { color: #999; text-decoration: line-through; }
-.scored { background: #dff5df; color: #064; }
-.decision { background: #ffd6d6; color: #900; font-weight: bold; text-decoration: underline; }
-.legend span { padding: 0 .3em; }
-ul.summary { font-family: ui-monospace, monospace; }
-</style>\n";
 
 #[cfg(test)]
 mod tests {
@@ -294,13 +264,32 @@ mod tests {
             class: TokenClass::Decision,
             detail: Some("\"><img src=x onerror=1>".into()),
         };
-        let page = to_html(&[t], "<b>id</b>", &["a < b".into()]);
+        let ok = ExplainedToken {
+            text: " ok\n".into(),
+            class: TokenClass::Scored,
+            detail: None,
+        };
+        let page = to_html(&[t, ok], "<b>id</b> & 'co'", &["a < b \"q\"".into()]);
         assert!(!page.contains("<script>"));
         assert!(!page.contains("<img"));
-        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;"));
+        assert!(!page.contains("<b>"));
+        assert!(page.contains("&lt;script&gt;alert(&#x27;x&#x27;)&lt;&#x2f;script&gt;&amp;"));
         assert!(page.contains("title=\"&quot;&gt;&lt;img src=x onerror=1&gt;\""));
-        assert!(page.contains("<h1>&lt;b&gt;id&lt;/b&gt;</h1>"));
-        assert!(page.contains("<li>a &lt; b</li>"));
+        assert!(page.contains("<h1>&lt;b&gt;id&lt;&#x2f;b&gt; &amp; &#x27;co&#x27;</h1>"));
+        assert!(page.contains("<li>a &lt; b &quot;q&quot;</li>"));
+        // The tokens sit in <pre> exactly, one span each, without added whitespace.
+        assert!(page.contains("&amp;</span><span class=\"scored\"> ok\n</span></pre>"));
+    }
+
+    #[test]
+    fn html_page_is_the_shared_report_page() {
+        let page = to_html(&[], "t", &[]);
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">"));
+        assert!(page
+            .contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
+        assert!(page.contains("<main>") && page.contains("</main></body></html>"));
+        assert!(page.contains(".decision {"), "the token styles");
     }
 
     #[test]

@@ -11,16 +11,15 @@
 //! dropped (per filter), histograms of the chosen scores for all, kept and selected documents,
 //! and the top and bottom documents by one score, with their text and, when a model re-scored
 //! them, every token classed (decision tokens highlighted). [`render_html`] draws it as one
-//! self-contained page (inline CSS and SVG, no script, no network); everything from the data
-//! is escaped.
+//! self-contained page (inline CSS and SVG, no script, no network) from
+//! `templates/select.html.j2`, which escapes everything from the data.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
-use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,10 +27,12 @@ use crate::data::AtomicFile;
 use crate::engine::Backend;
 use crate::pipeline::score::ScoredDocument;
 use crate::pipeline::select::{self, Plan};
-use crate::report::explain::{self, html_escape as esc};
-use crate::report::track::{
-    draw_message, font, render_svg, sig4, tick, Area, DrawResult, ACCENT, CSS, GRID, GRID_BOLD,
-    INK, MUTED,
+use crate::report::explain;
+use crate::report::format::{sig4, tick};
+use crate::report::html;
+use crate::report::plot::{
+    self, anchored, draw_message, render_svg, Area, DrawResult, ALL_FILL, INK, KEPT_FILL,
+    SELECTED_FILL, SMALL,
 };
 
 /// Score by which documents are ranked when none is given.
@@ -873,10 +874,6 @@ pub fn attach_texts(report: &mut SelectReport) -> Result<()> {
 // Plots
 // ------------------------------------------------------------------------------------------
 
-const ALL_FILL: RGBColor = RGBColor(208, 215, 222);
-const KEPT_FILL: RGBColor = RGBColor(128, 182, 245);
-const SELECTED_FILL: RGBColor = ACCENT;
-
 fn hist_plot(area: &Area<'_>, h: &Histogram) -> DrawResult {
     let caption = h.score.clone();
     if h.all.is_empty() {
@@ -885,26 +882,14 @@ fn hist_plot(area: &Area<'_>, h: &Histogram) -> DrawResult {
     let lo = h.edges[0];
     let hi = *h.edges.last().expect("edges");
     let ymax = h.all.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.12;
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, font(17, INK))
-        .margin(8)
-        .margin_right(18)
-        .x_label_area_size(44)
-        .y_label_area_size(56)
-        .build_cartesian_2d(lo..hi, 0.0..ymax)?;
-    chart
-        .configure_mesh()
+    let mut chart = plot::chart(area, &SMALL, caption, lo..hi, 0.0..ymax)?;
+    plot::mesh(&mut chart, &SMALL)
         .x_desc(h.score.clone())
         .y_desc("documents")
         .x_labels(8)
         .y_labels(6)
         .x_label_formatter(&|v| tick(*v))
         .y_label_formatter(&|v| tick(*v))
-        .light_line_style(GRID.stroke_width(1))
-        .bold_line_style(GRID_BOLD.stroke_width(1))
-        .max_light_lines(2)
-        .label_style(font(13, MUTED))
-        .axis_desc_style(font(13, MUTED))
         .draw()?;
     // Nested bars: selected within kept within all.
     for (counts, fill) in [
@@ -944,7 +929,7 @@ fn hist_plot(area: &Area<'_>, h: &Histogram) -> DrawResult {
         area.draw(&Text::new(
             label.to_string(),
             (x + 20, y),
-            font(13, INK).pos(Pos::new(HPos::Left, VPos::Center)),
+            anchored(13, INK, HPos::Left, VPos::Center),
         ))?;
     }
     Ok(())
@@ -954,308 +939,207 @@ fn hist_plot(area: &Area<'_>, h: &Histogram) -> DrawResult {
 // HTML
 // ------------------------------------------------------------------------------------------
 
-const EXTRA_CSS: &str = r#"<style>
-pre.doc { white-space: pre-wrap; word-break: break-word; font: 12.5px/1.5 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; background: #f6f8fa; padding: 10px 12px; border: 1px solid #d0d7de; border-radius: 6px; max-height: 420px; overflow: auto; margin: 6px 0 14px; }
-pre.doc .tpl { color: #8250df; opacity: .6; }
-pre.doc .scored { color: #1f2328; }
-pre.doc .decision { background: #ffd6d6; color: #9a0000; font-weight: 700; text-decoration: underline; }
-.legend .decision { background: #ffd6d6; color: #9a0000; font-weight: 700; text-decoration: underline; padding: 0 4px; }
-.docs details { border-bottom: 1px solid #eaeef2; padding: 4px 0; }
-.docs summary { cursor: pointer; overflow-wrap: anywhere; }
-.docs .meta { color: #57606a; font-size: 13px; overflow-wrap: anywhere; }
-.b-sel { background: #ddf4ff; color: #0550ae; }
-.b-kept { background: #eaeef2; color: #424a53; }
-.b-drop { background: #ffebe9; color: #a40e26; }
-.hists { display: grid; grid-template-columns: repeat(auto-fill, minmax(460px, 1fr)); gap: 12px; }
-.hists figure { margin: 8px 0; }
-tr.filter td:first-child { padding-left: 26px; color: #57606a; }
-tr.total td { font-weight: 600; border-top: 2px solid #d0d7de; }
-</style>
-"#;
-
-fn n(v: u64) -> String {
-    v.to_string()
+/// The view `templates/select.html.j2` renders: the report's header numbers, and per source
+/// what the page derives from the report (the counts table, the figures, the shown text).
+#[derive(Serialize)]
+struct Page<'a> {
+    title: &'a str,
+    selection_dir: &'a str,
+    config_path: &'a str,
+    config_sha256: &'a str,
+    seed: u64,
+    token_budget: Option<u64>,
+    general_ratio: Option<f64>,
+    read: Count,
+    kept: Count,
+    selected: Count,
+    general_share: f64,
+    rank_score: &'a str,
+    top_n: usize,
+    model: Option<&'a str>,
+    notes: &'a [String],
+    sources: Vec<SourcePage<'a>>,
+    version: &'a str,
 }
 
-/// A score: an integer when it is one (counts), else 4 significant digits; `-` when null.
-fn opt(v: Option<f64>) -> String {
-    match v.filter(|x| x.is_finite()) {
-        None => "-".to_string(),
-        Some(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", x as i64),
-        Some(x) => sig4(x),
-    }
+#[derive(Serialize)]
+struct SourcePage<'a> {
+    name: &'a str,
+    general: bool,
+    profiled: bool,
+    ranked: bool,
+    read: Count,
+    /// The rows of the kept-and-dropped table under `read`.
+    steps: Vec<Step>,
+    figures: Vec<Figure>,
+    /// `("Highest", top)` and `("Lowest", bottom)`.
+    lists: [(&'static str, Vec<DocPage<'a>>); 2],
 }
 
-fn count_cells(out: &mut String, c: Count) {
-    let _ = write!(
-        out,
-        "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
-        n(c.documents),
-        n(c.tokens)
-    );
+/// A row of the kept-and-dropped table.
+#[derive(Serialize)]
+struct Step {
+    label: String,
+    count: Count,
+    /// Percent of the source's read tokens (`None` when it read none).
+    share: Option<f64>,
 }
 
-fn header_html(out: &mut String, r: &SelectReport) {
-    let _ = write!(
-        out,
-        "<header><h1>{}</h1><dl class=\"meta\"><dt>Selection</dt><dd>{}</dd><dt>Config</dt><dd>{} <span class=\"model\">sha256 {}</span></dd><dt>Seed</dt><dd>{}</dd><dt>Token budget</dt><dd>{}</dd><dt>General ratio</dt><dd>{}</dd><dt>Selected</dt><dd>{} documents, {} tokens (general share {}) of {} read, {} kept</dd><dt>Ranked by</dt><dd>{} (top and bottom {} per source)</dd><dt>Decision tokens</dt><dd>{}</dd></dl>",
-        esc(&r.title),
-        esc(&r.selection_dir),
-        esc(&r.config_path),
-        esc(&r.config_sha256),
-        r.seed,
-        r.token_budget.map_or("none".to_string(), n),
-        r.general_ratio.map_or("none".to_string(), sig4),
-        n(r.selected.documents),
-        n(r.selected.tokens),
-        sig4(r.general_share),
-        n(r.read.documents),
-        n(r.kept.documents),
-        esc(&r.rank_score),
-        r.top_n,
-        match &r.model {
-            Some(m) => format!("highlighted by re-scoring with {}", esc(m)),
-            None => "not highlighted (no model; run without --no-tokens to see them)".to_string(),
-        }
-    );
-    out.push_str("<nav><a href=\"#notes\">Notes</a><a href=\"#counts\">Kept and dropped</a><a href=\"#distributions\">Score distributions</a><a href=\"#documents\">Top and bottom documents</a></nav></header>\n");
+/// A histogram: its SVG (a safe string; plotters escaped its text) and the totals under it.
+#[derive(Serialize)]
+struct Figure {
+    title: String,
+    svg: minijinja::Value,
+    /// All, kept, selected, each with the documents without a value.
+    totals: [u64; 3],
+    null: [u64; 3],
 }
 
-fn notes_html(out: &mut String, r: &SelectReport) {
-    out.push_str("<section id=\"notes\" class=\"callout\"><h2>Read this first</h2>");
-    if r.notes.is_empty() {
-        out.push_str("<p>No caveats were raised for this selection.</p>");
-    } else {
-        out.push_str("<ul>");
-        for x in &r.notes {
-            let _ = write!(out, "<li>{}</li>", esc(x));
-        }
-        out.push_str("</ul>");
-    }
-    out.push_str("</section>\n");
+/// A document at one end of the ranking, as shown.
+#[derive(Serialize)]
+struct DocPage<'a> {
+    rank: usize,
+    id: &'a str,
+    file: &'a str,
+    line: u64,
+    tokens: u64,
+    score: Option<f64>,
+    scores: &'a BTreeMap<String, Option<f64>>,
+    status: &'a str,
+    badge: &'static str,
+    weight: Option<f64>,
+    highlight: Option<&'a Highlight>,
+    /// Tokens re-scored but not shown (beyond [`MAX_SHOWN_TOKENS`]).
+    more_tokens: usize,
+    /// The first [`MAX_SHOWN_CHARS`] characters of the text, when there are no tokens.
+    text: Option<String>,
+    more_chars: usize,
 }
 
-fn counts_html(out: &mut String, r: &SelectReport) {
-    out.push_str("<section id=\"counts\"><h2>Kept and dropped</h2><div class=\"scroll\"><table id=\"counts-table\"><thead><tr><th>Source / step</th><th class=\"num\">Documents</th><th class=\"num\">Tokens</th><th class=\"num\">Share of read tokens</th></tr></thead>\n");
-    let share = |t: u64, of: u64| {
-        if of > 0 {
-            format!("{}%", sig4(100.0 * t as f64 / of as f64))
-        } else {
-            "-".to_string()
-        }
+fn steps(s: &SourceView) -> Vec<Step> {
+    let c = &s.counts;
+    let mut out = Vec::new();
+    let mut row = |label: String, count: Count| {
+        let share = (c.read.tokens > 0).then(|| 100.0 * count.tokens as f64 / c.read.tokens as f64);
+        out.push(Step {
+            label,
+            count,
+            share,
+        });
     };
-    for s in &r.sources {
-        let c = &s.counts;
-        let read_t = c.read.tokens;
-        let _ = write!(
-            out,
-            "<tbody class=\"group\"><tr class=\"total\"><td class=\"name\">{}{} read</td>",
-            esc(&s.name),
-            if s.general {
-                " <span class=\"badge b-stage\">general</span>"
-            } else {
-                ""
-            }
-        );
-        count_cells(out, c.read);
-        out.push_str("<td class=\"num\">100%</td></tr>\n");
-        let mut row = |label: String, cnt: Count, class: &str| {
-            let _ = write!(out, "<tr class=\"{class}\"><td>{}</td>", esc(&label));
-            count_cells(out, cnt);
-            let _ = writeln!(
-                out,
-                "<td class=\"num\">{}</td></tr>",
-                share(cnt.tokens, read_t)
-            );
-        };
-        if c.bad_records > 0 {
-            row(
-                format!("unreadable records skipped: {}", c.bad_records),
-                Count::default(),
-                "filter",
-            );
-        }
-        if c.no_profile.documents > 0 {
-            row(
-                "dropped: no profile row".to_string(),
-                c.no_profile,
-                "filter",
-            );
-        }
-        for (j, f) in c.filters.iter().enumerate() {
-            row(
-                format!("dropped by filter {}: {}", j + 1, f.filter),
-                f.dropped,
-                "filter",
-            );
-        }
-        row("kept".to_string(), c.kept, "filter");
-        row("kept, not sampled".to_string(), s.not_sampled, "filter");
+    if c.bad_records > 0 {
         row(
-            format!("selected (target {} tokens)", sig4(c.target_tokens)),
-            c.selected,
-            "filter",
+            format!("unreadable records skipped: {}", c.bad_records),
+            Count::default(),
         );
-        out.push_str("</tbody>\n");
     }
-    out.push_str("</table></div><p class=\"hint\">Counts and tokens are those of the selection's manifest.json (tokens from the profile; estimated from bytes for sources without one). Filters run in order, each on what the previous ones kept. \"Kept, not sampled\": passed every filter, but the source's token target was met without it.</p></section>\n");
+    if c.no_profile.documents > 0 {
+        row("dropped: no profile row".to_string(), c.no_profile);
+    }
+    for (j, f) in c.filters.iter().enumerate() {
+        row(
+            format!("dropped by filter {}: {}", j + 1, f.filter),
+            f.dropped,
+        );
+    }
+    row("kept".to_string(), c.kept);
+    row("kept, not sampled".to_string(), s.not_sampled);
+    row(
+        format!("selected (target {} tokens)", sig4(c.target_tokens)),
+        c.selected,
+    );
+    out
 }
 
-fn distributions_html(out: &mut String, r: &SelectReport) {
-    out.push_str("<section id=\"distributions\"><h2>Score distributions</h2><p class=\"hint\">Documents per bin of each score: all profiled documents of the source (grey), those the filters kept (light blue) and those selected (blue). Documents without a value are counted below each plot.</p>");
-    for s in &r.sources {
-        let _ = write!(out, "<h3>{}</h3>", esc(&s.name));
-        if !s.profiled {
-            out.push_str(
-                "<p>No profile in this selection: its documents were taken without scores.</p>",
-            );
-            continue;
-        }
-        out.push_str("<div class=\"hists\">");
-        for h in &s.histograms {
+fn figures(s: &SourceView) -> Vec<Figure> {
+    let total = |v: &[u64]| v.iter().sum::<u64>();
+    s.histograms
+        .iter()
+        .map(|h| {
             let title = format!("{}: {}", s.name, h.score);
-            let svg = render_svg((620, 340), &title, |a| hist_plot(a, h));
-            let total = |v: &[u64]| v.iter().sum::<u64>();
-            let _ = writeln!(
-                out,
-                "<figure>{svg}<figcaption><strong>{}.</strong> all {}, kept {}, selected {}; without a value: {}, {}, {}.</figcaption></figure>",
-                esc(&title),
-                total(&h.all) + h.null[0],
-                total(&h.kept) + h.null[1],
-                total(&h.selected) + h.null[2],
-                h.null[0],
-                h.null[1],
-                h.null[2],
-            );
-        }
-        out.push_str("</div>");
-    }
-    out.push_str("</section>\n");
+            Figure {
+                svg: minijinja::Value::from_safe_string(render_svg((620, 340), &title, |a| {
+                    hist_plot(a, h)
+                })),
+                title,
+                totals: [
+                    total(&h.all) + h.null[0],
+                    total(&h.kept) + h.null[1],
+                    total(&h.selected) + h.null[2],
+                ],
+                null: h.null,
+            }
+        })
+        .collect()
 }
 
-fn doc_html(out: &mut String, d: &DocView, rank_score: &str) {
-    let badge = if d.selected {
-        "b-sel"
-    } else if d.kept {
-        "b-kept"
-    } else {
-        "b-drop"
-    };
-    let _ = write!(
-        out,
-        "<details open><summary><strong>#{} {}</strong> {} = {} <span class=\"badge {badge}\">{}</span></summary><div class=\"meta\">{}:{} · {} tokens",
-        d.rank,
-        esc(&d.id),
-        esc(rank_score),
-        opt(d.score),
-        esc(&d.status),
-        esc(&d.file),
-        d.line,
-        d.tokens
-    );
-    for (k, v) in &d.scores {
-        let _ = write!(out, " · {} {}", esc(k), opt(*v));
+fn doc_page(d: &DocView) -> DocPage<'_> {
+    let shown = d.highlight.is_none().then_some(d.text.as_ref()).flatten();
+    DocPage {
+        rank: d.rank,
+        id: &d.id,
+        file: &d.file,
+        line: d.line,
+        tokens: d.tokens,
+        score: d.score,
+        scores: &d.scores,
+        status: &d.status,
+        badge: if d.selected {
+            "b-sel"
+        } else if d.kept {
+            "b-kept"
+        } else {
+            "b-drop"
+        },
+        weight: d.weight,
+        highlight: d.highlight.as_ref(),
+        more_tokens: d
+            .highlight
+            .as_ref()
+            .map_or(0, |h| h.total_tokens.saturating_sub(h.tokens.len())),
+        text: shown.map(|t| t.chars().take(MAX_SHOWN_CHARS).collect()),
+        more_chars: shown.map_or(0, |t| t.chars().count().saturating_sub(MAX_SHOWN_CHARS)),
     }
-    if let Some(w) = d.weight {
-        let _ = write!(out, " · weight {}", sig4(w));
-    }
-    if let Some(h) = &d.highlight {
-        let _ = write!(
-            out,
-            " · re-scored: {} decision tokens of {} scored, HE-SNR {}",
-            h.decision_tokens,
-            h.scored_tokens,
-            opt(h.he_snr)
-        );
-    }
-    out.push_str("</div><pre class=\"doc\">");
-    match (&d.highlight, &d.text) {
-        (Some(h), _) => {
-            for t in &h.tokens {
-                let title = t
-                    .detail
-                    .as_deref()
-                    .map(|x| format!(" title=\"{}\"", esc(x)))
-                    .unwrap_or_default();
-                let _ = write!(
-                    out,
-                    "<span class=\"{}\"{title}>{}</span>",
-                    esc(&t.class),
-                    esc(&t.text)
-                );
-            }
-            if h.total_tokens > h.tokens.len() {
-                let _ = write!(
-                    out,
-                    "\n[... {} more tokens not shown]",
-                    h.total_tokens - h.tokens.len()
-                );
-            }
-        }
-        (None, Some(t)) => {
-            let shown: String = t.chars().take(MAX_SHOWN_CHARS).collect();
-            out.push_str(&esc(&shown));
-            let more = t.chars().count().saturating_sub(MAX_SHOWN_CHARS);
-            if more > 0 {
-                let _ = write!(out, "\n[... {more} more characters not shown]");
-            }
-        }
-        (None, None) => out.push_str("(text not loaded)"),
-    }
-    out.push_str("</pre></details>\n");
-}
-
-fn documents_html(out: &mut String, r: &SelectReport) {
-    let _ = write!(
-        out,
-        "<section id=\"documents\" class=\"docs\"><h2>Top and bottom documents by {}</h2>",
-        esc(&r.rank_score)
-    );
-    if r.model.is_some() {
-        out.push_str("<p class=\"legend hint\">Every token is shown as the model saw it; <span class=\"decision\">decision tokens</span> (top-k entropy above eps, true token among the top k) are highlighted; the first token (nothing to predict it from) is dimmed. Hover a token for H, p(true), rank and the top candidates.</p>");
-    }
-    for s in &r.sources {
-        let _ = write!(out, "<h3>{}</h3>", esc(&s.name));
-        if !s.ranked {
-            out.push_str("<p>No profile scores in this selection: nothing to rank.</p>");
-            continue;
-        }
-        for (label, docs) in [("Highest", &s.top), ("Lowest", &s.bottom)] {
-            let _ = write!(out, "<h4>{label} {}</h4>", esc(&r.rank_score));
-            if docs.is_empty() {
-                out.push_str("<p>None.</p>");
-            }
-            for d in docs.iter() {
-                doc_html(out, d, &r.rank_score);
-            }
-        }
-    }
-    out.push_str("</section>\n");
 }
 
 /// The report as one self-contained HTML page (inline CSS and SVG, no script, no network).
 pub fn render_html(r: &SelectReport) -> String {
-    let mut out = String::with_capacity(256 * 1024);
-    out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
-    // Nothing is loaded and nothing runs, even if some text were ever left unescaped.
-    out.push_str("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:\">\n");
-    out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    let _ = writeln!(out, "<title>{}</title>", esc(&r.title));
-    out.push_str(CSS);
-    out.push_str(EXTRA_CSS);
-    out.push_str("</head><body><main>\n");
-    header_html(&mut out, r);
-    notes_html(&mut out, r);
-    counts_html(&mut out, r);
-    distributions_html(&mut out, r);
-    documents_html(&mut out, r);
-    let _ = writeln!(
-        out,
-        "<footer>hesnr {}: data guidance by HE-SNR and decision density (Wang et al., arXiv 2601.20255). Every number of this page is in the JSON written beside it.</footer>",
-        env!("CARGO_PKG_VERSION")
-    );
-    out.push_str("</main></body></html>\n");
-    out
+    let page = Page {
+        title: &r.title,
+        selection_dir: &r.selection_dir,
+        config_path: &r.config_path,
+        config_sha256: &r.config_sha256,
+        seed: r.seed,
+        token_budget: r.token_budget,
+        general_ratio: r.general_ratio,
+        read: r.read,
+        kept: r.kept,
+        selected: r.selected,
+        general_share: r.general_share,
+        rank_score: &r.rank_score,
+        top_n: r.top_n,
+        model: r.model.as_deref(),
+        notes: &r.notes,
+        sources: r
+            .sources
+            .iter()
+            .map(|s| SourcePage {
+                name: &s.name,
+                general: s.general,
+                profiled: s.profiled,
+                ranked: s.ranked,
+                read: s.counts.read,
+                steps: steps(s),
+                figures: if s.profiled { figures(s) } else { Vec::new() },
+                lists: [
+                    ("Highest", s.top.iter().map(doc_page).collect()),
+                    ("Lowest", s.bottom.iter().map(doc_page).collect()),
+                ],
+            })
+            .collect(),
+        version: env!("CARGO_PKG_VERSION"),
+    };
+    html::render("select.html.j2", minijinja::Value::from_serialize(&page))
 }
 
 /// Writes the HTML page and the JSON model atomically.
@@ -1494,9 +1378,16 @@ mod tests {
         );
     }
 
+    const SCRIPT: &str = "<script>alert(1)</script>";
+    const ESCAPED: &str = "&lt;script&gt;alert(1)&lt;&#x2f;script&gt;";
+
     #[test]
     fn html_escapes_hostile_ids_and_text() {
-        let mut r = build(&input(), &ReportOptions::default()).unwrap();
+        let opts = ReportOptions {
+            top: 2,
+            ..ReportOptions::default()
+        };
+        let mut r = build(&input(), &opts).unwrap();
         r.sources[0].top[0].text = Some("x = '<script>alert(2)</script>' & y".into());
         r.sources[0].top[1].highlight = Some(Highlight {
             tokens: vec![
@@ -1517,14 +1408,35 @@ mod tests {
             he_snr: Some(0.5),
         });
         r.model = Some("<b>m</b>.gguf".into());
+        // Hostile source names, filters, files, statuses, score names and notes too.
+        r.sources[1].name = format!("{SCRIPT}\"'&");
+        r.sources[0].counts.filters[0].filter = format!("{SCRIPT} filter");
+        r.sources[0].bottom[0].file = format!("{SCRIPT}.jsonl");
+        r.sources[0].bottom[0].status = format!("dropped {SCRIPT}");
+        r.sources[0].bottom[0]
+            .scores
+            .insert(format!("{SCRIPT}score"), Some(1.0));
+        r.notes.push(format!("{SCRIPT} note"));
+        r.rank_score = format!("{SCRIPT}rank");
         let page = render_html(&r);
         assert!(!page.to_lowercase().contains("<script"), "unescaped script");
         assert!(!page.contains("<img"));
         assert!(!page.contains("<b>m</b>"));
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(page.contains("x = &#39;&lt;script&gt;alert(2)&lt;/script&gt;&#39; &amp; y"));
-        assert!(page.contains("<span class=\"decision\" title=\"&quot;&gt;&lt;img src=x onerror=1&gt;\">&lt;script&gt;</span>"));
-        assert!(page.contains("out/&lt;sel&gt;"));
+        assert!(page.contains(ESCAPED));
+        assert!(page.contains("x = &#x27;&lt;script&gt;alert(2)&lt;&#x2f;script&gt;&#x27; &amp; y"));
+        assert!(page.contains("<span class=\"decision\" title=\"&quot;&gt;&lt;img src=x onerror=1&gt;\">&lt;script&gt;</span><span class=\"scored\">ok</span></pre>"));
+        assert!(page.contains("out&#x2f;&lt;sel&gt;"));
+        assert!(page.contains(&format!("<h3>{ESCAPED}&quot;&#x27;&amp;</h3>")));
+        for hostile in [
+            format!("{ESCAPED} filter"),
+            format!("{ESCAPED}.jsonl:1"),
+            format!("dropped {ESCAPED}"),
+            format!("{ESCAPED}score 1"),
+            format!("<li>{ESCAPED} note</li>"),
+            format!("{ESCAPED}rank"),
+        ] {
+            assert!(page.contains(&hostile), "{hostile}");
+        }
         assert!(page.contains("Content-Security-Policy"));
         // The counts of the manifest are in the table.
         for needle in [
@@ -1542,5 +1454,41 @@ mod tests {
             j["sources"][0]["histograms"][0]["score"],
             "decision_density"
         );
+    }
+
+    #[test]
+    fn long_texts_and_token_lists_are_cut() {
+        let mut r = build(&input(), &ReportOptions::default()).unwrap();
+        let long = "ab\n".repeat(MAX_SHOWN_CHARS);
+        r.sources[0].top[0].text = Some(long.clone());
+        let tokens = vec![
+            ShownToken {
+                text: "t".into(),
+                class: "scored".into(),
+                detail: None,
+            };
+            3
+        ];
+        r.sources[0].top[1].highlight = Some(Highlight {
+            tokens,
+            total_tokens: 10,
+            scored_tokens: 9,
+            decision_tokens: 0,
+            he_snr: None,
+        });
+        r.sources[0].top[1].text = Some("not shown: the tokens are".into());
+        let page = render_html(&r);
+        let shown: String = long.chars().take(MAX_SHOWN_CHARS).collect();
+        let more = 3 * MAX_SHOWN_CHARS - MAX_SHOWN_CHARS;
+        assert!(page.contains(&format!(
+            "<pre class=\"doc\">{shown}\n[... {more} more characters not shown]</pre>"
+        )));
+        assert!(
+            page.contains("<span class=\"scored\">t</span>\n[... 7 more tokens not shown]</pre>")
+        );
+        assert!(page.contains("HE-SNR -</div>"));
+        assert!(!page.contains("not shown: the tokens are"));
+        // Documents without a loaded text say so.
+        assert!(page.contains("<pre class=\"doc\">(text not loaded)</pre>"));
     }
 }
