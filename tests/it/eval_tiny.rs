@@ -357,11 +357,18 @@ fn a_trajectory_without_thoughts_keeps_its_action_rows_under_every_preset_combin
             .unwrap()
     };
     assert_eq!(row(&all, Preset::Thought).scored_tokens, 0);
-    assert!(row(&full, Preset::Full).scored_tokens > 0);
+    let (a, f) = (row(&all, Preset::Full), row(&full, Preset::Full));
+    assert!(f.scored_tokens > 0);
     assert_eq!(
-        serde_json::to_value(row(&all, Preset::Full)).unwrap(),
-        serde_json::to_value(row(&full, Preset::Full)).unwrap()
+        (a.scored_tokens, a.decision_tokens),
+        (f.scored_tokens, f.decision_tokens)
     );
+    // The same positions; with flash attention, a different set of computed positions cuts the
+    // decode chunks differently, which moves the numbers by ~1e-9 (README, "Attention").
+    for (x, y) in [(a.he_snr, f.he_snr), (a.mean_nll, f.mean_nll)] {
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert!((x - y).abs() <= 1e-6 * y.abs(), "{x} vs {y}");
+    }
     // Thoughts alone: nothing to score, so the trajectory is skipped with that reason.
     let err =
         eval_trajectory(&mut b, &template, &traj, &settings(256, &[Preset::Thought])).unwrap_err();
