@@ -243,6 +243,15 @@ fn classify(path: &Path, format: InputFormat, regular_file: bool) -> Layout {
     }
 }
 
+/// The layout of a source with no name to go by (stdin): sniffed unless forced.
+fn unnamed_layout(format: InputFormat) -> Layout {
+    match format {
+        InputFormat::Auto => Layout::Sniff,
+        InputFormat::Jsonl => Layout::Json,
+        InputFormat::Text => Layout::Text,
+    }
+}
+
 /// The documents of all inputs in order, each item a [`Document`] or the [`RecordError`] of
 /// one record. Returned by [`read_documents`]; inputs are opened one at a time as reached.
 pub struct DocumentStream {
@@ -267,11 +276,7 @@ impl DocumentStream {
     /// The documents of one byte source read like stdin (decompressed and sniffed, unless
     /// `opts.format` forces a layout); `source` names it in documents and errors.
     pub fn from_reader(source: &str, raw: Box<dyn Read + Send>, opts: &ReaderOptions) -> Self {
-        let layout = match opts.format {
-            InputFormat::Auto => Layout::Sniff,
-            InputFormat::Jsonl => Layout::Json,
-            InputFormat::Text => Layout::Text,
-        };
+        let layout = unnamed_layout(opts.format);
         let it = open_stream(source.to_string(), source.to_string(), raw, layout, opts);
         DocumentStream {
             queue: VecDeque::new(),
@@ -284,16 +289,11 @@ impl DocumentStream {
 
     fn open_next(&mut self, path: PathBuf) -> (String, Box<dyn Iterator<Item = Item> + Send>) {
         if path.as_os_str() == STDIN_ARG {
-            let layout = match self.opts.format {
-                InputFormat::Auto => Layout::Sniff,
-                InputFormat::Jsonl => Layout::Json,
-                InputFormat::Text => Layout::Text,
-            };
             let it = open_stream(
                 STDIN_NAME.into(),
                 STDIN_NAME.into(),
                 Box::new(io::stdin()),
-                layout,
+                unnamed_layout(self.opts.format),
                 &self.opts,
             );
             return (STDIN_NAME.into(), it);

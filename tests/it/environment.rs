@@ -121,10 +121,10 @@ fn a_score_works_from_a_dirty_environment() {
         .args(args)
         .output()
         .unwrap();
+    let stderr = String::from_utf8_lossy(&unfiltered.stderr);
     assert!(
-        !unfiltered.status.success(),
-        "the dirty environment is harmless even unfiltered, so this test proves nothing: {}",
-        String::from_utf8_lossy(&unfiltered.stderr)
+        !unfiltered.status.success() && stderr.contains("http://127.0.0.1:9"),
+        "unfiltered, the exported remote URL should have been used (and failed): {stderr}"
     );
 }
 
