@@ -65,7 +65,7 @@ pub(crate) fn runtime() -> Result<&'static RawBackend, EngineError> {
     RUNTIME
         .get_or_init(|| {
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-            let dir = backends_dir();
+            let dir = without_amx_kernels(backends_dir());
             tracing::debug!(dir = %dir.display(), "loading ggml compute backends");
             llama_cpp_2::llama_backend::load_backends_from_path(&dir);
             RawBackend::init().map_err(|e| e.to_string())
@@ -89,6 +89,80 @@ pub fn backends_dir() -> PathBuf {
         }
     }
     PathBuf::from(llama_cpp_sys_2::BACKENDS_DIR.unwrap_or("."))
+}
+
+/// The kernel variant built for AMX (`sapphirerapids`) runs AMX tile instructions on quantized
+/// weights; a virtual machine whose CPU advertises AMX without enabling it kills the process
+/// with SIGILL there (seen on this project's CI machines). hesnr's default precision (F32) never
+/// reaches those kernels, and the next-best variant (`zen4`: AVX-512, VNNI, BF16) gives
+/// byte-identical F32 results, so the AMX variant is left out unless `HESNR_AMX=1`.
+const AMX_VARIANT: &str = "libggml-cpu-sapphirerapids";
+
+/// `dir`, or when it holds the AMX kernel variant (and `HESNR_AMX` is not `1`), a folder of
+/// links to everything else in it, made once under the temporary folder.
+fn without_amx_kernels(dir: PathBuf) -> PathBuf {
+    if std::env::var_os("HESNR_AMX").is_some_and(|v| v == "1") {
+        return dir;
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return dir;
+    };
+    let files: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let is_amx = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(AMX_VARIANT))
+    };
+    if !files.iter().any(|p| is_amx(p)) {
+        return dir;
+    }
+    match link_folder(&dir, files.iter().filter(|p| !is_amx(p))) {
+        Ok(filtered) => filtered,
+        Err(e) => {
+            tracing::warn!(
+                "could not leave the AMX kernels out ({e}); loading {}",
+                dir.display()
+            );
+            dir
+        }
+    }
+}
+
+/// A folder of symbolic links to `files`, named after `dir`, created atomically (a temporary
+/// folder renamed into place) so that concurrent processes share one.
+#[cfg(unix)]
+fn link_folder<'a>(
+    dir: &Path,
+    files: impl Iterator<Item = &'a PathBuf>,
+) -> std::io::Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    dir.hash(&mut h);
+    let target = std::env::temp_dir().join(format!("hesnr-backends-{:016x}", h.finish()));
+    if target.is_dir() {
+        return Ok(target);
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix(".hesnr-backends-")
+        .tempdir_in(std::env::temp_dir())?;
+    for f in files {
+        if let Some(name) = f.file_name() {
+            std::os::unix::fs::symlink(f, tmp.path().join(name))?;
+        }
+    }
+    match std::fs::rename(tmp.path(), &target) {
+        Ok(()) => {
+            let _ = tmp.keep();
+            Ok(target)
+        }
+        // Another process made it first.
+        Err(_) if target.is_dir() => Ok(target),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn link_folder<'a>(dir: &Path, _: impl Iterator<Item = &'a PathBuf>) -> std::io::Result<PathBuf> {
+    Ok(dir.to_path_buf())
 }
 
 /// A GGUF model's tokenizer (llama.cpp's, exact), with the pieces and chat template that

@@ -2,7 +2,6 @@
 //! Lines plain/gzip/zstd whatever the name, a JSON array, Parquet, a text file, a directory, a
 //! glob pattern, stdin) and gives the same rows for the same documents.
 
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
