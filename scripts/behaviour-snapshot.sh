@@ -50,17 +50,17 @@ title = "snapshot"
 name = "a"
 model = "$model"
 step = 1000
-swebench_verified = 0.10
+scores = { swebench_verified = 0.10 }
 [[checkpoint]]
 name = "b"
 model = "$model"
 step = 2000
-swebench_verified = 0.12
+scores = { swebench_verified = 0.12 }
 [[checkpoint]]
 name = "c"
 model = "$model"
 step = 3000
-swebench_verified = 0.11
+scores = { swebench_verified = 0.11 }
 TOML
 run track "$work/manifest.toml" -T examples/trajectories/chat.jsonl --cache "$work/track-cache" \
   --out "$work/track" 2>/dev/null

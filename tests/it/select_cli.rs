@@ -1,6 +1,5 @@
 //! `hesnr select` end to end: filters, weights, mixing, determinism, profile sharding, errors.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -457,8 +456,8 @@ fn bad_configs_name_the_key() {
 /// sets and merged files that disagree with the shards are refused.
 #[test]
 fn profile_folder_means_merged_file_or_complete_shards() {
-    use common::{default_tiny, ok, run_hesnr, s};
-    let dir = common::scratch().join("profile-folder");
+    use crate::common::{default_tiny, ok, run_hesnr, s};
+    let dir = crate::common::scratch().join("profile-folder");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (code, general, _) = mix_corpus(&dir, 40, 30);
