@@ -1,6 +1,5 @@
 //! `hesnr select` end to end: filters, weights, mixing, determinism, profile sharding, errors.
 
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
