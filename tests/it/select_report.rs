@@ -124,7 +124,8 @@ documents = "{}"
         !page.to_lowercase().contains("<script"),
         "unescaped <script in the report"
     );
-    assert!(page.contains("&lt;script&gt;alert(&#39;id&#39;)&lt;/script&gt;"));
+    // Escaped as minijinja does (`'` as `&#x27;`, `/` as `&#x2f;`).
+    assert!(page.contains("&lt;script&gt;alert(&#x27;id&#x27;)&lt;&#x2f;script&gt;"));
     for name in ["code", "general"] {
         assert!(
             page.contains(&format!("<td class=\"name\">{name}")),
@@ -217,7 +218,7 @@ documents = "{}"
     assert!(!page.contains("<span class=\"decision\""));
     assert!(!page.to_lowercase().contains("<script"));
     assert!(page.contains("def step_0(values"));
-    assert!(page.contains("# &lt;script&gt;alert(&#39;text&#39;)&lt;/script&gt;"));
+    assert!(page.contains("# &lt;script&gt;alert(&#x27;text&#x27;)&lt;&#x2f;script&gt;"));
     assert!(dir.join("plain.json").is_file());
 
     // Not a selection folder.
