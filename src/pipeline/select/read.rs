@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -260,32 +260,15 @@ fn normalise_path(s: &str) -> String {
     s
 }
 
-/// A dotted field lookup (`metadata.content`); a key containing the dots wins.
-pub(crate) fn get_field<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    if let Some(x) = v.get(path) {
-        return Some(x);
-    }
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = match cur {
-            Value::Object(m) => m.get(part)?,
-            Value::Array(a) => a.get(part.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
+/// A record's field by name or dotted path: the one rule of the input layer.
+pub(crate) use crate::data::json::lookup as get_field;
 
-fn open_lines(path: &Path) -> Result<Box<dyn BufRead>> {
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let name = path.to_string_lossy().to_lowercase();
-    Ok(if name.ends_with(".gz") {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(f)))
-    } else if name.ends_with(".zst") || name.ends_with(".zstd") {
-        Box::new(BufReader::new(zstd::stream::read::Decoder::new(f)?))
-    } else {
-        Box::new(BufReader::with_capacity(1 << 16, f))
-    })
+/// Opens a JSONL file through the input layer's opener: gzip and zstd are recognised by their
+/// first bytes, whatever the file is called.
+fn open_lines(path: &Path) -> Result<Box<dyn BufRead + Send>> {
+    Ok(crate::data::open::open_decoded(Some(path))
+        .with_context(|| format!("opening {}", path.display()))?
+        .reader)
 }
 
 /// Calls `each(line, record)` for every non-blank line; records that are not JSON objects
@@ -474,6 +457,40 @@ pub(crate) fn match_source(row_source: &str, files: &[(PathBuf, String)]) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Compression is recognised from the bytes, as in every other command (a gzip file named
+    /// `.jsonl` used to be read as garbage lines here).
+    #[test]
+    fn a_gzip_file_named_jsonl_is_read_as_records() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs.jsonl");
+        let mut gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&path).unwrap(),
+            flate2::Compression::default(),
+        );
+        gz.write_all(b"{\"id\": \"a\", \"meta\": {\"text\": \"x\"}}\n\n{\"id\": \"b\"}\n")
+            .unwrap();
+        gz.finish().unwrap();
+        let mut seen = Vec::new();
+        for_each_record(&path, |line, rec| {
+            let rec = Value::Object(rec.unwrap());
+            seen.push((
+                line,
+                get_field(&rec, "id").cloned(),
+                get_field(&rec, "meta.text").cloned(),
+            ));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                (1, Some("a".into()), Some("x".into())),
+                (3, Some("b".into()), None)
+            ]
+        );
+    }
 
     #[test]
     fn sources_match_by_path_forms() {
