@@ -506,7 +506,14 @@ fn the_default_model_agrees_within_one_percent_through_a_server() {
 /// llama-cpp-python's OpenAI server, installed by scripts/setup-servers.sh.
 fn llama_cpp_python() -> Option<PathBuf> {
     let py = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-servers/bin/python");
-    if py.is_file() {
+    // The same check as scripts/setup-servers.sh: a venv whose install was interrupted has a
+    // python but no server module.
+    let installed = py.is_file()
+        && std::process::Command::new(&py)
+            .args(["-c", "import llama_cpp.server"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if installed {
         Some(py)
     } else {
         skipping("llama-cpp-python not installed (bash scripts/setup-tests.sh)");
