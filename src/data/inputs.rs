@@ -220,14 +220,8 @@ enum Layout {
 
 /// The layout of `path` by its name (and, for a pipe, by nothing yet).
 fn classify(path: &Path, format: InputFormat, regular_file: bool) -> Layout {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let stem = [".gz", ".zst", ".zstd"]
-        .iter()
-        .find_map(|s| name.strip_suffix(s))
-        .unwrap_or(&name);
+    let stem = crate::data::open::uncompressed_name(path);
+    let stem = stem.as_str();
     let is_json = [".jsonl", ".json", ".ndjson"]
         .iter()
         .any(|e| stem.ends_with(e));

@@ -131,6 +131,19 @@ pub fn starts_with_parquet_magic(path: &Path) -> bool {
         .is_ok_and(|()| head == PARQUET_MAGIC)
 }
 
+/// The lower-cased file name of `path` without a compression suffix (`.gz`, `.zst`, `.zstd`):
+/// what the name says about the layout inside (`data.jsonl.gz` -> `data.jsonl`).
+pub fn uncompressed_name(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    [".gz", ".zst", ".zstd"]
+        .iter()
+        .find_map(|s| name.strip_suffix(s))
+        .map_or_else(|| name.clone(), str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

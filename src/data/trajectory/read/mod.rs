@@ -399,14 +399,8 @@ fn classify(
     explicit: bool,
     regular: bool,
 ) -> Option<Input> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let stem = [".gz", ".zst", ".zstd"]
-        .iter()
-        .find_map(|s| name.strip_suffix(s))
-        .unwrap_or(&name);
+    let stem = crate::data::open::uncompressed_name(&path);
+    let stem = stem.as_str();
     let (lines, fallback) = if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") {
         (true, Some(TrajectoryFormat::Chat))
     } else if stem.ends_with(".json") {
