@@ -527,8 +527,12 @@ fn llama_cpp_python_misaligned_logprobs_are_caught() {
         return;
     };
     let port = free_port();
+    let server_log = scratch().join("llama-cpp-python.log");
     let _server = KillOnDrop(
         Command::new(py)
+            // Cargo points LD_LIBRARY_PATH at the build's own llama.cpp libraries; the server
+            // must load the ones it was built with (another libggml crashes it).
+            .env_remove("LD_LIBRARY_PATH")
             .args([
                 "-m",
                 "llama_cpp.server",
@@ -546,10 +550,16 @@ fn llama_cpp_python_misaligned_logprobs_are_caught() {
                 "true",
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&server_log).unwrap())
             .spawn()
             .expect("start llama-cpp-python"),
     );
+    // What the server printed, for the assertion messages (a crash shows there, not here).
+    let log_tail = || {
+        let log = std::fs::read_to_string(&server_log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
     let url = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -561,11 +571,16 @@ fn llama_cpp_python_misaligned_logprobs_are_caught() {
     }
     let err = failing_remote_score(&code_doc("lcp"), &model, &url, &["--retries", "1"]);
     let probe = run(&["probe", &url, "-m", s(&model)], &[]);
-    assert!(err.contains("`offset` check"), "{err}");
+    assert!(
+        err.contains("`offset` check"),
+        "{err}\nserver log:\n{}",
+        log_tail()
+    );
     let text = String::from_utf8_lossy(&probe.stdout);
     assert!(
         text.contains("echo") && text.contains("WRONG (offset)"),
-        "{text}"
+        "{text}\nserver log:\n{}",
+        log_tail()
     );
 }
 
