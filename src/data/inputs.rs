@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 
 use super::json::JsonRecords;
 use super::open::{
-    decode, first_non_blank, put_back, starts_with_parquet_magic, STDIN_ARG, STDIN_NAME,
+    decode, first_non_blank, put_back, starts_with_parquet_magic, Compression, STDIN_ARG,
+    STDIN_NAME,
 };
 use super::parquet::{is_parquet, read_parquet};
 use super::reader::{
@@ -147,7 +148,7 @@ pub(crate) fn input_metadata(p: &Path) -> Result<std::fs::Metadata, DataError> {
 }
 
 /// Appends the files under `dir` (depth first, sorted by name, hidden entries skipped).
-pub(crate) fn collect_dir(
+fn collect_dir(
     dir: &Path,
     seen: &mut HashSet<PathBuf>,
     out: &mut Vec<PathBuf>,
@@ -209,7 +210,7 @@ pub fn read_files(files: &[PathBuf], opts: &ReaderOptions) -> DocumentStream {
 
 /// How one file is parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
+pub(crate) enum Layout {
     /// JSON Lines, or a JSON array of records (by the first non-blank byte).
     Json,
     Text,
@@ -219,7 +220,7 @@ enum Layout {
 }
 
 /// The layout of `path` by its name (and, for a pipe, by nothing yet).
-fn classify(path: &Path, format: InputFormat, regular_file: bool) -> Layout {
+pub(crate) fn classify(path: &Path, format: InputFormat, regular_file: bool) -> Layout {
     let stem = crate::data::open::uncompressed_name(path);
     let stem = stem.as_str();
     let is_json = [".jsonl", ".json", ".ndjson"]
@@ -330,24 +331,11 @@ fn open_stream(
     opts: &ReaderOptions,
 ) -> Box<dyn Iterator<Item = Item> + Send> {
     let fail = |source: &str, e: io::Error| -> Box<dyn Iterator<Item = Item> + Send> {
-        let err = whole_file_error(source, RecordErrorKind::Io, format!("read failed: {e}"));
-        Box::new(std::iter::once(Err(err)))
+        Box::new(std::iter::once(Err(read_failed(source, e))))
     };
-    let decoded = match decode(raw) {
-        Ok(d) => d,
+    let (layout, mut reader, compression) = match decode_as(raw, layout) {
+        Ok(x) => x,
         Err(e) => return fail(&source, e),
-    };
-    let compression = decoded.compression;
-    let mut reader = decoded.reader;
-    let layout = match layout {
-        Layout::Sniff => match sniff(&mut reader) {
-            Ok((layout, r)) => {
-                reader = r;
-                layout
-            }
-            Err(e) => return fail(&source, e),
-        },
-        l => l,
     };
     match layout {
         Layout::Text => {
@@ -366,6 +354,30 @@ fn open_stream(
             }))
         }
     }
+}
+
+/// A byte source that could not be read at all: one error for the whole file.
+pub(crate) fn read_failed(source: &str, e: io::Error) -> RecordError {
+    whole_file_error(source, RecordErrorKind::Io, format!("read failed: {e}"))
+}
+
+/// Decompresses a byte source (gzip and zstd by their magic bytes) and settles its layout,
+/// looking at the content when the name said nothing ([`Layout::Sniff`]).
+pub(crate) fn decode_as(
+    raw: Box<dyn Read + Send>,
+    layout: Layout,
+) -> io::Result<(Layout, Box<dyn BufRead + Send>, Compression)> {
+    let decoded = decode(raw)?;
+    let mut reader = decoded.reader;
+    let layout = match layout {
+        Layout::Sniff => {
+            let (layout, r) = sniff(&mut reader)?;
+            reader = r;
+            layout
+        }
+        l => l,
+    };
+    Ok((layout, reader, decoded.compression))
 }
 
 /// Decides JSON or text for a source with no useful name: JSON Lines if the first non-blank

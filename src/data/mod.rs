@@ -18,6 +18,7 @@ pub mod json;
 pub mod open;
 pub mod parquet;
 pub(crate) mod reader;
+pub mod records;
 pub mod trajectory;
 mod writer;
 

@@ -276,3 +276,118 @@ impl Iterator for ParquetDocuments {
         }
     }
 }
+
+/// Every column of every row of a Parquet file as one JSON object, one record batch in memory
+/// at a time: for commands that pass records through whole (`select` writes the chosen rows
+/// back out with all their fields), where [`ParquetDocuments`] keeps only text, id and metadata.
+///
+/// Values are converted by `arrow-json` (nested structs and lists included); nulls are kept
+/// as `null` so every record has the file's columns. A `metadata` column holding a JSON object
+/// as a string (as some writers store it) becomes that object, as it does for documents.
+pub struct ParquetRecords {
+    source: String,
+    reader: Option<ParquetRecordBatchReader>,
+    pending: Option<RecordError>,
+    rows: std::collections::VecDeque<Value>,
+    /// Rows handed out so far (the next row's 1-based number minus one).
+    row: u64,
+}
+
+/// Opens a Parquet file for [`ParquetRecords`]; a file that cannot be read is the stream's
+/// first (and only) item.
+pub fn read_parquet_records(path: &Path) -> ParquetRecords {
+    let source = path.display().to_string();
+    let open = || -> Result<ParquetRecordBatchReader, String> {
+        let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+        ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| format!("not a readable Parquet file: {e}"))?
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|e| format!("cannot read: {e}"))
+    };
+    let (reader, pending) = match open() {
+        Ok(r) => (Some(r), None),
+        Err(message) => (
+            None,
+            Some(RecordError {
+                source: source.clone(),
+                line: 0,
+                field: None,
+                kind: RecordErrorKind::Io,
+                message,
+            }),
+        ),
+    };
+    ParquetRecords {
+        source,
+        reader,
+        pending,
+        rows: Default::default(),
+        row: 0,
+    }
+}
+
+/// One record batch as JSON objects, in row order.
+fn batch_to_json(batch: &RecordBatch) -> Result<Vec<Value>, String> {
+    use arrow_json::writer::{LineDelimited, WriterBuilder};
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(Vec::new());
+    writer.write(batch).map_err(|e| e.to_string())?;
+    writer.finish().map_err(|e| e.to_string())?;
+    let bytes = writer.into_inner();
+    let mut rows: Vec<Value> = bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(serde_json::from_slice)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    for row in &mut rows {
+        if let Some(m) = row.get_mut("metadata") {
+            if let Some(Value::Object(o)) = m.as_str().and_then(|s| serde_json::from_str(s).ok()) {
+                *m = Value::Object(o);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+impl Iterator for ParquetRecords {
+    type Item = Result<super::json::JsonRecord, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.pending.take() {
+            return Some(Err(e));
+        }
+        loop {
+            if let Some(value) = self.rows.pop_front() {
+                self.row += 1;
+                return Some(Ok(super::json::JsonRecord {
+                    line: self.row,
+                    value,
+                }));
+            }
+            let failed = |row: u64, e: String| RecordError {
+                source: self.source.clone(),
+                line: row + 1,
+                field: None,
+                kind: RecordErrorKind::Io,
+                message: format!("Parquet read failed, rest of the file skipped: {e}"),
+            };
+            let batch = match self.reader.as_mut()?.next()? {
+                Ok(b) => b,
+                Err(e) => {
+                    self.reader = None;
+                    return Some(Err(failed(self.row, e.to_string())));
+                }
+            };
+            match batch_to_json(&batch) {
+                Ok(rows) => self.rows.extend(rows),
+                Err(e) => {
+                    self.reader = None;
+                    return Some(Err(failed(self.row, e)));
+                }
+            }
+        }
+    }
+}

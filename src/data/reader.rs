@@ -10,9 +10,6 @@ use serde_json::Value;
 use super::json::{lookup, missing_message, type_name};
 use super::open::{Compression, BUF_SIZE};
 
-// Kept at this path for the readers that still call it from here.
-pub(crate) use super::inputs::collect_dir;
-
 /// One document to score, with where it came from so that results and errors point back to it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Document {

@@ -23,7 +23,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::data::AtomicFile;
+use crate::data::{AtomicFile, ReaderOptions};
 use crate::engine::Backend;
 use crate::pipeline::score::ScoredDocument;
 use crate::pipeline::select::{self, Plan};
@@ -772,7 +772,7 @@ fn check_shards(
                 mpath.display()
             );
         }
-        select::for_each_record(&path, |line, rec| {
+        select::for_each_record(&path, &ReaderOptions::default(), |line, rec| {
             let where_ = || format!("{}:{line}", path.display());
             let rec = rec.map_err(|m| anyhow!("{}: {m}", where_()))?;
             let rec = Value::Object(rec);
@@ -834,7 +834,8 @@ pub fn attach_texts(report: &mut SelectReport) -> Result<()> {
         for (file, lines) in &wanted {
             let want: HashMap<u64, &str> = lines.iter().map(|(l, i)| (*l, i.as_str())).collect();
             let path = PathBuf::from(file);
-            select::for_each_record(&path, |line, rec| {
+            let opts = select::reader_options(&s.text_field, &s.id_field);
+            select::for_each_record(&path, &opts, |line, rec| {
                 let Some(id) = want.get(&line) else {
                     return Ok(());
                 };

@@ -18,5 +18,6 @@ mod real_model;
 mod remote;
 mod report_browser;
 mod select_cli;
+mod select_forms;
 mod select_report;
 mod track_tiny;

@@ -49,7 +49,6 @@ mod read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 pub use config::{parse_config, ConfigError, Filter, SelectConfig, SourceConfig, WeightSpec};
 pub use manifest::{
@@ -59,7 +58,7 @@ pub use manifest::{
 };
 pub(crate) use output::sha256_file;
 pub(crate) use plan::{plan, Doc, Plan};
-pub(crate) use read::{for_each_record, get_field};
+pub(crate) use read::{for_each_record, get_field, reader_options};
 
 /// Default shard size of the output, in documents.
 pub const DEFAULT_SHARD_SIZE: usize = 100_000;
@@ -87,7 +86,7 @@ pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutc
     if opts.shard_size == 0 {
         bail!("--shard-size must be > 0");
     }
-    let config_sha = output::hex(&Sha256::digest(text.as_bytes()));
+    let config_sha = crate::data::digest::sha256_hex(text.as_bytes());
     let plan = plan(&cfg, &label, opts.strict)?;
 
     let order = output::output_order(&cfg, &plan);

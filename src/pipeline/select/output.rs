@@ -3,8 +3,7 @@
 //! and the hashes the manifest records.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -18,30 +17,13 @@ use sha2::{Digest, Sha256};
 use super::config::SelectConfig;
 use super::manifest::OutputFile;
 use super::plan::{hash_u64, Plan};
-use super::read::for_each_record;
+use super::read::{for_each_record, reader_options};
+use crate::data::digest::hex;
 use crate::data::AtomicFile;
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// SHA-256 (hex) and size of a file.
+/// SHA-256 (hex) and size of a file, as the manifest records them.
 pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    let mut f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    let mut n = 0u64;
-    loop {
-        let k = f
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex(&h.finalize()), n))
+    crate::data::digest::sha256_file(path).with_context(|| format!("reading {}", path.display()))
 }
 
 /// Indices into `plan.docs` of the selected documents in output order: ascending SHA-256 of
@@ -84,7 +66,9 @@ pub(crate) fn decorated_rows(
             continue;
         }
         let names = &plan.score_names[*si];
-        for_each_record(path, |line, rec| {
+        let source = &cfg.sources[*si];
+        let opts = reader_options(&source.text_field, &source.id_field);
+        for_each_record(path, &opts, |line, rec| {
             let Some(&pos) = wanted.get(&(gi, line)) else {
                 return Ok(());
             };

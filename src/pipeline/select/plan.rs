@@ -14,11 +14,11 @@ use sha2::{Digest, Sha256};
 
 use super::config::{key_err, SelectConfig, SourceConfig};
 use super::manifest::{Count, FilterReport, SourceReport, WeightStats};
-use super::output::hex;
 use super::read::{
-    expand, expand_profile, for_each_record, get_field, match_source, read_profile, ProfileFile,
-    DOCUMENT_EXTS,
+    expand_documents, expand_profile, for_each_record, get_field, match_source, read_profile,
+    reader_options, ProfileFile,
 };
+use crate::data::digest::hex;
 
 /// A profile row joined to its document: (id, scores in the source's score order).
 type JoinedRow = (String, Vec<Option<f64>>);
@@ -124,7 +124,7 @@ fn resolve_files(
     for (si, s) in cfg.sources.iter().enumerate() {
         for (j, d) in s.documents.iter().enumerate() {
             let k = key(si, "documents", &s.documents, j);
-            for p in expand(label, &k, d, &DOCUMENT_EXTS)? {
+            for p in expand_documents(label, &k, d)? {
                 let shown = p.display().to_string();
                 files.push((si, p, shown));
             }
@@ -322,7 +322,8 @@ impl ReadSource<'_> {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            for_each_record(path, |line, rec| {
+            let opts = reader_options(&s.text_field, &s.id_field);
+            for_each_record(path, &opts, |line, rec| {
                 let where_ = format!("{}:{line}", self.files[gi].2);
                 let rec = match rec {
                     Ok(r) => Value::Object(r),

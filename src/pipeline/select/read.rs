@@ -1,11 +1,9 @@
 //! Everything `hesnr select` (and the report that re-runs it) reads: the configured paths
-//! expanded to files, profile folders resolved to their files, JSONL documents record by record,
-//! dotted field lookups, and profile Parquet files. Kept in one place so that select can move to
-//! the shared input layer (`data::open`, `data::json`) in one step.
+//! expanded to files and the documents' records, both through the shared input layer (so
+//! `documents` takes every form other commands take), profile folders resolved to their files,
+//! and profile Parquet files.
 
-use std::collections::HashSet;
 use std::fs::File;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -18,59 +16,42 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::key_err;
+use crate::data::json::JsonRecord;
+use crate::data::parquet::is_parquet;
+use crate::data::records::read_records;
+use crate::data::{InputFile, ReaderOptions, RecordErrorKind};
 
 /// Columns of a profile that are keys, not scores.
 const KEY_COLUMNS: [&str; 4] = ["id", "source", "line", "index"];
-/// Extensions of document files taken from a directory.
-pub(crate) const DOCUMENT_EXTS: [&str; 6] = [".jsonl", ".json", ".ndjson", ".gz", ".zst", ".zstd"];
 /// The file `hesnr merge DIR` writes by default.
 const MERGED_PROFILE: &str = "profile.parquet";
 
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
+/// Expands one configured path through the input layer (a file, a directory's files
+/// recursively, or a glob pattern's matches, each sorted), so `documents` takes what every
+/// other command takes. `file` and `key` name the config entry in errors.
+fn expand_entry(file: &str, key: &str, entry: &str) -> Result<Vec<InputFile>> {
+    if entry == crate::data::open::STDIN_ARG {
+        return Err(key_err(
+            file,
+            key,
+            "`-` (stdin) cannot be used: select reads its documents twice (to plan, then to write the selection); name a file",
+        )
+        .into());
+    }
+    let files = crate::data::expand(&[PathBuf::from(entry)]).map_err(|e| key_err(file, key, e))?;
+    if files.is_empty() {
+        return Err(key_err(file, key, format!("{entry}: no files there")).into());
+    }
+    Ok(files)
 }
 
-/// Expands one configured path: a glob (sorted), a directory (its files with one of `exts`,
-/// recursively, sorted), or a file. `file` and `key` name the config entry in errors.
-pub(crate) fn expand(file: &str, key: &str, entry: &str, exts: &[&str]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    if has_glob(entry) {
-        let paths = glob::glob(entry)
-            .map_err(|e| key_err(file, key, format!("bad pattern '{entry}': {e}")))?;
-        for p in paths {
-            let p = p.map_err(|e| key_err(file, key, e))?;
-            if p.is_file() {
-                out.push(p);
-            }
-        }
-        out.sort();
-        if out.is_empty() {
-            return Err(key_err(file, key, format!("no file matches '{entry}'")).into());
-        }
-        return Ok(out);
-    }
-    let p = PathBuf::from(entry);
-    let meta = std::fs::metadata(&p).map_err(|e| key_err(file, key, format!("{entry}: {e}")))?;
-    if meta.is_dir() {
-        let mut set = HashSet::new();
-        crate::data::reader::collect_dir(&p, &mut set, &mut out)
-            .map_err(|e| key_err(file, key, e))?;
-        out.retain(|f| {
-            let n = f.to_string_lossy().to_lowercase();
-            exts.iter().any(|e| n.ends_with(e))
-        });
-        if out.is_empty() {
-            return Err(key_err(
-                file,
-                key,
-                format!("directory {entry} has no {} files", exts.join("/")),
-            )
-            .into());
-        }
-    } else {
-        out.push(p);
-    }
-    Ok(out)
+/// The document files of one configured `documents` entry: every file the input layer finds
+/// there (JSON Lines, JSON arrays, Parquet, text; compressed or not), as `profile` reads them.
+pub(crate) fn expand_documents(file: &str, key: &str, entry: &str) -> Result<Vec<PathBuf>> {
+    Ok(expand_entry(file, key, entry)?
+        .into_iter()
+        .filter_map(|f| f.path)
+        .collect())
 }
 
 /// Expands one configured profile path. A `hesnr profile --out` folder means its merged
@@ -79,12 +60,22 @@ pub(crate) fn expand(file: &str, key: &str, entry: &str, exts: &[&str]) -> Resul
 /// same whether or not the folder was merged.
 pub(crate) fn expand_profile(file: &str, key: &str, entry: &str) -> Result<Vec<PathBuf>> {
     let dir = Path::new(entry);
-    if !has_glob(entry) && dir.is_dir() {
+    if dir.is_dir() {
         if let Some(files) = profile_folder(dir).map_err(|e| key_err(file, key, e))? {
             return Ok(files);
         }
     }
-    expand(file, key, entry, &[".parquet"])
+    // Files named (or matched by a pattern) are read whatever their name; inside a directory
+    // only the Parquet files are profiles.
+    let files: Vec<PathBuf> = expand_entry(file, key, entry)?
+        .into_iter()
+        .filter(|f| f.named || f.path.as_deref().is_some_and(is_parquet))
+        .filter_map(|f| f.path)
+        .collect();
+    if files.is_empty() {
+        return Err(key_err(file, key, format!("{entry} has no .parquet files")).into());
+    }
+    Ok(files)
 }
 
 /// `profile-{i:05}-of-{n:05}.parquet` -> (i, n).
@@ -263,48 +254,38 @@ fn normalise_path(s: &str) -> String {
 /// A record's field by name or dotted path: the one rule of the input layer.
 pub(crate) use crate::data::json::lookup as get_field;
 
-/// Opens a JSONL file through the input layer's opener: gzip and zstd are recognised by their
-/// first bytes, whatever the file is called.
-fn open_lines(path: &Path) -> Result<Box<dyn BufRead + Send>> {
-    Ok(crate::data::open::open_decoded(Some(path))
-        .with_context(|| format!("opening {}", path.display()))?
-        .reader)
+/// How the input layer is to read a source's documents: its text and id fields (a text file's
+/// record carries its text and path under these names).
+pub(crate) fn reader_options(text_field: &str, id_field: &str) -> ReaderOptions {
+    ReaderOptions {
+        text_field: text_field.to_string(),
+        id_field: id_field.to_string(),
+        ..ReaderOptions::default()
+    }
 }
 
-/// Calls `each(line, record)` for every non-blank line; records that are not JSON objects
-/// come as `Err(message)`.
+/// Calls `each(place, record)` for every record of a document file, read by the input layer
+/// (any form it reads; the place is the line, row, or 0 for a text file, as in profile rows).
+/// A record that is not a JSON object comes as `Err(message)`, for the caller to skip or refuse;
+/// a file that cannot be read (or stops reading midway) is an error: a selection must not be
+/// planned on part of a file.
 pub(crate) fn for_each_record(
     path: &Path,
+    opts: &ReaderOptions,
     mut each: impl FnMut(u64, std::result::Result<Map<String, Value>, String>) -> Result<()>,
 ) -> Result<()> {
-    let mut reader = open_lines(path)?;
-    let mut buf = Vec::new();
-    let mut line = 0u64;
-    loop {
-        buf.clear();
-        let n = reader
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("{}: read failed after line {line}", path.display()))?;
-        if n == 0 {
-            return Ok(());
+    for item in read_records(path, opts) {
+        match item {
+            Ok(JsonRecord {
+                line,
+                value: Value::Object(m),
+            }) => each(line, Ok(m))?,
+            Ok(JsonRecord { line, .. }) => each(line, Err("not a JSON object".into()))?,
+            Err(e) if e.kind == RecordErrorKind::Io => bail!("{e}"),
+            Err(e) => each(e.line, Err(e.message))?,
         }
-        line += 1;
-        let mut bytes = buf.as_slice();
-        bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        if line == 1 {
-            bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-        }
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let rec = match serde_json::from_slice::<Value>(bytes) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(_) => Err("not a JSON object".to_string()),
-            Err(e) => Err(format!("invalid JSON: {e}")),
-        };
-        each(line, rec)?;
     }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,7 +454,7 @@ mod tests {
             .unwrap();
         gz.finish().unwrap();
         let mut seen = Vec::new();
-        for_each_record(&path, |line, rec| {
+        for_each_record(&path, &ReaderOptions::default(), |line, rec| {
             let rec = Value::Object(rec.unwrap());
             seen.push((
                 line,
