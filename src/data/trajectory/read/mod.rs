@@ -41,7 +41,7 @@ pub use swe_agent::parse_swe_agent;
 use super::Trajectory;
 use crate::data::inputs::{expand, InputFile};
 use crate::data::json::{json_message, type_name, JsonLayout, JsonRecords};
-use crate::data::open::{open_decoded, BOM, STDIN_NAME};
+use crate::data::open::{first_non_blank, open_decoded, put_back, BOM, STDIN_NAME};
 use crate::data::{DataError, RecordError, RecordErrorKind};
 
 /// What a read error of a trajectory file is called (the stream may be compressed).
@@ -70,7 +70,9 @@ pub enum TrajectoryFormat {
 /// by name, keeping only trajectory files (`.jsonl`, `.ndjson`, `.json`, `.traj`, each maybe
 /// `.gz`/`.zst`); a glob pattern to its matches; a file named explicitly (or matched by a
 /// pattern) is read whatever its name (as one JSON value, or as JSON Lines when it is a pipe).
-/// Compression is detected from the bytes.
+/// Whatever the name, input whose first non-blank byte is `[` is one JSON array: one trajectory
+/// per element when the elements are trajectory records (place `file:row`), else one trajectory
+/// (an OpenHands event log). Compression is detected from the bytes.
 pub fn read_trajectories(
     inputs: &[PathBuf],
     format: TrajectoryFormat,
@@ -163,7 +165,7 @@ impl Iterator for TrajectoryStream {
                 .path
                 .as_ref()
                 .map_or_else(|| STDIN_NAME.to_string(), |p| p.display().to_string());
-            let reader = match open_decoded(input.path.as_deref()) {
+            let mut reader = match open_decoded(input.path.as_deref()) {
                 Ok(d) => d.reader,
                 Err(e) => {
                     return Some(Err(file_error(
@@ -173,7 +175,20 @@ impl Iterator for TrajectoryStream {
                     )))
                 }
             };
-            if input.lines {
+            let (first, prefix) = match first_non_blank(&mut reader) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Some(Err(file_error(
+                        &source,
+                        RecordErrorKind::Io,
+                        format!("{READ_FAILED}: {e}"),
+                    )))
+                }
+            };
+            let reader = put_back(reader, prefix);
+            // A JSON array (of records, or an OpenHands event log) is read whole, whatever the
+            // name: `.jsonl` and stdin too.
+            if input.lines && first != Some(b'[') {
                 let records =
                     JsonRecords::new(source.clone(), reader, JsonLayout::Lines, READ_FAILED);
                 self.lines = Some(LineInput {
@@ -364,6 +379,11 @@ fn read_whole(
         ))];
     }
     match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(rows)) if is_record_array(&rows, format) => rows
+            .iter()
+            .zip(1..)
+            .map(|(row, n)| parse_value(row, source, n, format, fallback))
+            .collect(),
         Ok(v) => vec![parse_value(&v, source, 0, format, fallback)],
         Err(e) if e.line() > 1 && e.to_string().starts_with("trailing characters") => {
             // JSON Lines under a `.json` name.
@@ -389,6 +409,19 @@ fn read_whole(
             kind: RecordErrorKind::InvalidJson,
             message: format!("invalid JSON: {}", json_message(&e)),
         })],
+    }
+}
+
+/// Whether a JSON array holds one trajectory record per element (place `file:row`) rather than
+/// being one trajectory itself (an OpenHands event log): its first element is a record of a known
+/// shape, or the format is forced to one whose trajectories are objects.
+fn is_record_array(rows: &[Value], format: TrajectoryFormat) -> bool {
+    match format {
+        TrajectoryFormat::Chat | TrajectoryFormat::SweAgent => true,
+        TrajectoryFormat::OpenHands => false,
+        TrajectoryFormat::Auto => rows
+            .first()
+            .is_some_and(|r| r.is_object() && sniff(r).is_some()),
     }
 }
 
