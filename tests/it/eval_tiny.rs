@@ -45,7 +45,7 @@ fn tool_call(id: &str, name: &str, args: Value) -> Value {
 }
 
 /// A small bug-fix trajectory in OpenAI chat form; `steps` repeats the edit/test loop.
-pub(crate) fn chat_record(id: &str, steps: usize) -> Value {
+fn chat_record(id: &str, steps: usize) -> Value {
     let mut messages = vec![
         json!({"role": "system", "content": "You are a software engineering agent."}),
         json!({"role": "user", "content": "last() in utils.py returns the wrong element; fix it."}),

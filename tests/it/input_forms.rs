@@ -3,19 +3,22 @@
 //! Lines, a JSON array (under a `.json` or a `.jsonl` name), gzip or zstd under any name, a
 //! directory, a quoted glob pattern, stdin (and Parquet and text files for documents) give the
 //! same ids and the same scores from `profile` and `track --documents` (documents) and from
-//! `eval` and `track -T` (trajectories). Where a form does not apply (stdin for `profile` and
+//! `eval` and `track -T` (trajectories, Parquet included). Where a form does not apply (stdin for `profile` and
 //! `track`, which read their inputs more than once) the command says why before loading a model.
 //!
 //! Each command runs once per form; a failure names the form.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
+use std::sync::Arc;
 
-use serde_json::Value;
+use arrow_array::builder::{BooleanBuilder, ListBuilder, StringBuilder, StructBuilder};
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field};
+use serde_json::{json, Value};
 
 use crate::common::{default_tiny, run_hesnr, run_hesnr_stdin, s};
-use crate::eval_tiny::chat_record;
-use crate::inputs::{dir, doc_records, gzip, json_lines, rows, write_parquet, DOCS};
+use crate::inputs::{dir, doc_records, gzip, json_lines, rows, write_batch, write_parquet, DOCS};
 use crate::profile_cli::read_rows;
 
 /// One way of handing the same records to a command.
@@ -139,15 +142,79 @@ fn document_forms(d: &Path) -> Vec<Form> {
     forms
 }
 
-/// The trajectory forms: [`record_forms`] of two chat trajectories, and one `.json` file per
-/// trajectory (the second zstd).
+/// A nebius/SWE-agent-trajectories row (the form trajectory data sets on the Hugging Face Hub
+/// take): SWE-agent's fenced commands in the assistant's text, `target` for resolved.
+fn trajectory_record(i: usize) -> Value {
+    let step = |role: &str, text: &str| json!({"role": role, "text": text, "mask": role == "ai"});
+    json!({"instance_id": format!("repo__issue-{i}"), "target": i == 0, "trajectory": [
+        step("system", "You are an autonomous programmer."),
+        step("user", &format!("Issue {i}: last() in utils.py returns the wrong element.")),
+        step("ai", "Let me look at the file first.\n```\nopen utils.py\n```"),
+        step("user", "[File: utils.py (2 lines total)]\n1:def last(xs):\n2:    return xs[len(xs)]\n"),
+        step("ai", &format!("Index out of range: use -1.\n```\nedit 2:2\n    return xs[-{}]\nend_of_edit\n```", i + 1)),
+    ]})
+}
+
+/// `records` (rows of [`trajectory_record`]) as Parquet, with the data set's nested columns.
+fn write_trajectory_parquet(path: &Path, records: &[Value]) {
+    let fields = vec![
+        Field::new("role", DataType::Utf8, false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("mask", DataType::Boolean, false),
+    ];
+    let mut steps = ListBuilder::new(StructBuilder::from_fields(fields, 0));
+    for r in records {
+        for m in r["trajectory"].as_array().unwrap() {
+            let step = steps.values();
+            for (k, name) in ["role", "text"].into_iter().enumerate() {
+                let b = step.field_builder::<StringBuilder>(k).unwrap();
+                b.append_value(m[name].as_str().unwrap());
+            }
+            let mask = step.field_builder::<BooleanBuilder>(2).unwrap();
+            mask.append_value(m["mask"].as_bool().unwrap());
+            step.append(true);
+        }
+        steps.append(true);
+    }
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    let target: Vec<bool> = records
+        .iter()
+        .map(|r| r["target"].as_bool().unwrap())
+        .collect();
+    let batch = RecordBatch::try_from_iter([
+        ("instance_id", Arc::new(StringArray::from(ids)) as ArrayRef),
+        ("target", Arc::new(BooleanArray::from(target)) as ArrayRef),
+        ("trajectory", Arc::new(steps.finish()) as ArrayRef),
+    ])
+    .unwrap();
+    write_batch(path, &batch);
+}
+
+/// The trajectory forms: [`record_forms`] of two trajectories, one `.json` file per
+/// trajectory (the second zstd), and Parquet.
 fn trajectory_forms(d: &Path) -> Vec<Form> {
-    let records = [chat_record("t0", 1), chat_record("t1", 1)];
+    let records = [trajectory_record(0), trajectory_record(1)];
     let mut forms = record_forms(d, &records);
     let single = |i: usize| serde_json::to_vec_pretty(&records[i]).unwrap();
     let first = write(&d.join("single/t0.json"), &single(0));
     let second = write(&d.join("single/t1.json.zst"), &zstd(&single(1)));
     forms.insert(0, Form::files("one JSON file each", &[&first, &second]));
+    let pq = d.join("runs.parquet");
+    write_trajectory_parquet(&pq, &records);
+    // Known by its magic bytes too.
+    let unnamed = d.join("runs.data");
+    std::fs::copy(&pq, &unnamed).unwrap();
+    // A directory keeps its Parquet files with its trajectory files (and skips other files).
+    let mixed = d.join("mixed");
+    write_trajectory_parquet(&write(&mixed.join("a.parquet"), b""), &records[..1]);
+    write(&mixed.join("b.json"), &single(1));
+    write(&mixed.join("c.txt"), b"not a trajectory");
+    forms.insert(1, Form::files("Parquet", &[&pq]));
+    forms.insert(2, Form::files("Parquet named .data", &[&unnamed]));
+    forms.insert(3, Form::files("directory of Parquet and JSON", &[&mixed]));
     forms
 }
 

@@ -60,9 +60,14 @@ pub(crate) fn write_parquet(path: &Path) {
         ("text", Arc::new(StringArray::from(texts)) as ArrayRef),
     ])
     .unwrap();
+    write_batch(path, &batch);
+}
+
+/// One record batch as a Parquet file.
+pub(crate) fn write_batch(path: &Path, batch: &arrow_array::RecordBatch) {
     let f = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
+    w.write(batch).unwrap();
     w.close().unwrap();
 }
 
