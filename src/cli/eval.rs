@@ -34,7 +34,8 @@ full (default: the paper's evaluation set), all.";
 
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Trajectory files or directories; `-` reads chat JSONL from stdin
+    /// Trajectory files (JSON Lines, JSON, .traj, Parquet; gzip/zstd by their bytes),
+    /// directories or quoted glob patterns; `-` reads JSON Lines or a JSON array from stdin
     #[arg(long, short = 'T', required = true, num_args = 1..)]
     trajectories: Vec<PathBuf>,
     #[command(flatten)]

@@ -41,10 +41,12 @@ checkpoint scores only that one, and a killed run resumes with the checkpoints i
 pub struct TrackArgs {
     /// Checkpoint manifest (.toml or .csv)
     manifest: PathBuf,
-    /// Evaluation set: trajectory files or directories (scored the paper's way)
+    /// Evaluation set: trajectory files, directories or glob patterns, as `hesnr eval -T` reads
+    /// them but not stdin (scored the paper's way)
     #[arg(long, short = 'T', num_args = 1.., required_unless_present = "documents", conflicts_with = "documents")]
     trajectories: Vec<PathBuf>,
-    /// Evaluation set: plain documents (JSONL or text), every position scored
+    /// Evaluation set: plain documents (JSON Lines, JSON arrays, Parquet or text; files,
+    /// directories or glob patterns, not stdin), every position scored
     #[arg(long, num_args = 1..)]
     documents: Vec<PathBuf>,
     /// Trajectory format

@@ -6,6 +6,8 @@
 //! for JSON Lines. `line` is the 1-based row number in the file. A file whose schema cannot
 //! work (no text column, a text column that is not a string) is one [`RecordError`] naming the
 //! file and the column; a row with a null or empty text is one error for that row.
+//!
+//! [`read_parquet_records`] reads whole rows as JSON objects instead.
 
 use std::fs::File;
 use std::path::Path;
@@ -83,16 +85,20 @@ fn is_string(t: &DataType) -> bool {
     matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
 }
 
-fn open(path: &Path, opts: &ReaderOptions) -> Result<ParquetRecordBatchReader, OpenError> {
+fn builder(path: &Path) -> Result<ParquetRecordBatchReaderBuilder<File>, OpenError> {
     let file =
         File::open(path).map_err(|e| (None, RecordErrorKind::Io, format!("cannot open: {e}")))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+    ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
         (
             None,
             RecordErrorKind::Io,
             format!("not a readable Parquet file: {e}"),
         )
-    })?;
+    })
+}
+
+fn open(path: &Path, opts: &ReaderOptions) -> Result<ParquetRecordBatchReader, OpenError> {
+    let builder = builder(path)?;
     let schema = builder.schema().clone();
     let find = |name: &str| schema.fields().iter().position(|f| f.name() == name);
     let columns = || {
@@ -277,9 +283,14 @@ impl Iterator for ParquetDocuments {
     }
 }
 
+/// Rows decoded per record batch when whole rows are read: a row can be a whole agent
+/// trajectory.
+const RECORD_BATCH_ROWS: usize = 64;
+
 /// Every column of every row of a Parquet file as one JSON object, one record batch in memory
-/// at a time: for commands that pass records through whole (`select` writes the chosen rows
-/// back out with all their fields), where [`ParquetDocuments`] keeps only text, id and metadata.
+/// at a time: for readers that need whole rows (`select` writes the chosen rows back out with
+/// all their fields; a trajectory row, as in nebius/SWE-agent-trajectories, is a list of
+/// `{role, text}` structs), where [`ParquetDocuments`] keeps only text, id and metadata.
 ///
 /// Values are converted by `arrow-json` (nested structs and lists included); nulls are kept
 /// as `null` so every record has the file's columns. A `metadata` column holding a JSON object
@@ -297,23 +308,20 @@ pub struct ParquetRecords {
 /// first (and only) item.
 pub fn read_parquet_records(path: &Path) -> ParquetRecords {
     let source = path.display().to_string();
-    let open = || -> Result<ParquetRecordBatchReader, String> {
-        let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
-        ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(|e| format!("not a readable Parquet file: {e}"))?
-            .with_batch_size(BATCH_ROWS)
+    let opened = builder(path).and_then(|b| {
+        b.with_batch_size(RECORD_BATCH_ROWS)
             .build()
-            .map_err(|e| format!("cannot read: {e}"))
-    };
-    let (reader, pending) = match open() {
+            .map_err(|e| (None, RecordErrorKind::Io, format!("cannot read: {e}")))
+    });
+    let (reader, pending) = match opened {
         Ok(r) => (Some(r), None),
-        Err(message) => (
+        Err((field, kind, message)) => (
             None,
             Some(RecordError {
                 source: source.clone(),
                 line: 0,
-                field: None,
-                kind: RecordErrorKind::Io,
+                field,
+                kind,
                 message,
             }),
         ),
@@ -389,5 +397,89 @@ impl Iterator for ParquetRecords {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::builder::{Int32Builder, ListBuilder, MapBuilder, StringBuilder};
+    use arrow_array::{
+        BooleanArray, DictionaryArray, Float32Array, Int64Array, StringArray, StructArray,
+        UInt8Array,
+    };
+    use arrow_schema::Field;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    #[test]
+    fn rows_read_as_json_objects_with_nested_columns() {
+        let mut list = ListBuilder::new(Int32Builder::new());
+        list.append_value([Some(1), None]);
+        list.append_null();
+        let mut map = MapBuilder::new(None, StringBuilder::new(), Int32Builder::new());
+        map.keys().append_value("k");
+        map.values().append_value(7);
+        map.append(true).unwrap();
+        map.append(true).unwrap();
+        let step = StructArray::from(vec![
+            (
+                Arc::new(Field::new("role", DataType::Utf8, true)),
+                Arc::new(StringArray::from(vec![Some("ai"), None])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("mask", DataType::Boolean, false)),
+                Arc::new(BooleanArray::from(vec![true, false])) as ArrayRef,
+            ),
+        ]);
+        let dict: DictionaryArray<Int32Type> = vec!["x", "y"].into_iter().collect();
+        let batch = RecordBatch::try_from_iter([
+            (
+                "n",
+                Arc::new(Int64Array::from(vec![Some(-3), None])) as ArrayRef,
+            ),
+            ("u", Arc::new(UInt8Array::from(vec![1, 2])) as ArrayRef),
+            (
+                "f",
+                Arc::new(Float32Array::from(vec![0.5, f32::NAN])) as ArrayRef,
+            ),
+            ("l", Arc::new(list.finish()) as ArrayRef),
+            ("m", Arc::new(map.finish()) as ArrayRef),
+            ("s", Arc::new(step) as ArrayRef),
+            ("d", Arc::new(dict) as ArrayRef),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let rows: Vec<(u64, Value)> = read_parquet_records(&path)
+            .map(|r| r.map(|r| (r.line, r.value)).unwrap())
+            .collect();
+        assert_eq!(
+            rows,
+            vec![
+                (
+                    1,
+                    json!({"n": -3, "u": 1, "f": 0.5, "l": [1, null], "m": {"k": 7},
+                        "s": {"role": "ai", "mask": true}, "d": "x"})
+                ),
+                (
+                    2,
+                    json!({"n": null, "u": 2, "f": null, "l": null, "m": {},
+                        "s": {"role": null, "mask": false}, "d": "y"})
+                ),
+            ]
+        );
+        let missing = dir.path().join("missing.parquet");
+        let e = read_parquet_records(&missing).next().unwrap().unwrap_err();
+        assert_eq!((e.kind, e.line), (RecordErrorKind::Io, 0));
+        assert!(e.message.starts_with("cannot open"), "{}", e.message);
     }
 }

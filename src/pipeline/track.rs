@@ -20,6 +20,7 @@ use super::track_types::{
     TrackReport,
 };
 use crate::analysis::stats::{self, Correlation};
+use crate::data::open::STDIN_ARG;
 use crate::data::trajectory::mask::{Preset, TokenRule};
 use crate::data::trajectory::read::{read_trajectories, TrajectoryFormat};
 use crate::data::trajectory::render::TemplateChoice;
@@ -66,6 +67,13 @@ pub enum TrackError {
         #[source]
         source: Stopped,
     },
+    /// `-` in the evaluation set: it is read again for every checkpoint, and its content keys
+    /// the cache, so it must be files.
+    #[error(
+        "hesnr track cannot read stdin (each checkpoint re-reads the evaluation set, and its \
+         content keys the cache): write it to a file"
+    )]
+    Stdin,
     #[error(transparent)]
     Data(#[from] data::DataError),
 }
@@ -293,6 +301,9 @@ impl EvalSet {
 
     /// Everything about the set and its settings that changes the scored positions.
     fn fingerprint(&self) -> Result<serde_json::Value, TrackError> {
+        if self.inputs().iter().any(|p| p.as_os_str() == STDIN_ARG) {
+            return Err(TrackError::Stdin);
+        }
         let mut hasher = Sha256::new();
         // The files as the readers will find them (directories, glob patterns).
         let files = data::expand_inputs(self.inputs())?;

@@ -95,6 +95,28 @@ pub fn run_hesnr(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     c.output().expect("run hesnr")
 }
 
+/// Runs hesnr with `args` and `stdin` as its standard input (written from another thread, so a
+/// child that writes much before it has read all, or fails without reading, cannot block it).
+#[track_caller]
+pub fn run_hesnr_stdin(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut child = hesnr_command()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hesnr");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let bytes = stdin.to_vec();
+    // A child that fails before reading closes the pipe: its output says why, not this write.
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&bytes);
+    });
+    let out = child.wait_with_output().expect("run hesnr");
+    writer.join().expect("stdin writer");
+    out
+}
+
 /// Asserts a run succeeded (showing its stderr otherwise) and returns its stderr.
 pub fn ok(out: &std::process::Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

@@ -4,38 +4,54 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 
-use crate::common::{default_tiny, hesnr_command, ok, run_hesnr, s, scratch};
+use crate::common::{default_tiny, ok, run_hesnr, run_hesnr_stdin, s, scratch};
 use serde_json::{json, Value};
 
-const DOCS: [(&str, &str); 2] = [
+/// Two short documents (id, text): what every input form below holds.
+pub(crate) const DOCS: [(&str, &str); 2] = [
     ("a", "def add(x, y):\n    return x + y\n"),
     ("b", "fn main() {\n    println!(\"hi\");\n}\n"),
 ];
 
-fn dir(name: &str) -> PathBuf {
+/// An empty folder `name` in the calling module's scratch folder.
+#[track_caller]
+pub(crate) fn dir(name: &str) -> PathBuf {
     let d = scratch().join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn jsonl() -> Vec<u8> {
+/// [`DOCS`] as JSON records `{id, text}`.
+pub(crate) fn doc_records() -> Vec<Value> {
     DOCS.iter()
-        .map(|(id, text)| json!({"id": id, "text": text}).to_string() + "\n")
+        .map(|(id, text)| json!({"id": id, "text": text}))
+        .collect()
+}
+
+/// Records as JSON Lines.
+pub(crate) fn json_lines(records: &[Value]) -> Vec<u8> {
+    records
+        .iter()
+        .map(|r| r.to_string() + "\n")
         .collect::<String>()
         .into_bytes()
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
+fn jsonl() -> Vec<u8> {
+    json_lines(&doc_records())
+}
+
+pub(crate) fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(bytes).unwrap();
     gz.finish().unwrap()
 }
 
-fn write_parquet(path: &Path) {
+/// [`DOCS`] as a Parquet file with `id` and `text` columns.
+pub(crate) fn write_parquet(path: &Path) {
     use arrow_array::{ArrayRef, RecordBatch, StringArray};
     let ids: Vec<&str> = DOCS.iter().map(|d| d.0).collect();
     let texts: Vec<&str> = DOCS.iter().map(|d| d.1).collect();
@@ -44,9 +60,14 @@ fn write_parquet(path: &Path) {
         ("text", Arc::new(StringArray::from(texts)) as ArrayRef),
     ])
     .unwrap();
+    write_batch(path, &batch);
+}
+
+/// One record batch as a Parquet file.
+pub(crate) fn write_batch(path: &Path, batch: &arrow_array::RecordBatch) {
     let f = std::fs::File::create(path).unwrap();
     let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
+    w.write(batch).unwrap();
     w.close().unwrap();
 }
 
@@ -61,7 +82,8 @@ fn score(inputs: &[&str]) -> Vec<Value> {
     rows(&out.stdout)
 }
 
-fn rows(stdout: &[u8]) -> Vec<Value> {
+/// The JSON rows of a command's JSON Lines output.
+pub(crate) fn rows(stdout: &[u8]) -> Vec<Value> {
     String::from_utf8_lossy(stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -105,11 +127,7 @@ fn every_input_form_gives_the_same_rows() {
 
     // A JSON array of records: rows numbered by element.
     let arr = d.join("array.json");
-    let records: Vec<Value> = DOCS
-        .iter()
-        .map(|(id, text)| json!({"id": id, "text": text}))
-        .collect();
-    std::fs::write(&arr, serde_json::to_vec_pretty(&records).unwrap()).unwrap();
+    std::fs::write(&arr, serde_json::to_vec_pretty(&doc_records()).unwrap()).unwrap();
     assert_eq!(key(&score(&[s(&arr)])), want);
 
     // Parquet: one document per row, row numbers as lines.
@@ -121,20 +139,7 @@ fn every_input_form_gives_the_same_rows() {
 
     // stdin.
     let model = default_tiny();
-    let mut child = hesnr_command()
-        .args(["score", "-", "-m", s(&model)])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&gzip(&jsonl()))
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = run_hesnr_stdin(&["score", "-", "-m", s(&model)], &gzip(&jsonl()));
     ok(&out);
     let got = rows(&out.stdout);
     assert_eq!(key(&got), want);

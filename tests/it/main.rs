@@ -12,6 +12,7 @@ mod engine_tiny;
 mod environment;
 mod eval_tiny;
 mod golden_eval;
+mod input_forms;
 mod inputs;
 mod profile_cli;
 mod real_model;

@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use serde_json::Value;
 
-type Row = BTreeMap<String, Value>;
+pub(crate) type Row = BTreeMap<String, Value>;
 
 fn model() -> String {
     default_tiny().to_string_lossy().into_owned()
@@ -63,7 +63,7 @@ fn write_parquet(path: &Path, cols: Vec<(&str, ArrayRef)>) {
 }
 
 /// Every row of a Parquet file as column name -> JSON value (null for nulls).
-fn read_rows(path: &Path) -> Vec<Row> {
+pub(crate) fn read_rows(path: &Path) -> Vec<Row> {
     let r = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
         .unwrap()
         .build()

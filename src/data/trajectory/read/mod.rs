@@ -19,7 +19,8 @@
 //! [`swe_agent`] (`.traj`), [`openhands`] (event logs); [`record`] holds what they share. This
 //! module finds the files (through [`crate::data::inputs`]), opens them (through
 //! [`crate::data::open`], compression by magic bytes), reads JSON Lines through
-//! [`crate::data::json::JsonRecords`], and picks the format of each record by its shape.
+//! [`crate::data::json::JsonRecords`] and Parquet rows through [`crate::data::parquet`], and
+//! picks the format of each record by its shape.
 
 mod chat;
 mod openhands;
@@ -40,8 +41,11 @@ pub use swe_agent::parse_swe_agent;
 
 use super::Trajectory;
 use crate::data::inputs::{expand, InputFile};
-use crate::data::json::{json_message, type_name, JsonLayout, JsonRecords};
-use crate::data::open::{open_decoded, BOM, STDIN_NAME};
+use crate::data::json::{json_message, type_name, JsonLayout, JsonRecord, JsonRecords};
+use crate::data::open::{
+    first_non_blank, open_decoded, put_back, starts_with_parquet_magic, BOM, STDIN_NAME,
+};
+use crate::data::parquet::{is_parquet, read_parquet_records};
 use crate::data::{DataError, RecordError, RecordErrorKind};
 
 /// What a read error of a trajectory file is called (the stream may be compressed).
@@ -51,7 +55,8 @@ const READ_FAILED: &str = "read failed (corrupt or truncated compressed stream?)
 /// the JSON); the others force one parser on every record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TrajectoryFormat {
-    /// `*.jsonl`/`*.ndjson` (and stdin): one record per line, each sniffed, chat by default;
+    /// `*.jsonl`/`*.ndjson`, Parquet (and stdin): one record per line or row, each sniffed,
+    /// chat by default;
     /// `*.traj`: SWE-agent unless the JSON says otherwise; `*.json`: sniffed.
     #[default]
     Auto,
@@ -68,9 +73,14 @@ pub enum TrajectoryFormat {
 ///
 /// `-` is stdin (JSON Lines). A directory expands to its non-hidden files, recursively, sorted
 /// by name, keeping only trajectory files (`.jsonl`, `.ndjson`, `.json`, `.traj`, each maybe
-/// `.gz`/`.zst`); a glob pattern to its matches; a file named explicitly (or matched by a
-/// pattern) is read whatever its name (as one JSON value, or as JSON Lines when it is a pipe).
-/// Compression is detected from the bytes.
+/// `.gz`/`.zst`, and `.parquet`/`.pq`); a glob pattern to its matches; a file named explicitly
+/// (or matched by a pattern) is read whatever its name (Parquet by its magic bytes, else as one
+/// JSON value, or as JSON Lines when it is a pipe). Whatever the name, JSON whose first
+/// non-blank byte is `[` is one array: one trajectory per element when the elements are
+/// trajectory records (place `file:row`), else one trajectory (an OpenHands event log). A
+/// Parquet file is one record per row (place `file:row`; see
+/// [`crate::data::parquet::read_parquet_records`]), as JSON Lines are one per line. Compression is
+/// detected from the bytes.
 pub fn read_trajectories(
     inputs: &[PathBuf],
     format: TrajectoryFormat,
@@ -84,7 +94,7 @@ pub fn read_trajectories(
             match path {
                 None => queue.push_back(Input {
                     path: None,
-                    lines: true,
+                    layout: Layout::Lines,
                     format,
                     fallback: Some(TrajectoryFormat::Chat),
                 }),
@@ -120,16 +130,27 @@ pub struct TrajectoryStream {
 struct Input {
     /// `None` is stdin.
     path: Option<PathBuf>,
-    /// JSON Lines rather than one JSON value.
-    lines: bool,
+    layout: Layout,
     format: TrajectoryFormat,
     /// With `Auto`, the parser for a value whose shape says nothing.
     fallback: Option<TrajectoryFormat>,
 }
 
+/// How an input holds its trajectories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// JSON Lines (read whole when it is a JSON array).
+    Lines,
+    /// One JSON value (JSON Lines when it turns out to be).
+    Whole,
+    /// Parquet: one record per row.
+    Parquet,
+}
+
+/// An input read one record (line or row) at a time.
 struct LineInput {
     source: String,
-    records: JsonRecords,
+    records: Box<dyn Iterator<Item = Result<JsonRecord, RecordError>> + Send>,
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
 }
@@ -163,7 +184,16 @@ impl Iterator for TrajectoryStream {
                 .path
                 .as_ref()
                 .map_or_else(|| STDIN_NAME.to_string(), |p| p.display().to_string());
-            let reader = match open_decoded(input.path.as_deref()) {
+            if let (Layout::Parquet, Some(path)) = (input.layout, &input.path) {
+                self.lines = Some(LineInput {
+                    source,
+                    records: Box::new(read_parquet_records(path)),
+                    format: input.format,
+                    fallback: input.fallback,
+                });
+                continue;
+            }
+            let mut reader = match open_decoded(input.path.as_deref()) {
                 Ok(d) => d.reader,
                 Err(e) => {
                     return Some(Err(file_error(
@@ -173,12 +203,25 @@ impl Iterator for TrajectoryStream {
                     )))
                 }
             };
-            if input.lines {
+            let (first, prefix) = match first_non_blank(&mut reader) {
+                Ok(f) => f,
+                Err(e) => {
+                    return Some(Err(file_error(
+                        &source,
+                        RecordErrorKind::Io,
+                        format!("{READ_FAILED}: {e}"),
+                    )))
+                }
+            };
+            let reader = put_back(reader, prefix);
+            // A JSON array (of records, or an OpenHands event log) is read whole, whatever the
+            // name: `.jsonl` and stdin too.
+            if input.layout == Layout::Lines && first != Some(b'[') {
                 let records =
                     JsonRecords::new(source.clone(), reader, JsonLayout::Lines, READ_FAILED);
                 self.lines = Some(LineInput {
                     source,
-                    records,
+                    records: Box::new(records),
                     format: input.format,
                     fallback: input.fallback,
                 });
@@ -364,6 +407,11 @@ fn read_whole(
         ))];
     }
     match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(rows)) if is_record_array(&rows, format) => rows
+            .iter()
+            .zip(1..)
+            .map(|(row, n)| parse_value(row, source, n, format, fallback))
+            .collect(),
         Ok(v) => vec![parse_value(&v, source, 0, format, fallback)],
         Err(e) if e.line() > 1 && e.to_string().starts_with("trailing characters") => {
             // JSON Lines under a `.json` name.
@@ -392,6 +440,19 @@ fn read_whole(
     }
 }
 
+/// Whether a JSON array holds one trajectory record per element (place `file:row`) rather than
+/// being one trajectory itself (an OpenHands event log): its first element is a record of a known
+/// shape, or the format is forced to one whose trajectories are objects.
+fn is_record_array(rows: &[Value], format: TrajectoryFormat) -> bool {
+    match format {
+        TrajectoryFormat::Chat | TrajectoryFormat::SweAgent => true,
+        TrajectoryFormat::OpenHands => false,
+        TrajectoryFormat::Auto => rows
+            .first()
+            .is_some_and(|r| r.is_object() && sniff(r).is_some()),
+    }
+}
+
 /// How to read `path`, or `None` for a file in a directory that is not a trajectory file.
 fn classify(
     path: PathBuf,
@@ -401,24 +462,27 @@ fn classify(
 ) -> Option<Input> {
     let stem = crate::data::open::uncompressed_name(&path);
     let stem = stem.as_str();
-    let (lines, fallback) = if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") {
-        (true, Some(TrajectoryFormat::Chat))
-    } else if stem.ends_with(".json") {
-        (false, None)
-    } else if stem.ends_with(".traj") {
-        (false, Some(TrajectoryFormat::SweAgent))
-    } else if !explicit {
-        tracing::debug!("skipping non-trajectory file {}", path.display());
-        return None;
-    } else if !regular {
-        // A pipe (`<(zcat runs.jsonl.gz)`): its name says nothing; read it like stdin.
-        (true, Some(TrajectoryFormat::Chat))
-    } else {
-        (false, None)
-    };
+    let (layout, fallback) =
+        if is_parquet(&path) || (explicit && regular && starts_with_parquet_magic(&path)) {
+            (Layout::Parquet, Some(TrajectoryFormat::Chat))
+        } else if stem.ends_with(".jsonl") || stem.ends_with(".ndjson") {
+            (Layout::Lines, Some(TrajectoryFormat::Chat))
+        } else if stem.ends_with(".json") {
+            (Layout::Whole, None)
+        } else if stem.ends_with(".traj") {
+            (Layout::Whole, Some(TrajectoryFormat::SweAgent))
+        } else if !explicit {
+            tracing::debug!("skipping non-trajectory file {}", path.display());
+            return None;
+        } else if !regular {
+            // A pipe (`<(zcat runs.jsonl.gz)`): its name says nothing; read it like stdin.
+            (Layout::Lines, Some(TrajectoryFormat::Chat))
+        } else {
+            (Layout::Whole, None)
+        };
     Some(Input {
         path: Some(path),
-        lines,
+        layout,
         format,
         fallback,
     })

@@ -764,3 +764,55 @@ fn directories_compression_and_sniffing() {
         (RecordErrorKind::MissingField, Some("$.trajectory[0].role"))
     );
 }
+
+#[test]
+fn json_arrays_hold_one_trajectory_per_record_or_are_an_event_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let chat = |id: &str| json!({"id": id, "messages": [{"role": "user", "content": "x"}]});
+    let records = json!([chat("a"), chat("b")]);
+    let places = |items: Vec<Result<Trajectory, RecordError>>| -> Vec<String> {
+        items
+            .into_iter()
+            .map(|i| {
+                i.map_or_else(
+                    |e| e.to_string(),
+                    |t| format!("{} {}:{}", t.id, t.source, t.line),
+                )
+            })
+            .collect()
+    };
+    // Under a .json name, under a .jsonl name (pretty-printed or not), and gzip: a row each.
+    for (name, bytes) in [
+        ("r.json", serde_json::to_vec_pretty(&records).unwrap()),
+        ("r.jsonl", records.to_string().into_bytes()),
+        ("p.jsonl", serde_json::to_vec_pretty(&records).unwrap()),
+    ] {
+        let p = write(d, name, &bytes);
+        let src = p.display();
+        assert_eq!(
+            places(read(std::slice::from_ref(&p))),
+            vec![format!("a {src}:1"), format!("b {src}:2")],
+            "{name}"
+        );
+    }
+    // An OpenHands event log is one trajectory, whatever the name.
+    let p = write(d, "oh.jsonl", openhands_events().to_string().as_bytes());
+    let items = read(std::slice::from_ref(&p));
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].as_ref().unwrap().id, "oh");
+    // A forced format reads every element as its record; an element of no known shape is an
+    // error at its row, and the next element is still read.
+    let p = write(
+        d,
+        "odd.json",
+        json!([{"x": 1}, chat("c")]).to_string().as_bytes(),
+    );
+    let items: Vec<_> = read_trajectories(std::slice::from_ref(&p), TrajectoryFormat::Chat)
+        .unwrap()
+        .collect();
+    let e = items[0].as_ref().unwrap_err();
+    assert_eq!((e.line, e.kind), (1, RecordErrorKind::MissingField));
+    let t = items[1].as_ref().unwrap();
+    assert_eq!((t.id.as_str(), t.line), ("c", 2));
+}
