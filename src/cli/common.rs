@@ -157,8 +157,8 @@ impl Spinner {
         }
     }
 
-    /// Removes the line (before the command prints its summary).
-    pub fn finish(&self) {
+    /// Removes the line (before the command prints to the terminal mid-run).
+    pub fn clear(&self) {
         self.bar.finish_and_clear();
     }
 }
@@ -167,6 +167,10 @@ impl Reporter for Spinner {
     fn update(&self, log: &RunLog) {
         self.bar.set_message((self.label)(log));
         self.bar.tick();
+    }
+
+    fn finish(&self, _: &RunLog) {
+        self.clear();
     }
 }
 

@@ -15,7 +15,7 @@ use hesnr::engine::Backend;
 use hesnr::pipeline::eval::{
     self, choose_template, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory,
 };
-use hesnr::pipeline::run::{drive, Outcome, RunLog, Unit};
+use hesnr::pipeline::run::{Flow, Outcome, Unit};
 use hesnr::report::explain;
 
 use super::common::{load_model, num4, print_skips, MetricArgs, ModelArgs, Spinner};
@@ -194,7 +194,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         )
     });
     let mut totals = EvalTotals::new(&presets, metrics);
-    let mut log = RunLog::new();
+    let mut flow = Flow::new(&spinner);
     let mut explained = false;
     let wanted = |t: &Trajectory| args.explain.as_ref().is_none_or(|id| *id == t.id);
     let items = trajectories.take(args.limit.map_or(usize::MAX, |l| l as usize));
@@ -220,7 +220,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             out.write(&serde_json::json!({"id": traj.id, "text": evaluated.rendered.text}))?;
         }
         if explaining {
-            spinner.finish();
+            spinner.clear();
             // The paper's preset when it was computed, else the first one asked for.
             let shown = presets
                 .iter()
@@ -232,15 +232,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         }
         anyhow::Ok(())
     };
-    drive(
-        &mut [backend.as_mut()],
-        items,
-        work,
-        sink,
-        &mut log,
-        &spinner,
-    )?;
-    spinner.finish();
+    flow.drive(&mut [backend.as_mut()], items, work, sink)?;
+    let log = flow.log;
     if let Some(out) = rows_out {
         out.finish().context("writing the per-trajectory rows")?;
     }

@@ -156,7 +156,6 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
         )
     });
     let stats = profile::run_shard(&job, &mut main, reference.as_mut(), &spinner)?;
-    spinner.finish();
     let mut e = std::io::stderr().lock();
     let _ = writeln!(
         e,

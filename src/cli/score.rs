@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use hesnr::data::{self, Document, InputFormat, JsonlWriter, ReaderOptions};
 use hesnr::engine::Backend;
 use hesnr::metrics::Summary;
-use hesnr::pipeline::run::{drive, Outcome, RunLog};
+use hesnr::pipeline::run::{Flow, Outcome};
 use hesnr::pipeline::score::{self, DocumentRow, RunTotals, ScoredDocument};
 
 use super::common::{load_model, num4, print_skips, MetricArgs, ModelArgs, Spinner};
@@ -110,7 +110,6 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     let settings = args.metric.settings(&backend)?;
 
     let mut totals = RunTotals::new(metrics);
-    let mut log = RunLog::new();
     let spinner = Spinner::new(|log| {
         format!(
             "{} docs, {} tokens, {:.0} tok/s",
@@ -145,15 +144,9 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         }
         anyhow::Ok(())
     };
-    drive(
-        &mut [backend.as_mut()],
-        items,
-        work,
-        sink,
-        &mut log,
-        &spinner,
-    )?;
-    spinner.finish();
+    let mut flow = Flow::new(&spinner);
+    flow.drive(&mut [backend.as_mut()], items, work, sink)?;
+    let log = flow.log;
     if let Some(out) = rows_out {
         out.finish().context("writing the per-document rows")?;
     }

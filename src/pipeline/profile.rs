@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::run::{drive, Outcome, Reporter, RunLog, Stopped, Unit, Worked};
+use super::run::{Flow, Outcome, Reporter, Stopped, Unit, Worked};
 use super::score::{score_text, ScoreSettings};
 use super::skips::MAX_REASONS_KEPT;
 use crate::data::digest::hex;
@@ -791,8 +791,8 @@ pub fn run_shard(
         );
     }
 
-    let mut log = RunLog::new();
-    log.resumed = resumed.rows + resumed.failed.len() as u64;
+    let mut flow = Flow::new(reporter);
+    flow.log.resumed = resumed.rows + resumed.failed.len() as u64;
     // Failures recorded in this run's parts (also in `log.skips`, which counts read errors too).
     let mut failed_now = 0u64;
     let mut ids: HashSet<u64> = HashSet::new();
@@ -907,7 +907,7 @@ pub fn run_shard(
     if let Some(r) = reference.as_deref_mut() {
         backends.push(&mut *r.backend);
     }
-    drive(&mut backends, todo, work, sink, &mut log, reporter).map_err(|e| {
+    flow.drive(&mut backends, todo, work, sink).map_err(|e| {
         // Parts written so far stay, and a re-run resumes after them.
         match e.downcast::<Stopped>() {
             Ok(s) => anyhow::anyhow!("{s} (re-run with the same flags to resume)"),
@@ -915,7 +915,7 @@ pub fn run_shard(
         }
     })?;
     flush(&mut buf, &mut meta, part_scoring, &mut next_part)?;
-    reporter.update(&log);
+    let log = flow.log;
 
     // Combine every part (earlier runs' and this one's) in index order.
     let resumed_all = scan_parts(&parts_dir, shard)?;

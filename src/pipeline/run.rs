@@ -2,7 +2,7 @@
 //!
 //! Units read from the inputs (documents or trajectories) are worked on by a backend, several
 //! at once where the backend allows ([`for_each_ordered`]), and handed to the pipeline's sink in
-//! input order. [`drive`] owns what every pipeline must do alike, so that a new per-unit stage
+//! input order. [`Flow::drive`] owns what every pipeline must do alike, so that a new per-unit stage
 //! is a work function and a sink, and the commands cannot drift apart:
 //! - a record that could not be read is skipped: counted, and its reason (`file:line: why`)
 //!   kept in the run's [`SkipLog`];
@@ -204,10 +204,51 @@ pub fn per_second(count: u64, seconds: f64) -> f64 {
 pub trait Reporter {
     /// Called after every unit (done or skipped).
     fn update(&self, log: &RunLog);
+    /// Called once when the run ends, whether the units ran out or the run stopped (the
+    /// command line clears its progress line before printing the summary or the error).
+    fn finish(&self, _log: &RunLog) {}
 }
 
 impl Reporter for () {
     fn update(&self, _: &RunLog) {}
+}
+
+/// One run of the document flow: its [`RunLog`] and who is told of its progress. A pipeline
+/// makes one, calls [`Flow::drive`] with its work and its sink, then reads the log.
+pub struct Flow<'r> {
+    pub log: RunLog,
+    reporter: &'r dyn Reporter,
+}
+
+impl<'r> Flow<'r> {
+    /// A run whose clock starts now.
+    pub fn new(reporter: &'r dyn Reporter) -> Self {
+        Self {
+            log: RunLog::new(),
+            reporter,
+        }
+    }
+
+    /// Runs `work` on every readable unit of `items` and hands the outcomes to `sink` in input
+    /// order (see [`drive`] and the module docs for the rules); the reporter is told the run
+    /// ended however it ends.
+    pub fn drive<U, R, E, SE>(
+        &mut self,
+        backends: &mut [&mut dyn Backend],
+        items: impl Iterator<Item = Result<U, RecordError>>,
+        work: impl Fn(&mut [&mut dyn Backend], &U) -> Option<Result<R, E>> + Sync,
+        sink: impl FnMut(&dyn Backend, U, Outcome<R>) -> Result<(), SE>,
+    ) -> Result<(), SE>
+    where
+        U: Unit + Send,
+        R: Worked + Send,
+        E: Fatal + Display + Send,
+        SE: From<Stopped>,
+    {
+        let result = drive(backends, items, work, sink, &mut self.log, self.reporter);
+        self.reporter.finish(&self.log);
+        result
+    }
 }
 
 /// Runs `work` on every readable unit of `items` and hands the outcomes to `sink` in input order,
@@ -217,7 +258,7 @@ impl Reporter for () {
 /// it is neither counted nor given to the sink. An error from `sink` stops the run and is
 /// returned as it is; a fatal work error is returned as a [`Stopped`] converted into the sink's
 /// error type.
-pub fn drive<U, R, E, SE>(
+fn drive<U, R, E, SE>(
     backends: &mut [&mut dyn Backend],
     items: impl Iterator<Item = Result<U, RecordError>>,
     work: impl Fn(&mut [&mut dyn Backend], &U) -> Option<Result<R, E>> + Sync,

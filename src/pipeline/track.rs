@@ -29,7 +29,7 @@ use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
-use crate::pipeline::run::{drive, Outcome, RunLog, Stopped};
+use crate::pipeline::run::{Flow, Outcome, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
 use crate::pipeline::skips::SkipLog;
 
@@ -533,7 +533,7 @@ fn score_checkpoint(
             .collect::<Vec<_>>()
     };
     let mut units = Vec::new();
-    let mut log = RunLog::new();
+    let mut flow = Flow::new(&());
     let stopped = |source: Stopped| TrackError::Stopped {
         name: name.to_string(),
         source,
@@ -576,7 +576,8 @@ fn score_checkpoint(
                     Ok::<(), Stopped>(())
                 };
             let items = read_trajectories(inputs, *format)?;
-            drive(&mut [backend], items, work, sink, &mut log, &()).map_err(stopped)?;
+            flow.drive(&mut [backend], items, work, sink)
+                .map_err(stopped)?;
         }
         EvalSet::Documents { inputs, reader } => {
             let work = |b: &mut [&mut dyn Backend], doc: &Document| {
@@ -589,9 +590,11 @@ fn score_checkpoint(
                 Ok::<(), Stopped>(())
             };
             let items = data::read_documents(inputs, reader)?;
-            drive(&mut [backend], items, work, sink, &mut log, &()).map_err(stopped)?;
+            flow.drive(&mut [backend], items, work, sink)
+                .map_err(stopped)?;
         }
     }
+    let log = flow.log;
     if units.is_empty() {
         return Err(TrackError::Scoring {
             name: name.to_string(),

@@ -68,7 +68,8 @@ fn select_ok(config: &Path, out: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap()
 }
 
-fn read_rows(out: &Path) -> Vec<Value> {
+/// The rows of an output folder's JSONL shards, in shard order.
+pub(crate) fn read_rows(out: &Path) -> Vec<Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(out)
         .unwrap()
         .map(|e| e.unwrap().path())

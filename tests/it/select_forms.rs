@@ -4,13 +4,14 @@
 //! of text files is one record per file; `-` is refused by name.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use serde_json::{json, Value};
 
 use crate::common::{default_tiny, hesnr, ok, s, scratch};
+use crate::select_cli::read_rows;
 
 /// Eight records, each with a field (`repo`) that only a reader keeping whole records keeps.
 fn records() -> Vec<Value> {
@@ -155,7 +156,7 @@ fn profile_select_report(dir: &Path, documents: &str, form: &str) -> Vec<Value> 
         String::from_utf8_lossy(&out.stderr)
     );
     let page = std::fs::read_to_string(&html).unwrap();
-    let rows = read_selected(&sel);
+    let rows = read_rows(&sel);
     assert!(!rows.is_empty(), "{form}: nothing selected");
     assert!(
         rows.iter()
@@ -173,25 +174,6 @@ fn escaped(text: &str) -> String {
         .replace('"', "&quot;")
         .replace('\'', "&#x27;")
         .replace('/', "&#x2f;")
-}
-
-fn read_selected(sel: &Path) -> Vec<Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(sel)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).unwrap())
-                .collect::<Vec<Value>>()
-        })
-        .collect()
 }
 
 /// What a selected record must agree on across forms: id, text, weight and the scores (the

@@ -46,6 +46,7 @@ use crate::data::open::{
     first_non_blank, open_decoded, put_back, starts_with_parquet_magic, BOM, STDIN_NAME,
 };
 use crate::data::parquet::{is_parquet, read_parquet_records};
+use crate::data::reader::whole_file_error;
 use crate::data::{DataError, RecordError, RecordErrorKind};
 
 /// What a read error of a trajectory file is called (the stream may be compressed).
@@ -196,7 +197,7 @@ impl Iterator for TrajectoryStream {
             let mut reader = match open_decoded(input.path.as_deref()) {
                 Ok(d) => d.reader,
                 Err(e) => {
-                    return Some(Err(file_error(
+                    return Some(Err(whole_file_error(
                         &source,
                         RecordErrorKind::Io,
                         format!("cannot open: {e}"),
@@ -206,7 +207,7 @@ impl Iterator for TrajectoryStream {
             let (first, prefix) = match first_non_blank(&mut reader) {
                 Ok(f) => f,
                 Err(e) => {
-                    return Some(Err(file_error(
+                    return Some(Err(whole_file_error(
                         &source,
                         RecordErrorKind::Io,
                         format!("{READ_FAILED}: {e}"),
@@ -363,16 +364,6 @@ fn parse_value(
 // ---------------------------------------------------------------------------------------------
 // Files
 
-fn file_error(source: &str, kind: RecordErrorKind, message: String) -> RecordError {
-    RecordError {
-        source: source.to_string(),
-        line: 0,
-        field: None,
-        kind,
-        message,
-    }
-}
-
 /// A whole file as one JSON value (or, when it turns out to be JSON Lines, one per line).
 fn read_whole(
     mut reader: Box<dyn BufRead + Send>,
@@ -382,7 +373,7 @@ fn read_whole(
 ) -> Vec<Result<Trajectory, RecordError>> {
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
-        return vec![Err(file_error(
+        return vec![Err(whole_file_error(
             source,
             RecordErrorKind::Io,
             format!("{READ_FAILED}: {e}"),
@@ -392,7 +383,7 @@ fn read_whole(
     let text = match std::str::from_utf8(bytes) {
         Ok(t) => t,
         Err(e) => {
-            return vec![Err(file_error(
+            return vec![Err(whole_file_error(
                 source,
                 RecordErrorKind::InvalidUtf8,
                 format!("invalid UTF-8 at byte {}", e.valid_up_to()),
@@ -400,7 +391,7 @@ fn read_whole(
         }
     };
     if text.trim().is_empty() {
-        return vec![Err(file_error(
+        return vec![Err(whole_file_error(
             source,
             RecordErrorKind::EmptyText,
             "empty file".into(),
