@@ -7,6 +7,9 @@
 //! holding the top k and the prompt token itself. No text is generated: `max_tokens` is accepted
 //! and ignored, as the point is scoring the prompt.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use serde_json::{json, Map, Value};
 
 use crate::engine::{Backend, EngineError};
@@ -30,6 +33,8 @@ pub struct ServeOptions {
     pub model_name: String,
     /// Required `Authorization: Bearer` key, if any.
     pub api_key: Option<String>,
+    /// The largest request body read; a larger one is answered 413.
+    pub max_body_bytes: usize,
     pub fault: Option<Fault>,
 }
 
@@ -248,23 +253,94 @@ fn top_logprobs(s: &PositionStats, k: usize) -> Vec<(u32, f64)> {
         .collect()
 }
 
-/// Serves requests on `listener` one at a time until the process ends (the model has one
-/// context; clients queue). Logs one line per request.
+/// Serves requests until the process ends.
+///
+/// The model answers one request at a time (on this thread: a backend is bound to one context),
+/// but no client can hold the others up: every request's body is read on a thread of its own,
+/// at most [`ServeOptions::max_body_bytes`] of it, with at most [`MAX_READING`] reads under
+/// way (more are answered 503 at once), and every answer is written on a thread of its own. A
+/// client that stalls mid-body or never reads its answer ties up only its own thread.
 pub fn serve(backend: &mut dyn Backend, opts: &ServeOptions, server: &tiny_http::Server) {
-    for mut request in server.incoming_requests() {
-        let method = request.method().as_str().to_uppercase();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(tiny_http::Request, Body)>();
+    let reading = Arc::new(AtomicUsize::new(0));
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            for request in server.incoming_requests() {
+                if reading.fetch_add(1, Ordering::SeqCst) >= MAX_READING {
+                    reading.fetch_sub(1, Ordering::SeqCst);
+                    let busy = error(503, "too many requests being read; retry later");
+                    respond_in_background(request, busy);
+                    continue;
+                }
+                let (tx, reading, limit) =
+                    (ready_tx.clone(), Arc::clone(&reading), opts.max_body_bytes);
+                std::thread::spawn(move || {
+                    let mut request = request;
+                    let body = read_body(&mut request, limit);
+                    reading.fetch_sub(1, Ordering::SeqCst);
+                    // The receiver lives as long as the server: a failed send means shutdown.
+                    let _ = tx.send((request, body));
+                });
+            }
+        });
+        for (request, body) in ready_rx {
+            let method = request.method().as_str().to_uppercase();
+            let url = request.url().to_string();
+            let auth = request
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Authorization"))
+                .map(|h| h.value.as_str().to_string());
+            let (status, value) = match body {
+                Ok(body) => handle(backend, opts, &method, &url, auth.as_deref(), &body),
+                Err(answer) => answer,
+            };
+            tracing::info!(%method, %url, status, "request");
+            respond_in_background(request, (status, value));
+        }
+    });
+}
+
+/// Requests whose bodies may be read at once; one more is answered 503.
+pub const MAX_READING: usize = 64;
+
+/// A request body as text, or the answer that refuses it.
+type Body = Result<String, Answer>;
+
+/// Reads at most `limit` bytes of a request's body (a declared length over it is refused before
+/// anything is read).
+fn read_body(request: &mut tiny_http::Request, limit: usize) -> Body {
+    let too_large = || {
+        error(
+            413,
+            format!("request body over {limit} bytes (the server's --max-body-mb)"),
+        )
+    };
+    if request.body_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    let reader = request.as_reader();
+    match std::io::Read::read_to_end(
+        &mut std::io::Read::take(reader, limit as u64 + 1),
+        &mut bytes,
+    ) {
+        Ok(_) if bytes.len() > limit => Err(too_large()),
+        Ok(_) => String::from_utf8(bytes).map_err(|e| {
+            error(
+                400,
+                format!("body is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+            )
+        }),
+        Err(e) => Err(error(400, format!("cannot read the body: {e}"))),
+    }
+}
+
+/// Writes an answer on a thread of its own, so a client that does not read cannot stall the
+/// server.
+fn respond_in_background(request: tiny_http::Request, (status, value): Answer) {
+    std::thread::spawn(move || {
         let url = request.url().to_string();
-        let auth = request
-            .headers()
-            .iter()
-            .find(|h| h.field.equiv("Authorization"))
-            .map(|h| h.value.as_str().to_string());
-        let mut body = String::new();
-        let (status, value) = match std::io::Read::read_to_string(request.as_reader(), &mut body) {
-            Ok(_) => handle(backend, opts, &method, &url, auth.as_deref(), &body),
-            Err(e) => error(400, format!("cannot read the body: {e}")),
-        };
-        tracing::info!(%method, %url, status, "request");
         let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
             .expect("static header");
         let response = tiny_http::Response::from_string(value.to_string())
@@ -273,5 +349,5 @@ pub fn serve(backend: &mut dyn Backend, opts: &ServeOptions, server: &tiny_http:
         if let Err(e) = request.respond(response) {
             tracing::warn!("could not answer {url}: {e}");
         }
-    }
+    });
 }

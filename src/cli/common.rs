@@ -18,8 +18,9 @@ use hesnr::pipeline::score::ScoreSettings;
 
 use super::remote::RemoteArgs;
 
+/// The flags of the embedded engine: which GGUF and how to run it.
 #[derive(Args, Clone)]
-pub struct ModelArgs {
+pub struct LocalModelArgs {
     /// GGUF model file [default: $HESNR_MODEL, else the fetched default model]
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
@@ -42,8 +43,29 @@ pub struct ModelArgs {
     /// bit-identical for any --ubatch (flash attention moves them by ~1e-4 relative)
     #[arg(long)]
     pub exact_attention: bool,
+}
+
+/// The model flags of a command that scores: the embedded engine's, and `--remote` to score
+/// through a server instead (`serve`, which is the server, takes only the engine's).
+#[derive(Args, Clone)]
+pub struct ModelArgs {
+    #[command(flatten)]
+    pub local: LocalModelArgs,
     #[command(flatten)]
     pub remote: RemoteArgs,
+}
+
+impl std::ops::Deref for ModelArgs {
+    type Target = LocalModelArgs;
+    fn deref(&self) -> &LocalModelArgs {
+        &self.local
+    }
+}
+
+impl std::ops::DerefMut for ModelArgs {
+    fn deref_mut(&mut self) -> &mut LocalModelArgs {
+        &mut self.local
+    }
 }
 
 /// `--signal`: the library's [`SignalProb`], with the spellings the command line accepts.
@@ -112,11 +134,17 @@ impl MetricArgs {
 
 /// The embedded engine on `--model`, or with `--remote`, the server (tokenizing with `--model`).
 pub fn load_model(args: &ModelArgs) -> Result<Box<dyn Backend>> {
-    let path = model_store::resolve_model(args.model.as_deref())?;
     if let Some(url) = &args.remote.remote {
+        let path = model_store::resolve_model(args.model.as_deref())?;
         let b = super::remote::connect(&args.remote, url, &path, args.window)?;
         return Ok(Box::new(b));
     }
+    load_local_model(&args.local)
+}
+
+/// The embedded engine on `--model`.
+pub fn load_local_model(args: &LocalModelArgs) -> Result<Box<dyn Backend>> {
+    let path = model_store::resolve_model(args.model.as_deref())?;
     let opts = LlamaOptions {
         threads: args.threads,
         precision: args.precision,

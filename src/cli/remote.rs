@@ -15,7 +15,7 @@ use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions, TokenizerCheck};
 use hesnr::engine::{model_store, Backend};
 use hesnr::server::{self, Fault, ServeOptions};
 
-use super::common::{load_model, ModelArgs};
+use super::common::{load_local_model, LocalModelArgs};
 
 /// Flags for scoring through an OpenAI-compatible completions server instead of the embedded
 /// engine. `--model` then names the GGUF whose tokenizer matches the served model.
@@ -191,16 +191,20 @@ pub fn run_probe(args: ProbeArgs) -> Result<()> {
 
 pub const SERVE_EXAMPLES: &str = "Examples:
   hesnr serve --port 8000
-  hesnr serve -m model.gguf --host 0.0.0.0 --port 8000 --api-key \"$KEY\"
+  hesnr serve -m model.gguf --port 8000 --api-key \"$KEY\"
+  hesnr serve -m model.gguf --host 0.0.0.0 --port 8000 --api-key \"$KEY\"   # other machines
   hesnr score docs.jsonl --remote http://localhost:8000
 
 Serves POST /v1/completions with vLLM's `prompt_logprobs` (and `echo` + `logprobs`), GET /v1/models,
-POST /tokenize and GET /health. Prompts are scored, not continued. One request runs at a time.";
+POST /tokenize and GET /health. Prompts are scored, not continued. The model answers one request
+at a time; bodies are read concurrently and bounded (--max-body-mb), so no client holds up the
+others. Listens on loopback unless --host says otherwise; with another host, set --api-key.";
 
 #[derive(Args)]
 pub struct ServeArgs {
     #[command(flatten)]
-    model: ModelArgs,
+    model: LocalModelArgs,
+    /// Address to listen on; 0.0.0.0 for every interface (then require a key with --api-key)
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port (0 = any free port; the chosen address is printed on stdout)
@@ -209,20 +213,33 @@ pub struct ServeArgs {
     /// Name the model is listed under [default: the GGUF's file stem]
     #[arg(long)]
     served_model_name: Option<String>,
-    /// Require this bearer key on every request but /health
+    /// Require this bearer key on every request but /health (clients pass it with their own
+    /// --api-key)
     #[arg(
-        long = "require-api-key",
+        long = "api-key",
+        alias = "require-api-key",
         env = "HESNR_SERVE_API_KEY",
         hide_env_values = true
     )]
-    require_api_key: Option<String>,
+    api_key: Option<String>,
+    /// Largest request body accepted, in MiB (a larger one is answered 413)
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    max_body_mb: u32,
     /// Answer wrongly on purpose, to test a client's verification
     #[arg(long, value_enum)]
     fault: Option<Fault>,
 }
 
 pub fn run_serve(args: ServeArgs) -> Result<()> {
-    let mut backend = load_model(&args.model)?;
+    let api_key = args.api_key.clone().filter(|k| !k.is_empty());
+    let loopback = matches!(args.host.as_str(), "127.0.0.1" | "::1" | "localhost");
+    if !loopback && api_key.is_none() {
+        tracing::warn!(
+            "listening on {} without --api-key: anyone who can reach this machine can use the model",
+            args.host
+        );
+    }
+    let mut backend = load_local_model(&args.model)?;
     let name = args.served_model_name.clone().unwrap_or_else(|| {
         Path::new(&backend.info().path)
             .file_stem()
@@ -240,7 +257,8 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
     std::io::stdout().flush()?;
     let opts = ServeOptions {
         model_name: name,
-        api_key: args.require_api_key.clone(),
+        api_key,
+        max_body_bytes: args.max_body_mb as usize * (1 << 20),
         fault: args.fault,
     };
     server::serve(backend.as_mut(), &opts, &http);

@@ -247,7 +247,9 @@ fn remote_scores_equal_embedded_scores() {
     let model = default_tiny();
     let docs = corpus("parity", 24);
     let emb = embedded_rows(&model, &docs, "parity");
-    let server = Server::start(&model, 0, &["-t", "1", "--require-api-key", "s3cret-key"]);
+    // `--api-key`, as the help shows it, is the key the server requires (it used to be the
+    // client flag, silently ignored: the server ran open).
+    let server = Server::start(&model, 0, &["-t", "1", "--api-key", "s3cret-key"]);
 
     // Without the key: a clear 401, not retried for minutes.
     let err = failing_remote_score(&docs, &model, &server.url, &[]);
@@ -716,4 +718,46 @@ fn an_outage_past_the_retries_stops_the_run_and_profile_resumes_after_it() {
     assert_eq!(stats["documents"], 80, "{stderr}");
     assert_eq!(stats["skipped"], 0);
     assert!(stats["resumed_documents"].as_u64().unwrap() > 0, "{stats}");
+}
+
+/// Sends raw bytes on a new connection and returns the status line of the answer.
+fn raw_request(addr: &str, bytes: &[u8]) -> String {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    conn.write_all(bytes).unwrap();
+    let mut line = String::new();
+    BufReader::new(conn).read_line(&mut line).unwrap();
+    line
+}
+
+#[test]
+fn serve_bounds_bodies_and_no_client_holds_up_the_others() {
+    let model = default_tiny();
+    let server = Server::start(&model, 0, &["-t", "1", "--max-body-mb", "1"]);
+    let addr = server.url.trim_start_matches("http://").to_string();
+
+    // A client that declares a body and stalls after a few bytes of it.
+    let mut stalled = TcpStream::connect(&addr).unwrap();
+    stalled
+        .write_all(b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{\"pro")
+        .unwrap();
+
+    // Others are still answered, at once (they used to wait behind it forever).
+    let t0 = Instant::now();
+    let health = raw_request(&addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(health.contains(" 200"), "{health}");
+    assert!(t0.elapsed() < Duration::from_secs(20), "{:?}", t0.elapsed());
+
+    // A body declared over --max-body-mb is refused before any of it is read.
+    let status = raw_request(
+        &addr,
+        format!(
+            "POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            2 << 20
+        )
+        .as_bytes(),
+    );
+    assert!(status.contains(" 413"), "{status}");
+    drop(stalled);
 }
