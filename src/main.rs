@@ -84,7 +84,14 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let filter = std::env::var("RUST_LOG")
-        .unwrap_or_else(|_| format!("{},llama_cpp_2=warn,llama-cpp-2=warn", cli.log));
+        // The HTTP client's own trace lines dump request headers (the API key among them): they
+        // stay off whatever --log says; RUST_LOG, set on purpose, is taken as it is.
+        .unwrap_or_else(|_| {
+            format!(
+                "{},llama_cpp_2=warn,llama-cpp-2=warn,ureq=info,ureq_proto=info",
+                cli.log
+            )
+        });
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

@@ -43,15 +43,31 @@ pub struct RemoteArgs {
     /// Send text for the server to tokenize (checked against hesnr's tokenization) instead of ids
     #[arg(long, help_heading = "Remote server")]
     pub remote_text: bool,
-    /// Documents in flight at once
-    #[arg(long, default_value_t = 4, help_heading = "Remote server")]
-    pub concurrency: usize,
-    /// Seconds before a request is abandoned and retried
-    #[arg(long, default_value_t = 300.0, help_heading = "Remote server")]
+    /// Documents in flight at once (1 to 256)
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256), help_heading = "Remote server")]
+    pub concurrency: u16,
+    /// Seconds before a request is abandoned and retried (over 0, at most a day)
+    #[arg(long, default_value_t = 300.0, value_parser = parse_timeout, help_heading = "Remote server")]
     pub timeout: f64,
-    /// Retries of a failed request (429, 5xx, refused connection, timeout), with backoff
-    #[arg(long, default_value_t = 8, help_heading = "Remote server")]
+    /// Retries of a failed request (429, 5xx, refused connection, timeout), with backoff (0 to 100)
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=100), help_heading = "Remote server")]
     pub retries: u32,
+}
+
+/// `--timeout`: seconds, over 0 and at most a day. `inf`, `nan`, 0 and negative values are
+/// refused here rather than becoming a panic or a 1 ms timeout blamed on the server.
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    const DAY: f64 = 86_400.0;
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if secs.is_finite() && secs > 0.0 && secs <= DAY {
+        Ok(secs)
+    } else {
+        Err(format!(
+            "'{s}': give seconds over 0 and at most {DAY} (a day)"
+        ))
+    }
 }
 
 /// Which request form to use with a server.
@@ -70,7 +86,7 @@ impl RemoteArgs {
             client: ClientOptions {
                 base_url: url.to_string(),
                 api_key: self.api_key.clone().filter(|k| !k.is_empty()),
-                timeout: Duration::from_secs_f64(self.timeout.max(0.001)),
+                timeout: Duration::from_secs_f64(self.timeout),
                 retries: self.retries,
                 backoff: Duration::from_millis(500),
             },
@@ -82,7 +98,7 @@ impl RemoteArgs {
             },
             send_text: self.remote_text,
             window,
-            concurrency: self.concurrency.max(1),
+            concurrency: usize::from(self.concurrency),
         }
     }
 }

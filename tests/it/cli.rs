@@ -271,3 +271,37 @@ fn stdin_jsonl_with_custom_field() {
     assert_eq!(summary["documents"], 2);
     assert!(Path::new(&model()).exists());
 }
+
+/// Out-of-range flag values are usage errors (exit 2) naming the flag: `--timeout inf` used to
+/// panic, `--concurrency 100000` to abort, `--timeout 0`/`-1`/`nan` to become 1 ms.
+#[test]
+fn out_of_range_flags_are_refused_with_exit_2() {
+    let input = write("range.jsonl", b"{\"text\": \"x = 1\"}\n");
+    for (flag, value) in [
+        ("--timeout", "inf"),
+        ("--timeout", "1e30"),
+        ("--timeout", "0"),
+        ("--timeout", "-1"),
+        ("--timeout", "nan"),
+        ("--concurrency", "100000"),
+        ("--concurrency", "0"),
+        ("--retries", "1000"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let out = hesnr(&[
+            "score",
+            &input,
+            "-m",
+            &model(),
+            "--remote",
+            "http://127.0.0.1:9",
+            &arg,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {err}");
+        assert!(
+            err.contains(flag) && !err.contains("panicked"),
+            "{arg}: {err}"
+        );
+    }
+}

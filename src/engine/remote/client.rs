@@ -171,22 +171,32 @@ impl Client {
             Err(e) => return Attempt::Retry(format!("reading the answer: {e}")),
         };
         if status == 429 || status >= 500 {
-            let msg = snippet(&error_message(&body).unwrap_or(body));
+            let msg = self.server_text(&error_message(&body).unwrap_or(body));
             return Attempt::Retry(format!("HTTP {status}: {msg}"));
         }
         if !(200..300).contains(&status) {
             return Attempt::Fail(ClientError::Status {
                 url: shown.to_string(),
                 status,
-                message: snippet(&error_message(&body).unwrap_or(body)),
+                message: self.server_text(&error_message(&body).unwrap_or(body)),
             });
         }
         match serde_json::from_str(&body) {
             Ok(v) => Attempt::Done(v),
             Err(e) => Attempt::Fail(ClientError::Body {
                 url: shown.to_string(),
-                message: format!("{e}; starts with {:?}", snippet(&body)),
+                message: format!("{e}; starts with {:?}", self.server_text(&body)),
             }),
+        }
+    }
+
+    /// A server's text as errors and logs show it: its start on one line, with the API key
+    /// blanked out (a server may echo the request's `Authorization` header in its error).
+    fn server_text(&self, body: &str) -> String {
+        let text = snippet(body);
+        match self.opts.api_key.as_deref() {
+            Some(key) if !key.is_empty() => text.replace(key, "<api-key>"),
+            _ => text,
         }
     }
 }
@@ -208,6 +218,28 @@ fn snippet(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_api_key_is_blanked_out() {
+        let client = Client::new(ClientOptions {
+            base_url: "http://h".into(),
+            api_key: Some("sk-secret".into()),
+            timeout: Duration::from_secs(1),
+            retries: 0,
+            backoff: Duration::from_millis(1),
+        });
+        let shown =
+            client.server_text("401: bad header Authorization: Bearer sk-secret (sk-secret)");
+        assert_eq!(
+            shown,
+            "401: bad header Authorization: Bearer <api-key> (<api-key>)"
+        );
+        let open = Client::new(ClientOptions {
+            api_key: None,
+            ..client.options().clone()
+        });
+        assert_eq!(open.server_text("a  b"), "a b");
+    }
 
     #[test]
     fn credentials_are_not_shown() {
