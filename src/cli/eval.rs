@@ -162,6 +162,15 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let presets = args.preset.0.clone();
     let metrics = args.metric.config()?;
     // Open inputs and outputs before the (slow) model load, so that typos fail at once.
+    data::refuse_overwriting_inputs(
+        &data::expand_inputs(&args.trajectories)?,
+        &[
+            args.output.as_deref(),
+            args.summary.as_deref(),
+            args.rendered.as_deref(),
+            args.html.as_deref(),
+        ],
+    )?;
     let trajectories = read_trajectories(&args.trajectories, args.format.into())?;
     let explaining = args.explain.is_some();
     let mut rows_out = match (&args.output, args.json || explaining) {

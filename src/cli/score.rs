@@ -89,7 +89,16 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         format: args.format.into(),
     };
     // Open inputs and outputs before the (slow) model load, so that typos fail at once.
-    let docs = data::read_documents(&args.inputs, &reader_opts)?;
+    let files = data::expand_inputs(&args.inputs)?;
+    data::refuse_overwriting_inputs(
+        &files,
+        &[
+            args.output.as_deref(),
+            args.tokens.as_deref(),
+            args.summary.as_deref(),
+        ],
+    )?;
+    let docs = data::read_files(&files, &reader_opts);
     let rows_path = match (&args.output, args.json) {
         (Some(p), _) => Some(Some(p.clone())),
         (None, false) => Some(None),

@@ -24,4 +24,6 @@ mod writer;
 
 pub use inputs::{expand, expand_inputs, read_documents, read_files, DocumentStream, InputFile};
 pub use reader::{DataError, Document, InputFormat, ReaderOptions, RecordError, RecordErrorKind};
-pub use writer::{create_output, write_json_atomic, AtomicFile, JsonlWriter, Output};
+pub use writer::{
+    create_output, refuse_overwriting_inputs, write_json_atomic, AtomicFile, JsonlWriter, Output,
+};

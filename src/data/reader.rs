@@ -88,6 +88,12 @@ pub enum DataError {
     Pattern { pattern: String, message: String },
     #[error("pattern '{pattern}' matched no files")]
     NoMatch { pattern: String },
+    #[error(
+        "output {} is also an input ({}): hesnr never writes over its inputs; name another file",
+        output.display(),
+        input.display()
+    )]
+    OutputIsInput { output: PathBuf, input: PathBuf },
 }
 
 /// How inputs are parsed. `Auto` decides per file by extension, and for stdin (or a pipe such

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use super::reader::DataError;
+
 const BUF_SIZE: usize = 1 << 16;
 const ZSTD_LEVEL: i32 = 3;
 
@@ -134,6 +136,38 @@ pub fn write_json_atomic(path: &Path, value: &impl Serialize) -> io::Result<()> 
 /// [`Output::finish`].
 pub struct Output {
     sink: Sink,
+}
+
+/// Refuses outputs that are one of the input files, however named (the same path, another path
+/// to it, a link): an output replaces its file when it is committed, so `score x.jsonl -o
+/// x.jsonl` would replace the corpus with its scores. Checked before anything is written;
+/// stdout (`-`) and outputs that do not exist yet are never inputs.
+pub fn refuse_overwriting_inputs(
+    inputs: &[PathBuf],
+    outputs: &[Option<&Path>],
+) -> Result<(), DataError> {
+    let identity = |p: &Path| -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()))
+    };
+    let inputs: Vec<((u64, u64), &PathBuf)> = inputs
+        .iter()
+        .filter(|p| p.as_os_str() != "-")
+        .filter_map(|p| identity(p).map(|id| (id, p)))
+        .collect();
+    for out in outputs.iter().flatten() {
+        if out.as_os_str() == "-" {
+            continue;
+        }
+        let Some(id) = identity(out) else { continue };
+        if let Some((_, input)) = inputs.iter().find(|(i, _)| *i == id) {
+            return Err(DataError::OutputIsInput {
+                output: out.to_path_buf(),
+                input: input.to_path_buf(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Opens an output; `None` or `-` is stdout, anything else a file committed by

@@ -305,3 +305,39 @@ fn out_of_range_flags_are_refused_with_exit_2() {
         );
     }
 }
+
+/// An output naming an input (as given, or through another path) is refused before anything is
+/// written, and the input is left as it was: `score x.jsonl -o x.jsonl` used to replace the
+/// corpus with its scores.
+#[test]
+fn outputs_never_overwrite_inputs() {
+    let input = write("corpus.jsonl", b"{\"id\": \"a\", \"text\": \"x = 1\"}\n");
+    let before = std::fs::read(&input).unwrap();
+    let dir = scratch().to_string_lossy().into_owned();
+    let other_path = format!(
+        "{dir}/../{}/corpus.jsonl",
+        scratch().file_name().unwrap().to_string_lossy()
+    );
+    for flag in ["-o", "--tokens", "--summary"] {
+        for out in [input.as_str(), other_path.as_str()] {
+            let o = hesnr(&["score", &input, "-m", &model(), flag, out]);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(!o.status.success(), "{flag} {out}: {err}");
+            assert!(err.contains("also an input"), "{flag} {out}: {err}");
+            assert_eq!(std::fs::read(&input).unwrap(), before, "{flag} {out}");
+        }
+    }
+    let traj = write(
+        "traj.jsonl",
+        br#"{"instance_id": "t", "messages": [{"role": "user", "content": "fix"}, {"role": "assistant", "content": "ls"}]}
+"#,
+    );
+    let before = std::fs::read(&traj).unwrap();
+    let o = hesnr(&["eval", "-T", &traj, "-m", &model(), "-o", &traj]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("also an input"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&traj).unwrap(), before);
+}
