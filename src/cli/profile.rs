@@ -97,6 +97,10 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
     let shard = choose_shard(args.shard)?;
     // Inputs are checked before the (slow) model load, so that typos fail at once.
     let files = profile::expand_inputs(&args.inputs)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    // Held until the command ends: one run per shard and folder at a time.
+    let _lock = profile::lock_shard(&args.out, shard)?;
     if profile::shard_complete(&args.out, shard) {
         eprintln!(
             "shard {}/{} is already complete ({} exists); nothing to do",
@@ -106,8 +110,6 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
         );
         return Ok(());
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let job = ProfileJob {
         out_dir: args.out.clone(),
         files,

@@ -739,6 +739,57 @@ fn write_part(path: &Path, schema: &SchemaRef, rows: &[ProfileRow], meta: &PartM
     Ok(())
 }
 
+/// A shard's run held exclusively: two `hesnr profile` runs of one shard in one folder (a
+/// requeued Slurm task, a duplicated array task) would each rebuild the shard from their own
+/// parts and the later one would overwrite the other's rows. The lock is the operating
+/// system's advisory lock on `DIR/.profile-{i}-of-{n}.lock`, released when the process ends
+/// however it ends, so a killed run never leaves a stale lock behind.
+pub struct ShardLock {
+    _file: std::fs::File,
+}
+
+/// Takes the shard's lock, or says who holds it.
+pub fn lock_shard(out_dir: &Path, shard: Shard) -> Result<ShardLock> {
+    use std::io::{Read, Seek, Write};
+    let path = out_dir.join(format!(
+        ".profile-{:05}-of-{:05}.lock",
+        shard.index, shard.count
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            bail!(
+                "shard {}/{} of {} is being profiled by another run ({}); wait for it, or give this run another --out",
+                shard.index,
+                shard.count,
+                out_dir.display(),
+                match holder.trim() {
+                    "" => "process unknown".to_string(),
+                    h => h.to_string(),
+                }
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+    // Who holds it, for the message another run shows.
+    let host = std::env::var("HOSTNAME").unwrap_or_default();
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "pid {} {host}", std::process::id());
+    Ok(ShardLock { _file: file })
+}
+
 /// Whether the shard was completed by an earlier run (its stats file exists).
 pub fn shard_complete(out_dir: &Path, shard: Shard) -> bool {
     shard.stats_path(out_dir).is_file()
