@@ -598,7 +598,25 @@ impl Worked for Profiled {
 }
 
 /// The run's identity: what must not change between an interrupted run and its re-run.
-pub fn run_description(job: &ProfileJob, main: &Scorer, reference: Option<&Scorer>) -> Value {
+///
+/// The inputs are described by their content (SHA-256), not only their names: a file changed in
+/// place between a run and its resume would otherwise be resumed with rows indexed by the old
+/// content (documents lost or doubled). Hashing is one more read of the inputs, which every shard
+/// reads whole anyway.
+pub fn run_description(
+    job: &ProfileJob,
+    main: &Scorer,
+    reference: Option<&Scorer>,
+) -> Result<Value> {
+    let contents = job
+        .files
+        .iter()
+        .map(|f| {
+            crate::data::digest::sha256_file(f)
+                .map(|(sha, _)| sha)
+                .with_context(|| format!("reading {}", f.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let model = |s: &Scorer| {
         let i = s.backend.info();
         serde_json::json!({
@@ -606,15 +624,16 @@ pub fn run_description(job: &ProfileJob, main: &Scorer, reference: Option<&Score
             "settings": s.settings,
         })
     };
-    serde_json::json!({
-        "version": 1,
+    Ok(serde_json::json!({
+        "version": 2,
         "inputs": job.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "input_sha256": contents,
         "text_field": job.reader.text_field,
         "id_field": job.reader.id_field,
         "shards": job.shard.count,
         "model": model(main),
         "reference": reference.map(model),
-    })
+    }))
 }
 
 pub fn fingerprint(desc: &Value) -> String {
@@ -807,7 +826,7 @@ pub fn run_shard(
     let shard = job.shard;
     let k = main.settings.metrics.k;
     let schema = profile_schema(k, reference.is_some());
-    let desc = run_description(job, main, reference.as_deref());
+    let desc = run_description(job, main, reference.as_deref())?;
     let fp = fingerprint(&desc);
     let parts_dir = shard.parts_dir(&job.out_dir);
     let run_json = parts_dir.join("run.json");

@@ -432,6 +432,21 @@ fn killed_run_resumes_to_the_same_rows() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("other inputs or settings"), "{e}");
+    // So is an input changed in place under the same name (rows would get the wrong indices).
+    let original = std::fs::read(&inputs[0]).unwrap();
+    let mut changed = original.clone();
+    changed.extend(b"{\"id\": \"late\", \"text\": \"x = 1\"}\n");
+    std::fs::write(&inputs[0], &changed).unwrap();
+    let o = hesnr(
+        &args(&killed).iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && e.contains("other inputs or settings"),
+        "{e}"
+    );
+    std::fs::write(&inputs[0], &original).unwrap();
 
     ok(&hesnr(
         &args(&killed).iter().map(String::as_str).collect::<Vec<_>>(),
