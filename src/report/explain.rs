@@ -15,6 +15,7 @@ use crate::engine::Backend;
 use crate::metrics::{PositionMetrics, PositionStats};
 use crate::pipeline::eval::EvaluatedTrajectory;
 use crate::pipeline::score::ScoredDocument;
+use crate::report::format::visible_controls;
 use crate::report::html;
 
 /// What one token is in the explanation.
@@ -180,7 +181,7 @@ pub fn explain_document(
 /// The trajectory with ANSI colours, for a terminal.
 pub fn to_ansi(tokens: &[ExplainedToken], header: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "{header}");
+    let _ = writeln!(out, "{}", visible_controls(header));
     let _ = writeln!(
         out,
         "legend: {}scored\x1b[0m  {}decision token\x1b[0m  {}removed by cleaning\x1b[0m  {}context\x1b[0m  {}template\x1b[0m\n",
@@ -192,7 +193,7 @@ pub fn to_ansi(tokens: &[ExplainedToken], header: &str) -> String {
     );
     for t in tokens {
         // Reset before newlines so a colour never bleeds into the terminal's margin.
-        for (i, line) in t.text.split('\n').enumerate() {
+        for (i, line) in visible_controls(&t.text).split('\n').enumerate() {
             if i > 0 {
                 out.push('\n');
             }
@@ -207,7 +208,10 @@ pub fn to_ansi(tokens: &[ExplainedToken], header: &str) -> String {
 
 /// The trajectory without colours: scored runs in «», decision tokens in ⟦⟧.
 pub fn to_plain(tokens: &[ExplainedToken], header: &str) -> String {
-    let mut out = format!("{header}\nlegend: «scored» ⟦decision token⟧\n\n");
+    let mut out = format!(
+        "{}\nlegend: «scored» ⟦decision token⟧\n\n",
+        visible_controls(header)
+    );
     let mut in_run = false;
     for t in tokens {
         let scored = matches!(t.class, TokenClass::Scored | TokenClass::Decision);
@@ -215,10 +219,11 @@ pub fn to_plain(tokens: &[ExplainedToken], header: &str) -> String {
             out.push(if scored { '«' } else { '»' });
             in_run = scored;
         }
+        let text = visible_controls(&t.text);
         if t.class == TokenClass::Decision {
-            let _ = write!(out, "⟦{}⟧", t.text);
+            let _ = write!(out, "⟦{text}⟧");
         } else {
-            out.push_str(&t.text);
+            out.push_str(&text);
         }
     }
     if in_run {
@@ -281,6 +286,22 @@ mod tests {
         assert!(page.contains("&amp;</span><span class=\"scored\"> ok\n</span></pre>"));
     }
 
+    /// Bidi controls, which reorder what a reader sees, are shown, not obeyed, on every page.
+    #[test]
+    fn html_shows_bidi_controls() {
+        let t = ExplainedToken {
+            text: "if admin \u{202E}\u{2066}// check".into(),
+            class: TokenClass::Scored,
+            detail: None,
+        };
+        let page = to_html(&[t], "id\u{202E}", &[]);
+        assert!(
+            !page.contains('\u{202E}') && !page.contains('\u{2066}'),
+            "{page}"
+        );
+        assert!(page.contains("⟨U+202E⟩⟨U+2066⟩"), "{page}");
+    }
+
     #[test]
     fn html_page_is_the_shared_report_page() {
         let page = to_html(&[], "t", &[]);
@@ -290,6 +311,29 @@ mod tests {
             .contains("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"));
         assert!(page.contains("<main>") && page.contains("</main></body></html>"));
         assert!(page.contains(".decision {"), "the token styles");
+    }
+
+    /// Escape sequences in the data never reach the terminal: `--color never` used to print
+    /// them as they were.
+    #[test]
+    fn terminal_output_shows_control_characters_instead_of_obeying_them() {
+        let t = ExplainedToken {
+            text: "x\x1b]0;owned\x07\x1b[2J".into(),
+            class: TokenClass::Scored,
+            detail: None,
+        };
+        for out in [
+            to_ansi(std::slice::from_ref(&t), "id \x1b[31m"),
+            to_plain(std::slice::from_ref(&t), "id \x1b[31m"),
+        ] {
+            // The header (first line) and the token line (last): only our own colour codes.
+            let lines: Vec<&str> = out.lines().collect();
+            let ours = |l: &str| l.replace("\x1b[32m", "").replace("\x1b[0m", "");
+            for l in [lines[0], lines[lines.len() - 1]] {
+                assert!(!ours(l).contains('\x1b'), "{out:?}");
+            }
+            assert!(out.contains("\u{241B}]0;owned\u{2407}"), "{out:?}");
+        }
     }
 
     #[test]

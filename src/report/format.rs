@@ -1,6 +1,7 @@
 //! Number formatting shared by the reports: table cells, captions, axis ticks and the
 //! template filters of [`crate::report::html`]. One home, so that a number reads the same in a
-//! table, a caption and a plot.
+//! table, a caption and a plot. Also the one rule for showing untrusted text
+//! ([`visible_controls`]).
 
 /// `v` when it is finite.
 pub(crate) fn finite(v: Option<f64>) -> Option<f64> {
@@ -94,6 +95,32 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// Untrusted text (ids, documents, trajectories) made safe to show on a terminal or a page:
+/// control characters (but newline and tab), which could move a terminal's cursor, recolour
+/// it or rewrite its title, become visible pictures (`ESC` as `␛`), and the Unicode bidi
+/// controls, which reorder what a reader sees (Trojan Source), become `⟨U+202E⟩`. Everything
+/// else is kept as it is.
+pub(crate) fn visible_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        (c.is_control() && c != '\n' && c != '\t')
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.contains(hidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !hidden(c) => out.push(c),
+            // The Control Pictures block: U+2400 + the C0 code, U+2421 for DEL.
+            '\0'..='\u{1F}' => out.push(char::from_u32(0x2400 + c as u32).unwrap_or('?')),
+            '\u{7F}' => out.push('\u{2421}'),
+            c => out.push_str(&format!("⟨U+{:04X}⟩", c as u32)),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +145,19 @@ mod tests {
         assert_eq!(tick_pct(0.5), "50%");
         assert_eq!(truncate("abcdef", 5), "ab...");
         assert_eq!(truncate("abc", 5), "abc");
+    }
+
+    #[test]
+    fn controls_and_bidi_become_visible() {
+        assert_eq!(visible_controls("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            visible_controls("a\x1b[31mred\x07\r\x7f"),
+            "a\u{241B}[31mred\u{2407}\u{240D}\u{2421}"
+        );
+        assert_eq!(visible_controls("\u{9b}x"), "⟨U+009B⟩x");
+        assert_eq!(
+            visible_controls("if x \u{202E}\u{2066}y"),
+            "if x ⟨U+202E⟩⟨U+2066⟩y"
+        );
     }
 }

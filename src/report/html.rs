@@ -39,6 +39,15 @@ fn environment() -> &'static Environment<'static> {
         // Pages end with a newline, as text files do.
         env.set_keep_trailing_newline(true);
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Untrusted text shows its control and bidi characters instead of obeying them; safe
+        // strings (the SVG plots) pass as they are. Then the usual HTML escaping.
+        env.set_formatter(|out, state, value| match value.as_str() {
+            Some(text) if !value.is_safe() => {
+                let shown = Value::from(format::visible_controls(text).as_ref());
+                minijinja::escape_formatter(out, state, &shown)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        });
         // `x|sig4`: 4 significant digits, `-` when missing or not finite.
         env.add_filter("sig4", |v: Value| format::opt(number(&v)));
         // `x|num`: an integer when it is one (steps, counts, scores that count), else sig4.
