@@ -10,7 +10,7 @@ use std::io::{self, BufRead};
 
 use serde_json::{Map, Value};
 
-use super::open::{first_non_blank, put_back, BOM};
+use super::open::{first_non_blank, put_back, BOM, MAX_RECORD_BYTES};
 use super::reader::{RecordError, RecordErrorKind};
 
 /// The value at `path`: the key itself if present (a key that contains dots wins), else the
@@ -99,6 +99,8 @@ pub struct JsonRecords {
     pending: Option<RecordError>,
     /// Array: the opening `[` has been read.
     started: bool,
+    /// The longest line read whole; a longer one is skipped and reported.
+    max_record: usize,
 }
 
 impl JsonRecords {
@@ -119,6 +121,7 @@ impl JsonRecords {
             done: false,
             pending: None,
             started: false,
+            max_record: MAX_RECORD_BYTES,
         }
     }
 
@@ -190,10 +193,26 @@ impl JsonRecords {
     fn next_line(&mut self) -> Option<Result<JsonRecord, RecordError>> {
         loop {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
+            let limit = self.max_record as u64 + 1;
+            match io::Read::take(&mut self.reader, limit).read_until(b'\n', &mut self.buf) {
                 Ok(0) => {
                     self.done = true;
                     return None;
+                }
+                Ok(_) if self.buf.len() > self.max_record && !self.buf.ends_with(b"\n") => {
+                    self.line += 1;
+                    if let Err(e) = skip_line(&mut self.reader) {
+                        let line = self.line;
+                        return Some(Err(self.io_error(line, e)));
+                    }
+                    return Some(Err(self.error(
+                        self.line,
+                        RecordErrorKind::TooLarge,
+                        format!(
+                            "line over {} MiB, skipped (no model context holds it)",
+                            self.max_record >> 20
+                        ),
+                    )));
                 }
                 Ok(_) => {
                     self.line += 1;
@@ -385,5 +404,51 @@ impl Iterator for JsonRecords {
             JsonLayout::Lines => self.next_line(),
             JsonLayout::Array => self.next_element(),
         }
+    }
+}
+
+/// Consumes the rest of a line, the newline included, without keeping it.
+fn skip_line(reader: &mut Box<dyn BufRead + Send>) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line over the limit is one error with its line number, read past without keeping it;
+    /// the records around it are read.
+    #[test]
+    fn an_oversized_line_is_skipped_and_reported() {
+        let text = format!("{{\"a\": 1}}\n\"{}\"\n{{\"b\": 2}}\n", "x".repeat(5000));
+        let mut records = JsonRecords::new(
+            "f.jsonl".into(),
+            Box::new(io::Cursor::new(text.into_bytes())),
+            JsonLayout::Lines,
+            "read failed",
+        );
+        records.max_record = 1000;
+        let items: Vec<_> = records.collect();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].as_ref().unwrap().line, 1);
+        let e = items[1].as_ref().unwrap_err();
+        assert_eq!((e.line, e.kind), (2, RecordErrorKind::TooLarge));
+        let b = items[2].as_ref().unwrap();
+        assert_eq!((b.line, &b.value), (3, &serde_json::json!({"b": 2})));
     }
 }

@@ -13,6 +13,10 @@ pub const STDIN_ARG: &str = "-";
 pub const STDIN_NAME: &str = "<stdin>";
 /// Read buffer size (also the chunk a whole-text read checks for UTF-8 at a time).
 pub const BUF_SIZE: usize = 1 << 16;
+/// The largest record read: one JSON Lines line, or one text file as a document. Far beyond any
+/// model's context (a million tokens is a few MiB), and it bounds the memory one bad record (or
+/// `/dev/zero`) can take; a larger record is skipped and reported.
+pub const MAX_RECORD_BYTES: usize = 256 << 20;
 /// The UTF-8 byte order mark some editors and Windows tools put first.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const GZIP_MAGIC: &[u8] = b"\x1f\x8b";

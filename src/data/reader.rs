@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::json::{lookup, missing_message, type_name};
-use super::open::{Compression, BUF_SIZE};
+use super::open::{Compression, BUF_SIZE, MAX_RECORD_BYTES};
 
 /// One document to score, with where it came from so that results and errors point back to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,6 +43,9 @@ pub enum RecordErrorKind {
     /// The file could not be opened, or reading it failed (e.g. a corrupt or truncated
     /// gzip/zstd stream); the rest of that file is skipped.
     Io,
+    /// The record (a line, or a whole text file) is over [`crate::data::open::MAX_RECORD_BYTES`]:
+    /// no model context holds it, and reading it whole could exhaust memory.
+    TooLarge,
 }
 
 /// One record that could not be read. It is an item of the stream, not its end: the caller
@@ -256,6 +259,15 @@ pub(crate) fn read_whole_text(
     let mut bytes = Vec::new();
     let mut valid = 0;
     loop {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(err(
+                RecordErrorKind::TooLarge,
+                format!(
+                    "file over {} MiB: too large to be one document",
+                    MAX_RECORD_BYTES >> 20
+                ),
+            ));
+        }
         let n = match Read::take(&mut *reader, BUF_SIZE as u64).read_to_end(&mut bytes) {
             Ok(n) => n,
             Err(e) => {

@@ -341,3 +341,15 @@ fn outputs_never_overwrite_inputs() {
     );
     assert_eq!(std::fs::read(&traj).unwrap(), before);
 }
+
+/// An endless input is one skipped, reported record, not a run that reads until memory runs
+/// out (`hesnr score /dev/zero` used to).
+#[test]
+fn an_endless_input_is_one_skipped_record() {
+    let out = hesnr(&["score", "/dev/zero", "-m", &model(), "--json"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("too large to be one document"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(summary["skipped"], 1, "{err}");
+}
