@@ -650,6 +650,26 @@ pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
     }
 }
 
+/// Everything but the model that changes a checkpoint's cached positions: the evaluation set's
+/// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
+/// same from version to version, or every cache entry is scored again (a test pins it).
+fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::Value {
+    serde_json::json!({
+        "set": set,
+        "k": opts.metrics.k,
+        "window": opts.window,
+        "stride": opts.stride,
+        "engine": opts.engine,
+        "version": 1,
+    })
+}
+
+/// The cache key of a checkpoint (`identity`: its model's content, and server for a served one)
+/// under a run's [`run_fingerprint`].
+fn cache_key(identity: &str, fingerprint: &serde_json::Value) -> String {
+    digest::sha256_hex(format!("{identity}\n{fingerprint}").as_bytes())[..32].to_string()
+}
+
 /// Loads a checkpoint's model for scoring (the CLI decides how).
 pub type ModelLoader<'a> = dyn FnMut(&Checkpoint) -> Result<Box<dyn Backend>, EngineError> + 'a;
 
@@ -671,14 +691,7 @@ pub fn run_track(
     load: &mut ModelLoader,
     log: &mut dyn FnMut(&Checkpoint, CheckpointEvent, &str),
 ) -> Result<TrackReport, TrackError> {
-    let fingerprint = serde_json::json!({
-        "set": set.fingerprint()?,
-        "k": opts.metrics.k,
-        "window": opts.window,
-        "stride": opts.stride,
-        "engine": opts.engine,
-        "version": 1,
-    });
+    let fingerprint = run_fingerprint(set.fingerprint()?, opts);
     let mut results = Vec::with_capacity(manifest.checkpoints.len());
     for c in &manifest.checkpoints {
         let model_sha = model_store::sha256_file(&c.model).map_err(|e| TrackError::Checkpoint {
@@ -697,8 +710,7 @@ pub fn run_track(
             ),
             None => model_sha.clone(),
         };
-        let key =
-            digest::sha256_hex(format!("{identity}\n{fingerprint}").as_bytes())[..32].to_string();
+        let key = cache_key(&identity, &fingerprint);
         let (scored, cached) = match load_cached(&opts.cache_dir, &key)? {
             Some(s) => {
                 log(c, CheckpointEvent::Cached, &key);
@@ -969,6 +981,64 @@ mod tests {
         p.write(&mut b);
         assert_eq!(b.len(), RECORD);
         assert_eq!(Position::read(&b), p);
+    }
+
+    /// Cache keys must not change between versions: a track output folder written before must
+    /// resume from its cache without scoring anything again.
+    #[test]
+    fn cache_keys_are_stable_across_versions() {
+        let opts = TrackOptions {
+            metrics: MetricConfig::default(),
+            window: None,
+            stride: Some(256),
+            engine: serde_json::json!({"precision": "f32", "exact_attention": false, "ubatch": 512}),
+            cache_dir: PathBuf::new(),
+        };
+        let set = serde_json::json!({"kind": "documents", "content": "0f", "text_field": "text",
+            "id_field": "id", "format": "Auto"});
+        let fp = run_fingerprint(set, &opts);
+        assert_eq!(
+            fp.to_string(),
+            "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":1}"
+        );
+        assert_eq!(
+            cache_key("b179c952", &fp),
+            "4324c61f10f2a549d43e916a25d07500"
+        );
+    }
+
+    /// A cache entry as the earlier versions wrote it (metadata JSON, then the position file)
+    /// loads as it is: it holds positions only, no metric names, so renaming a metric leaves it
+    /// valid.
+    #[test]
+    fn a_cache_entry_of_an_earlier_version_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let units = [vec![pos(0.5, 0.9), pos(1.5, 0.3)], vec![pos(2.0, 0.5)]];
+        let mut bytes = Vec::new();
+        units.iter().flatten().for_each(|p| p.write(&mut bytes));
+        std::fs::write(dir.path().join("k.pos"), &bytes).unwrap();
+        let meta = format!(
+            r#"{{
+  "model": "m.gguf",
+  "model_sha256": "b179c952",
+  "fingerprint": {{"set": {{"kind": "documents"}}, "k": 10, "version": 1}},
+  "units": [["d1", 2], ["d2", 1]],
+  "skipped": [],
+  "skipped_count": 0,
+  "context_tokens": 5,
+  "positions_sha256": "{}"
+}}"#,
+            digest::sha256_hex(&bytes)
+        );
+        std::fs::write(dir.path().join("k.json"), meta).unwrap();
+        let s = load_cached(dir.path(), "k")
+            .unwrap()
+            .expect("the entry loads");
+        assert_eq!(s.units, units);
+        assert_eq!(s.meta.units[1], ("d2".to_string(), 1));
+        let summary = pool(&s.units, MetricConfig::default()).summary();
+        assert_eq!(summary.decision_tokens, 2);
+        assert_eq!(summary.decision_share, Some(2.0 / 3.0));
     }
 
     #[test]
