@@ -194,7 +194,7 @@ fn print_summary(s: &Summary, skipped: u64, errors: &[String], tps: f64) {
         num4(s.ppl),
         num4(s.top1_acc),
         s.decision_tokens,
-        num4(s.decision_share),
+        num4(s.decision_density),
         num4(s.mean_h10)
     );
     print_skips(&mut e, skipped, errors, "see --summary");

@@ -176,7 +176,7 @@ fn print_report(r: &TrackReport) {
             f(s.he_ppl),
             f(s.ppl),
             f(s.top1_acc),
-            s.decision_share
+            s.decision_density
                 .map_or("-".into(), |x| format!("{:.2}", x * 100.0)),
         );
     }

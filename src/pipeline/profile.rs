@@ -225,7 +225,7 @@ pub fn profile_schema(k: usize, with_ref: bool) -> SchemaRef {
 fn row_floats(r: &ProfileRow, k: usize, with_ref: bool) -> Vec<Option<f64>> {
     let m = &r.metrics;
     let mut v = vec![
-        m.decision_share,
+        m.decision_density,
         m.he_snr,
         m.he_ppl,
         m.mean_h10,
@@ -240,7 +240,7 @@ fn row_floats(r: &ProfileRow, k: usize, with_ref: bool) -> Vec<Option<f64>> {
     }));
     if with_ref {
         let (rh, rn, rd) = match &r.reference {
-            Some(s) => (s.he_snr, s.mean_nll, s.decision_share),
+            Some(s) => (s.he_snr, s.mean_nll, s.decision_density),
             None => (None, None, None),
         };
         let d = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
@@ -250,7 +250,7 @@ fn row_floats(r: &ProfileRow, k: usize, with_ref: bool) -> Vec<Option<f64>> {
             rd,
             d(m.he_snr, rh),
             d(m.mean_nll, rn),
-            d(m.decision_share, rd),
+            d(m.decision_density, rd),
         ]);
     }
     v
@@ -1125,7 +1125,7 @@ mod tests {
                 ppl: Some((index as f64 * 0.5).exp()),
                 top1_acc: Some(0.5),
                 decision_tokens: 1,
-                decision_share: Some(1.0 / scored.max(1) as f64),
+                decision_density: Some(1.0 / scored.max(1) as f64),
                 he_snr: index.is_multiple_of(2).then_some(0.25),
                 he_ppl: None,
                 mean_h10: Some(0.1),

@@ -630,7 +630,7 @@ pub const TRACKED_METRICS: [&str; 7] = [
     "he_ppl",
     "ppl",
     "top1_acc",
-    "decision_share",
+    "decision_density",
     "mean_h10",
     "mean_nll",
 ];
@@ -642,7 +642,7 @@ pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
         "he_ppl" => s.he_ppl,
         "ppl" => s.ppl,
         "top1_acc" => s.top1_acc,
-        "decision_share" => s.decision_share,
+        "decision_density" => s.decision_density,
         "mean_h10" => s.mean_h10,
         "mean_nll" => s.mean_nll,
         "decision_tokens" => Some(s.decision_tokens as f64),
@@ -926,7 +926,7 @@ fn long_context_tax(checkpoints: &[CheckpointResult]) -> Vec<TaxFlag> {
             "while HE-SNR improves {snr_a:.4} -> {snr_b:.4} ({:+.1}%)",
             rel(snr_a, snr_b)
         ));
-        if let (Some(p), Some(q)) = (a.decision_share, b.decision_share) {
+        if let (Some(p), Some(q)) = (a.decision_density, b.decision_density) {
             if q > p * (1.0 + DECISION_JUMP) {
                 findings.push(format!(
                     "|H| share jumps {p:.4} -> {q:.4} ({:+.1}%): more hard decisions, mastered better",
@@ -1038,7 +1038,7 @@ mod tests {
         assert_eq!(s.meta.units[1], ("d2".to_string(), 1));
         let summary = pool(&s.units, MetricConfig::default()).summary();
         assert_eq!(summary.decision_tokens, 2);
-        assert_eq!(summary.decision_share, Some(2.0 / 3.0));
+        assert_eq!(summary.decision_density, Some(2.0 / 3.0));
     }
 
     #[test]
@@ -1104,7 +1104,7 @@ mod tests {
         s.he_snr = Some(he_snr);
         s.ppl = Some(ppl);
         s.top1_acc = Some(0.9);
-        s.decision_share = Some(share);
+        s.decision_density = Some(share);
         CheckpointResult {
             name: name.into(),
             model: String::new(),

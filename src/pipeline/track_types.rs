@@ -44,7 +44,7 @@ pub struct SweepPoint {
 /// How well one metric tracks one downstream score across the checkpoints that have it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricCorrelation {
-    /// Metric key: `he_snr`, `he_ppl`, `ppl`, `top1_acc`, `decision_share`, `mean_h10`, ...
+    /// Metric key: `he_snr`, `he_ppl`, `ppl`, `top1_acc`, `decision_density`, `mean_h10`, ...
     pub metric: String,
     pub downstream: String,
     pub report: CorrelationReport,

@@ -69,7 +69,7 @@ const METRICS: [MetricDef; 7] = [
     metric("ppl", "PPL", Better::Lower, false),
     metric("top1_acc", "top-1", Better::Higher, true),
     metric("decision_tokens", "|H|", Better::Neither, false),
-    metric("decision_share", "|H| share", Better::Neither, true),
+    metric("decision_density", "|H| share", Better::Neither, true),
     metric("mean_h10", "mean H10", Better::Neither, false),
 ];
 
@@ -89,7 +89,7 @@ fn metric_value(s: &Summary, key: &str) -> Option<f64> {
         "ppl" => s.ppl,
         "top1_acc" => s.top1_acc,
         "decision_tokens" => Some(s.decision_tokens as f64),
-        "decision_share" => s.decision_share,
+        "decision_density" => s.decision_density,
         "mean_h10" => s.mean_h10,
         "mean_nll" => s.mean_nll,
         "scored_tokens" => Some(s.scored_tokens as f64),

@@ -116,7 +116,7 @@ pub fn demo_report() -> TrackReport {
                     ppl: Some(ppl[i]),
                     top1_acc: Some(top1[i]),
                     decision_tokens: dec[i],
-                    decision_share: Some(dec[i] as f64 / scored as f64),
+                    decision_density: Some(dec[i] as f64 / scored as f64),
                     he_snr: Some(he_snr[i]),
                     he_ppl: Some(he_ppl[i]),
                     mean_h10: Some(mean_h[i]),
@@ -135,7 +135,7 @@ pub fn demo_report() -> TrackReport {
         "he_ppl",
         "ppl",
         "top1_acc",
-        "decision_share",
+        "decision_density",
         "mean_h10",
     ] {
         for d in downs {

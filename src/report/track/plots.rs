@@ -24,7 +24,7 @@ const TREND_METRICS: [&str; 6] = [
     "ppl",
     "top1_acc",
     "decision_tokens",
-    "decision_share",
+    "decision_density",
 ];
 
 /// Panels of each metric-vs-downstream scatter plot.
