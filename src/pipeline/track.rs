@@ -26,7 +26,7 @@ use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
-use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
+use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
 use crate::pipeline::run::{drive, Outcome, RunLog, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
@@ -624,31 +624,16 @@ pub fn sweep_grid() -> Vec<f64> {
         .collect()
 }
 
-/// The metrics correlated with downstream scores, by their key in [`Summary`].
-pub const TRACKED_METRICS: [&str; 7] = [
-    "he_snr",
-    "he_ppl",
-    "ppl",
-    "top1_acc",
-    "decision_density",
-    "mean_h10",
-    "mean_nll",
+/// The metrics correlated with downstream scores, in the order of the report's correlations.
+pub const TRACKED_METRICS: [Metric; 7] = [
+    Metric::HeSnr,
+    Metric::HePpl,
+    Metric::Ppl,
+    Metric::Top1Acc,
+    Metric::DecisionDensity,
+    Metric::MeanH10,
+    Metric::MeanNll,
 ];
-
-/// A metric of a summary by its key.
-pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
-    match key {
-        "he_snr" => s.he_snr,
-        "he_ppl" => s.he_ppl,
-        "ppl" => s.ppl,
-        "top1_acc" => s.top1_acc,
-        "decision_density" => s.decision_density,
-        "mean_h10" => s.mean_h10,
-        "mean_nll" => s.mean_nll,
-        "decision_tokens" => Some(s.decision_tokens as f64),
-        _ => None,
-    }
-}
 
 /// Everything but the model that changes a checkpoint's cached positions: the evaluation set's
 /// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
@@ -815,11 +800,11 @@ fn build_report(
             let pairs: Vec<(f64, f64)> = with
                 .iter()
                 .zip(&y)
-                .filter_map(|(c, &y)| metric_value(&c.summary, m).map(|x| (x, y)))
+                .filter_map(|(c, &y)| m.value(&c.summary).map(|x| (x, y)))
                 .collect();
             let (x, yy): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
             correlations.push(MetricCorrelation {
-                metric: m.to_string(),
+                metric: m,
                 downstream: d.clone(),
                 report: stats::correlate(&x, &yy, STATS_SEED),
             });
@@ -929,7 +914,8 @@ fn long_context_tax(checkpoints: &[CheckpointResult]) -> Vec<TaxFlag> {
         if let (Some(p), Some(q)) = (a.decision_density, b.decision_density) {
             if q > p * (1.0 + DECISION_JUMP) {
                 findings.push(format!(
-                    "|H| share jumps {p:.4} -> {q:.4} ({:+.1}%): more hard decisions, mastered better",
+                    "{} jumps {p:.4} -> {q:.4} ({:+.1}%): more hard decisions, mastered better",
+                    Metric::DecisionDensity.label(),
                     rel(p, q)
                 ));
             }
