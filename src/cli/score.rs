@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 
 use hesnr::data::{self, Document, InputFormat, JsonlWriter, ReaderOptions};
 use hesnr::engine::Backend;
-use hesnr::metrics::Summary;
+use hesnr::metrics::{Metric, Summary};
 use hesnr::pipeline::run::{Flow, Outcome};
 use hesnr::pipeline::score::{self, DocumentRow, RunTotals, ScoredDocument};
 
@@ -188,15 +188,16 @@ fn print_summary(s: &Summary, skipped: u64, errors: &[String], tps: f64) {
         "documents {}  scored tokens {}  skipped {}  ({tps:.0} tok/s)",
         s.documents, s.scored_tokens, skipped
     );
+    let quality = [Metric::HeSnr, Metric::HePpl, Metric::Ppl, Metric::Top1Acc]
+        .map(|m| format!("{} {}", m.label(), num4(m.value(s))))
+        .join("  ");
     let _ = writeln!(
         e,
-        "HE-SNR {}  HE-PPL {}  PPL {}  top-1 {}  |H| {} ({})  mean H10 {}",
-        num4(s.he_snr),
-        num4(s.he_ppl),
-        num4(s.ppl),
-        num4(s.top1_acc),
+        "{quality}  {} {} ({})  {} {}",
+        Metric::DecisionTokens.label(),
         s.decision_tokens,
-        num4(s.decision_share),
+        num4(s.decision_density),
+        Metric::MeanH10.label(),
         num4(s.mean_h10)
     );
     print_skips(&mut e, skipped, errors, "see --summary");

@@ -12,11 +12,12 @@ use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::render::TemplateChoice;
 use hesnr::data::{InputFormat, ReaderOptions};
 use hesnr::engine::{model_store, Backend};
+use hesnr::metrics::Metric;
 use hesnr::pipeline::track::{self, CheckpointEvent, EvalSet, TrackOptions};
 use hesnr::pipeline::track_types::TrackReport;
 use hesnr::report;
 
-use super::common::{load_model, MetricArgs, ModelArgs};
+use super::common::{load_model, num4, MetricArgs, ModelArgs};
 use super::eval::FormatArg;
 
 pub const TRACK_EXAMPLES: &str = "Examples:
@@ -153,32 +154,40 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     Ok(())
 }
 
+/// The metric columns of the terminal table and their widths, then |H| share as a percentage.
+const TABLE: [(Metric, usize); 4] = [
+    (Metric::HeSnr, 8),
+    (Metric::HePpl, 8),
+    (Metric::Ppl, 8),
+    (Metric::Top1Acc, 7),
+];
+
 fn print_report(r: &TrackReport) {
-    let f = |v: Option<f64>| v.map_or("-".to_string(), |x| format!("{x:.4}"));
+    let f = num4;
     let mut e = std::io::stderr().lock();
     let _ = writeln!(
         e,
         "{} on {} (k = {}, eps = {:.4})",
         r.title, r.eval_set, r.k, r.eps
     );
+    let header: String = TABLE.map(|(m, w)| format!(" {:>w$}", m.label())).concat();
     let _ = writeln!(
         e,
-        "{:<16} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7}",
-        "checkpoint", "step", "stage", "HE-SNR", "HE-PPL", "PPL", "top-1", "|H|%"
+        "{:<16} {:>8} {:>6}{header} {:>7}",
+        "checkpoint", "step", "stage", "|H|%"
     );
     for c in &r.checkpoints {
         let s = &c.summary;
+        let values: String = TABLE
+            .map(|(m, w)| format!(" {:>w$}", f(m.value(s))))
+            .concat();
         let _ = writeln!(
             e,
-            "{:<16} {:>8} {:>6} {:>8} {:>8} {:>8} {:>7} {:>7}",
+            "{:<16} {:>8} {:>6}{values} {:>7}",
             c.name,
             c.step.map_or("-".into(), |s| format!("{s}")),
             c.stage.as_deref().unwrap_or("-"),
-            f(s.he_snr),
-            f(s.he_ppl),
-            f(s.ppl),
-            f(s.top1_acc),
-            s.decision_share
+            s.decision_density
                 .map_or("-".into(), |x| format!("{:.2}", x * 100.0)),
         );
     }

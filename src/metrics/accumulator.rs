@@ -149,7 +149,7 @@ impl Accumulator {
             ppl: mean_nll.map(f64::exp),
             top1_acc: ratio(self.top1 as f64, self.scored),
             decision_tokens: self.decision,
-            decision_share: ratio(self.decision as f64, self.scored),
+            decision_density: ratio(self.decision as f64, self.scored),
             he_snr,
             he_ppl: ratio(self.sum_nll_decision.value(), self.decision).map(f64::exp),
             mean_h10: ratio(self.sum_h.value(), self.scored),
@@ -178,8 +178,10 @@ pub struct Summary {
     pub top1_acc: Option<f64>,
     /// |H|: scored positions with H_k > eps whose true token is in the top-k.
     pub decision_tokens: u64,
-    /// |H| / scored tokens.
-    pub decision_share: Option<f64>,
+    /// |H| / scored tokens ([`Metric::DecisionDensity`](super::Metric::DecisionDensity)).
+    /// Earlier versions wrote it as `decision_share`; summaries and rows they wrote still read.
+    #[serde(alias = "decision_share")]
+    pub decision_density: Option<f64>,
     pub he_snr: Option<f64>,
     pub he_ppl: Option<f64>,
     /// Mean renormalised top-k entropy (named for the default k = 10).
@@ -237,13 +239,28 @@ mod tests {
         let he_nll = -(0.3f64.ln() + 0.5f64.ln()) / 2.0;
         assert!((s.he_ppl.unwrap() - he_nll.exp()).abs() < 1e-9);
         assert_eq!(s.top1_acc, Some(0.5));
-        assert_eq!(s.decision_share, Some(0.5));
+        assert_eq!(s.decision_density, Some(0.5));
         assert!((s.mean_h10.unwrap() - 5.7 / 4.0).abs() < 1e-12);
         // Orders: 0 -> 1; 1.5 is above the 4|5 edge (ln4+ln5)/2 = 1.498 -> 5; 2.0 -> 7; 2.2 -> 9.
         for m in [1, 5, 7, 9] {
             assert_eq!(s.order_shares[m - 1], 0.25, "order {m}");
         }
         assert_eq!(s.order_shares.iter().sum::<f64>(), 1.0);
+    }
+
+    /// A summary as earlier versions wrote it (`decision_share`) reads into `decision_density`;
+    /// it is written under the new name only.
+    #[test]
+    fn summaries_of_earlier_versions_read() {
+        let old = r#"{"documents": 1, "scored_tokens": 4, "mean_nll": 1.5, "ppl": 4.48,
+            "top1_acc": 0.5, "decision_tokens": 2, "decision_share": 0.5, "he_snr": 0.225,
+            "he_ppl": 2.58, "mean_h10": 1.425, "order_shares": [0.25, 0.75]}"#;
+        let s: Summary = serde_json::from_str(old).unwrap();
+        assert_eq!(s.decision_density, Some(0.5));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["decision_density"], 0.5);
+        assert!(json.get("decision_share").is_none());
+        assert_eq!(serde_json::from_value::<Summary>(json).unwrap(), s);
     }
 
     #[test]

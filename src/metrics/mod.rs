@@ -11,11 +11,13 @@
 mod accumulator;
 mod config;
 mod exact_sum;
+mod metric;
 mod position;
 
 pub use accumulator::{Accumulator, Summary, ENTROPY_BINS};
 pub use config::{MetricConfig, Pooling, SignalProb};
 pub use exact_sum::ExactSum;
+pub use metric::{Better, Metric};
 #[cfg(test)]
 pub(crate) use position::reference_stats;
 pub use position::{entropy_order, PositionMetrics, PositionStats, TokenLogit};

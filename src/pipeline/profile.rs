@@ -47,7 +47,7 @@ use super::skips::MAX_REASONS_KEPT;
 use crate::data::digest::hex;
 use crate::data::{self, write_json_atomic, AtomicFile, Document, ReaderOptions};
 use crate::engine::Backend;
-use crate::metrics::Summary;
+use crate::metrics::{Metric, Summary};
 
 /// Rows per row group of every file written (parts, shards, merged).
 pub const ROW_GROUP_ROWS: usize = 8192;
@@ -176,29 +176,29 @@ pub struct ProfileRow {
     pub reference: Option<Summary>,
 }
 
-const MAIN_FLOATS: [&str; 7] = [
-    "decision_density",
-    "he_snr",
-    "he_ppl",
-    "mean_h10",
-    "mean_nll",
-    "ppl",
-    "top1_acc",
+/// The count columns, after the document's `tokens`.
+const COUNTS: [Metric; 2] = [Metric::ScoredTokens, Metric::DecisionTokens];
+/// The float columns of the main model, then `order_share_1..k`.
+const FLOATS: [Metric; 7] = [
+    Metric::DecisionDensity,
+    Metric::HeSnr,
+    Metric::HePpl,
+    Metric::MeanH10,
+    Metric::MeanNll,
+    Metric::Ppl,
+    Metric::Top1Acc,
 ];
-const REF_FLOATS: [&str; 6] = [
-    "ref_he_snr",
-    "ref_mean_nll",
-    "ref_decision_density",
-    "delta_he_snr",
-    "delta_mean_nll",
-    "delta_decision_density",
-];
+/// The metrics of the reference model: `ref_<name>` columns, then `delta_<name>` (main minus
+/// reference) columns.
+const REF_FLOATS: [Metric; 3] = [Metric::HeSnr, Metric::MeanNll, Metric::DecisionDensity];
 
 fn float_columns(k: usize, with_ref: bool) -> Vec<String> {
-    let mut v: Vec<String> = MAIN_FLOATS.iter().map(|s| s.to_string()).collect();
+    let mut v: Vec<String> = FLOATS.iter().map(|m| m.name().to_string()).collect();
     v.extend((1..=k).map(|m| format!("order_share_{m}")));
     if with_ref {
-        v.extend(REF_FLOATS.iter().map(|s| s.to_string()));
+        for prefix in ["ref_", "delta_"] {
+            v.extend(REF_FLOATS.iter().map(|m| format!("{prefix}{m}")));
+        }
     }
     v
 }
@@ -211,9 +211,12 @@ pub fn profile_schema(k: usize, with_ref: bool) -> SchemaRef {
         Field::new("line", DataType::UInt64, false),
         Field::new("index", DataType::UInt64, false),
         Field::new("tokens", DataType::UInt64, false),
-        Field::new("scored_tokens", DataType::UInt64, false),
-        Field::new("decision_tokens", DataType::UInt64, false),
     ];
+    fields.extend(
+        COUNTS
+            .iter()
+            .map(|m| Field::new(m.name(), DataType::UInt64, false)),
+    );
     fields.extend(
         float_columns(k, with_ref)
             .into_iter()
@@ -224,34 +227,21 @@ pub fn profile_schema(k: usize, with_ref: bool) -> SchemaRef {
 
 fn row_floats(r: &ProfileRow, k: usize, with_ref: bool) -> Vec<Option<f64>> {
     let m = &r.metrics;
-    let mut v = vec![
-        m.decision_share,
-        m.he_snr,
-        m.he_ppl,
-        m.mean_h10,
-        m.mean_nll,
-        m.ppl,
-        m.top1_acc,
-    ];
+    let mut v: Vec<Option<f64>> = FLOATS.iter().map(|f| f.value(m)).collect();
     v.extend((0..k).map(|j| {
         (m.scored_tokens > 0)
             .then(|| m.order_shares.get(j).copied())
             .flatten()
     }));
     if with_ref {
-        let (rh, rn, rd) = match &r.reference {
-            Some(s) => (s.he_snr, s.mean_nll, s.decision_share),
-            None => (None, None, None),
-        };
-        let d = |a: Option<f64>, b: Option<f64>| Some(a? - b?);
-        v.extend([
-            rh,
-            rn,
-            rd,
-            d(m.he_snr, rh),
-            d(m.mean_nll, rn),
-            d(m.decision_share, rd),
-        ]);
+        let reference = REF_FLOATS.map(|f| r.reference.as_ref().and_then(|s| f.value(s)));
+        v.extend(reference);
+        v.extend(
+            REF_FLOATS
+                .iter()
+                .zip(reference)
+                .map(|(f, rv)| Some(f.value(m)? - rv?)),
+        );
     }
     v
 }
@@ -275,9 +265,8 @@ pub fn rows_to_batch(rows: &[ProfileRow], schema: &SchemaRef) -> Result<RecordBa
         u(&|r| r.line),
         u(&|r| r.index),
         u(&|r| r.tokens),
-        u(&|r| r.metrics.scored_tokens),
-        u(&|r| r.metrics.decision_tokens),
     ];
+    cols.extend(COUNTS.map(|m| u(&|r| m.count(&r.metrics).expect("a count metric"))));
     let floats: Vec<Vec<Option<f64>>> = rows.iter().map(|r| row_floats(r, k, with_ref)).collect();
     let n = float_columns(k, with_ref).len();
     for c in 0..n {
@@ -1195,7 +1184,7 @@ mod tests {
                 ppl: Some((index as f64 * 0.5).exp()),
                 top1_acc: Some(0.5),
                 decision_tokens: 1,
-                decision_share: Some(1.0 / scored.max(1) as f64),
+                decision_density: Some(1.0 / scored.max(1) as f64),
                 he_snr: index.is_multiple_of(2).then_some(0.25),
                 he_ppl: None,
                 mean_h10: Some(0.1),

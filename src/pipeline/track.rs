@@ -27,7 +27,7 @@ use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
-use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, Summary};
+use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
 use crate::pipeline::run::{Flow, Outcome, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
@@ -638,30 +638,35 @@ pub fn sweep_grid() -> Vec<f64> {
         .collect()
 }
 
-/// The metrics correlated with downstream scores, by their key in [`Summary`].
-pub const TRACKED_METRICS: [&str; 7] = [
-    "he_snr",
-    "he_ppl",
-    "ppl",
-    "top1_acc",
-    "decision_share",
-    "mean_h10",
-    "mean_nll",
+/// The metrics correlated with downstream scores, in the order of the report's correlations.
+pub const TRACKED_METRICS: [Metric; 7] = [
+    Metric::HeSnr,
+    Metric::HePpl,
+    Metric::Ppl,
+    Metric::Top1Acc,
+    Metric::DecisionDensity,
+    Metric::MeanH10,
+    Metric::MeanNll,
 ];
 
-/// A metric of a summary by its key.
-pub fn metric_value(s: &Summary, key: &str) -> Option<f64> {
-    match key {
-        "he_snr" => s.he_snr,
-        "he_ppl" => s.he_ppl,
-        "ppl" => s.ppl,
-        "top1_acc" => s.top1_acc,
-        "decision_share" => s.decision_share,
-        "mean_h10" => s.mean_h10,
-        "mean_nll" => s.mean_nll,
-        "decision_tokens" => Some(s.decision_tokens as f64),
-        _ => None,
-    }
+/// Everything but the model that changes a checkpoint's cached positions: the evaluation set's
+/// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
+/// same from version to version, or every cache entry is scored again (a test pins it).
+fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::Value {
+    serde_json::json!({
+        "set": set,
+        "k": opts.metrics.k,
+        "window": opts.window,
+        "stride": opts.stride,
+        "engine": opts.engine,
+        "version": 1,
+    })
+}
+
+/// The cache key of a checkpoint (`identity`: its model's content, and server for a served one)
+/// under a run's [`run_fingerprint`].
+fn cache_key(identity: &str, fingerprint: &serde_json::Value) -> String {
+    digest::sha256_hex(format!("{identity}\n{fingerprint}").as_bytes())[..32].to_string()
 }
 
 /// Loads a checkpoint's model for scoring (the CLI decides how).
@@ -685,14 +690,7 @@ pub fn run_track(
     load: &mut ModelLoader,
     log: &mut dyn FnMut(&Checkpoint, CheckpointEvent, &str),
 ) -> Result<TrackReport, TrackError> {
-    let fingerprint = serde_json::json!({
-        "set": set.fingerprint()?,
-        "k": opts.metrics.k,
-        "window": opts.window,
-        "stride": opts.stride,
-        "engine": opts.engine,
-        "version": 1,
-    });
+    let fingerprint = run_fingerprint(set.fingerprint()?, opts);
     let mut results = Vec::with_capacity(manifest.checkpoints.len());
     for c in &manifest.checkpoints {
         let model_sha = model_store::sha256_file(&c.model).map_err(|e| TrackError::Checkpoint {
@@ -711,8 +709,7 @@ pub fn run_track(
             ),
             None => model_sha.clone(),
         };
-        let key =
-            digest::sha256_hex(format!("{identity}\n{fingerprint}").as_bytes())[..32].to_string();
+        let key = cache_key(&identity, &fingerprint);
         let (scored, cached) = match load_cached(&opts.cache_dir, &key)? {
             Some(s) => {
                 log(c, CheckpointEvent::Cached, &key);
@@ -817,11 +814,11 @@ fn build_report(
             let pairs: Vec<(f64, f64)> = with
                 .iter()
                 .zip(&y)
-                .filter_map(|(c, &y)| metric_value(&c.summary, m).map(|x| (x, y)))
+                .filter_map(|(c, &y)| m.value(&c.summary).map(|x| (x, y)))
                 .collect();
             let (x, yy): (Vec<f64>, Vec<f64>) = pairs.into_iter().unzip();
             correlations.push(MetricCorrelation {
-                metric: m.to_string(),
+                metric: m,
                 downstream: d.clone(),
                 report: stats::correlate(&x, &yy, STATS_SEED),
             });
@@ -928,10 +925,11 @@ fn long_context_tax(checkpoints: &[CheckpointResult]) -> Vec<TaxFlag> {
             "while HE-SNR improves {snr_a:.4} -> {snr_b:.4} ({:+.1}%)",
             rel(snr_a, snr_b)
         ));
-        if let (Some(p), Some(q)) = (a.decision_share, b.decision_share) {
+        if let (Some(p), Some(q)) = (a.decision_density, b.decision_density) {
             if q > p * (1.0 + DECISION_JUMP) {
                 findings.push(format!(
-                    "|H| share jumps {p:.4} -> {q:.4} ({:+.1}%): more hard decisions, mastered better",
+                    "{} jumps {p:.4} -> {q:.4} ({:+.1}%): more hard decisions, mastered better",
+                    Metric::DecisionDensity.label(),
                     rel(p, q)
                 ));
             }
@@ -983,6 +981,64 @@ mod tests {
         p.write(&mut b);
         assert_eq!(b.len(), RECORD);
         assert_eq!(Position::read(&b), p);
+    }
+
+    /// Cache keys must not change between versions: a track output folder written before must
+    /// resume from its cache without scoring anything again.
+    #[test]
+    fn cache_keys_are_stable_across_versions() {
+        let opts = TrackOptions {
+            metrics: MetricConfig::default(),
+            window: None,
+            stride: Some(256),
+            engine: serde_json::json!({"precision": "f32", "exact_attention": false, "ubatch": 512}),
+            cache_dir: PathBuf::new(),
+        };
+        let set = serde_json::json!({"kind": "documents", "content": "0f", "text_field": "text",
+            "id_field": "id", "format": "Auto"});
+        let fp = run_fingerprint(set, &opts);
+        assert_eq!(
+            fp.to_string(),
+            "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":1}"
+        );
+        assert_eq!(
+            cache_key("b179c952", &fp),
+            "4324c61f10f2a549d43e916a25d07500"
+        );
+    }
+
+    /// A cache entry as the earlier versions wrote it (metadata JSON, then the position file)
+    /// loads as it is: it holds positions only, no metric names, so renaming a metric leaves it
+    /// valid.
+    #[test]
+    fn a_cache_entry_of_an_earlier_version_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let units = [vec![pos(0.5, 0.9), pos(1.5, 0.3)], vec![pos(2.0, 0.5)]];
+        let mut bytes = Vec::new();
+        units.iter().flatten().for_each(|p| p.write(&mut bytes));
+        std::fs::write(dir.path().join("k.pos"), &bytes).unwrap();
+        let meta = format!(
+            r#"{{
+  "model": "m.gguf",
+  "model_sha256": "b179c952",
+  "fingerprint": {{"set": {{"kind": "documents"}}, "k": 10, "version": 1}},
+  "units": [["d1", 2], ["d2", 1]],
+  "skipped": [],
+  "skipped_count": 0,
+  "context_tokens": 5,
+  "positions_sha256": "{}"
+}}"#,
+            digest::sha256_hex(&bytes)
+        );
+        std::fs::write(dir.path().join("k.json"), meta).unwrap();
+        let s = load_cached(dir.path(), "k")
+            .unwrap()
+            .expect("the entry loads");
+        assert_eq!(s.units, units);
+        assert_eq!(s.meta.units[1], ("d2".to_string(), 1));
+        let summary = pool(&s.units, MetricConfig::default()).summary();
+        assert_eq!(summary.decision_tokens, 2);
+        assert_eq!(summary.decision_density, Some(2.0 / 3.0));
     }
 
     #[test]
@@ -1048,7 +1104,7 @@ mod tests {
         s.he_snr = Some(he_snr);
         s.ppl = Some(ppl);
         s.top1_acc = Some(0.9);
-        s.decision_share = Some(share);
+        s.decision_density = Some(share);
         CheckpointResult {
             name: name.into(),
             model: String::new(),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::stats::CorrelationReport;
-use crate::metrics::Summary;
+use crate::metrics::{Metric, Summary};
 
 /// One checkpoint's results on the evaluation set.
 #[derive(Debug, Clone, Serialize)]
@@ -44,8 +44,8 @@ pub struct SweepPoint {
 /// How well one metric tracks one downstream score across the checkpoints that have it.
 #[derive(Debug, Clone, Serialize)]
 pub struct MetricCorrelation {
-    /// Metric key: `he_snr`, `he_ppl`, `ppl`, `top1_acc`, `decision_share`, `mean_h10`, ...
-    pub metric: String,
+    /// One of [`TRACKED_METRICS`](super::track::TRACKED_METRICS), written as its name.
+    pub metric: Metric,
     pub downstream: String,
     pub report: CorrelationReport,
 }

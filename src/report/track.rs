@@ -21,7 +21,7 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use crate::data::AtomicFile;
-use crate::metrics::Summary;
+use crate::metrics::{Metric, Summary};
 use crate::pipeline::track_types::TrackReport;
 use crate::report::format::finite;
 
@@ -32,69 +32,20 @@ pub use plots::plots;
 // Metrics
 // ------------------------------------------------------------------------------------------
 
-/// Which way a metric improves (for highlighting the best checkpoint of a column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Better {
-    Higher,
-    Lower,
-    Neither,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct MetricDef {
-    key: &'static str,
-    label: &'static str,
-    better: Better,
-    percent: bool,
-}
-
-const fn metric(
-    key: &'static str,
-    label: &'static str,
-    better: Better,
-    percent: bool,
-) -> MetricDef {
-    MetricDef {
-        key,
-        label,
-        better,
-        percent,
-    }
-}
-
 /// The per-checkpoint metrics, in table order.
-const METRICS: [MetricDef; 7] = [
-    metric("he_snr", "HE-SNR", Better::Higher, false),
-    metric("he_ppl", "HE-PPL", Better::Lower, false),
-    metric("ppl", "PPL", Better::Lower, false),
-    metric("top1_acc", "top-1", Better::Higher, true),
-    metric("decision_tokens", "|H|", Better::Neither, false),
-    metric("decision_share", "|H| share", Better::Neither, true),
-    metric("mean_h10", "mean H10", Better::Neither, false),
+const METRICS: [Metric; 7] = [
+    Metric::HeSnr,
+    Metric::HePpl,
+    Metric::Ppl,
+    Metric::Top1Acc,
+    Metric::DecisionTokens,
+    Metric::DecisionDensity,
+    Metric::MeanH10,
 ];
 
-fn metric_def(key: &str) -> Option<MetricDef> {
-    METRICS.iter().copied().find(|m| m.key == key)
-}
-
-fn metric_label(key: &str) -> String {
-    metric_def(key).map_or_else(|| key.to_string(), |m| m.label.to_string())
-}
-
-/// A summary's value of a metric key (`None` when undefined, unknown or not finite).
-fn metric_value(s: &Summary, key: &str) -> Option<f64> {
-    finite(match key {
-        "he_snr" => s.he_snr,
-        "he_ppl" => s.he_ppl,
-        "ppl" => s.ppl,
-        "top1_acc" => s.top1_acc,
-        "decision_tokens" => Some(s.decision_tokens as f64),
-        "decision_share" => s.decision_share,
-        "mean_h10" => s.mean_h10,
-        "mean_nll" => s.mean_nll,
-        "scored_tokens" => Some(s.scored_tokens as f64),
-        _ => None,
-    })
+/// A summary's value of a metric (`None` when undefined or not finite).
+fn metric_value(s: &Summary, m: Metric) -> Option<f64> {
+    finite(m.value(s))
 }
 
 // ------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use super::metric_value;
 use crate::analysis::stats;
 use crate::metrics::Summary;
+use crate::pipeline::track::TRACKED_METRICS;
 use crate::pipeline::track_types::{
     CheckpointResult, MetricCorrelation, SweepCorrelation, SweepPoint, TaxFlag, TrackReport,
 };
@@ -116,7 +117,7 @@ pub fn demo_report() -> TrackReport {
                     ppl: Some(ppl[i]),
                     top1_acc: Some(top1[i]),
                     decision_tokens: dec[i],
-                    decision_share: Some(dec[i] as f64 / scored as f64),
+                    decision_density: Some(dec[i] as f64 / scored as f64),
                     he_snr: Some(he_snr[i]),
                     he_ppl: Some(he_ppl[i]),
                     mean_h10: Some(mean_h[i]),
@@ -130,21 +131,14 @@ pub fn demo_report() -> TrackReport {
         .collect();
     let downs = ["humaneval_plus", "swebench_verified"];
     let mut correlations = Vec::new();
-    for key in [
-        "he_snr",
-        "he_ppl",
-        "ppl",
-        "top1_acc",
-        "decision_share",
-        "mean_h10",
-    ] {
+    for m in TRACKED_METRICS {
         for d in downs {
             let (x, y): (Vec<f64>, Vec<f64>) = checkpoints
                 .iter()
-                .filter_map(|c| Some((metric_value(&c.summary, key)?, *c.downstream.get(d)?)))
+                .filter_map(|c| Some((metric_value(&c.summary, m)?, *c.downstream.get(d)?)))
                 .unzip();
             correlations.push(MetricCorrelation {
-                metric: key.to_string(),
+                metric: m,
                 downstream: d.to_string(),
                 report: stats::correlate(&x, &y, 7),
             });

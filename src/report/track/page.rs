@@ -6,11 +6,9 @@ use minijinja::Value;
 use serde::Serialize;
 
 use super::plots::Plot;
-use super::{
-    downstream_names, metric_label, metric_value, tax_flagged, Better, MetricDef, METRICS,
-};
+use super::{downstream_names, metric_value, tax_flagged, METRICS};
 use crate::analysis::stats::{self, Correlation, CorrelationSummary};
-use crate::metrics::Summary;
+use crate::metrics::{Better, Metric, Summary};
 use crate::pipeline::track_types::{TaxFlag, TrackReport};
 use crate::report::format::{finite, opt, pct, sig4};
 use crate::report::html;
@@ -58,7 +56,7 @@ struct Cell {
 /// One metric against one downstream score: a row per statistic.
 #[derive(Serialize)]
 struct CorrelationGroup<'a> {
-    metric: String,
+    metric: &'static str,
     downstream: &'a str,
     n: usize,
     conclusive: bool,
@@ -103,10 +101,10 @@ fn cell(text: String, v: Option<f64>, best: Option<f64>) -> Cell {
 }
 
 /// A metric as the table shows it: counts whole, shares as percentages.
-fn fmt_metric(m: &MetricDef, v: Option<f64>) -> String {
-    match (m.key, finite(v)) {
-        ("decision_tokens", Some(v)) => format!("{}", v as u64),
-        _ if m.percent => pct(v),
+fn fmt_metric(m: Metric, v: Option<f64>) -> String {
+    match finite(v) {
+        Some(v) if m.is_count() => format!("{}", v as u64),
+        _ if m.is_percent() => pct(v),
         _ => opt(v),
     }
 }
@@ -139,9 +137,9 @@ fn rows(r: &TrackReport) -> Vec<Row<'_>> {
             let vals: Vec<Option<f64>> = r
                 .checkpoints
                 .iter()
-                .map(|c| metric_value(&c.summary, m.key))
+                .map(|c| metric_value(&c.summary, *m))
                 .collect();
-            best_of(&vals, m.better)
+            best_of(&vals, m.better())
         })
         .collect();
     let down_best: Vec<Option<f64>> = downs
@@ -169,8 +167,8 @@ fn rows(r: &TrackReport) -> Vec<Row<'_>> {
                 .iter()
                 .zip(&metric_best)
                 .map(|(m, best)| {
-                    let v = metric_value(&c.summary, m.key);
-                    cell(fmt_metric(m, v), v, *best)
+                    let v = metric_value(&c.summary, *m);
+                    cell(fmt_metric(*m, v), v, *best)
                 })
                 .collect(),
             orders: top_orders(&c.summary, 3),
@@ -231,7 +229,7 @@ fn correlations(r: &TrackReport) -> Vec<CorrelationGroup<'_>> {
     r.correlations
         .iter()
         .map(|c| CorrelationGroup {
-            metric: metric_label(&c.metric),
+            metric: c.metric.label(),
             downstream: &c.downstream,
             n: c.report.n,
             conclusive: c.report.conclusive,
@@ -287,7 +285,7 @@ pub(super) fn render(r: &TrackReport, plots: &[Plot]) -> String {
         cached: r.checkpoints.iter().filter(|c| c.cached).count(),
         downstream: downstream_names(r),
         notes: notes(r),
-        metrics: METRICS.iter().map(|m| m.label).collect(),
+        metrics: METRICS.iter().map(|m| m.label()).collect(),
         rows: rows(r),
         correlations: correlations(r),
         tax: &r.tax,

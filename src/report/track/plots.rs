@@ -6,10 +6,9 @@ use std::fmt::Write as _;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
-use super::{
-    downstream_names, metric_def, metric_label, metric_value, tax_flagged, Better, MetricDef,
-};
+use super::{downstream_names, metric_value, tax_flagged, METRICS};
 use crate::analysis::stats::{self, Correlation, CorrelationReport};
+use crate::metrics::{Better, Metric};
 use crate::pipeline::track_types::{CheckpointResult, SweepCorrelation, TrackReport};
 use crate::report::format::{finite, opt, sig4, tick, tick_pct, truncate};
 use crate::report::plot::{
@@ -17,18 +16,23 @@ use crate::report::plot::{
     MUTED, PANEL, PLATEAU, STAGE, STAT_COLORS, TAX,
 };
 
-/// Panels of the metrics-across-training plot.
-const TREND_METRICS: [&str; 6] = [
-    "he_snr",
-    "he_ppl",
-    "ppl",
-    "top1_acc",
-    "decision_tokens",
-    "decision_share",
-];
+/// Panels of the metrics-across-training plot: the checkpoint table's metrics but mean H10 (six
+/// panels, three rows of two).
+fn trend_metrics() -> Vec<Metric> {
+    METRICS
+        .into_iter()
+        .filter(|&m| m != Metric::MeanH10)
+        .collect()
+}
 
-/// Panels of each metric-vs-downstream scatter plot.
-const SCATTER_METRICS: [&str; 4] = ["he_snr", "he_ppl", "ppl", "top1_acc"];
+/// Panels of each metric-vs-downstream scatter plot: the table's metrics of the model's quality
+/// (those with a better direction; the others describe the text).
+fn scatter_metrics() -> Vec<Metric> {
+    METRICS
+        .into_iter()
+        .filter(|m| m.better() != Better::Neither)
+        .collect()
+}
 
 /// A file-name-safe stem from any text.
 fn slug(s: &str) -> String {
@@ -130,22 +134,22 @@ fn segments(points: impl IntoIterator<Item = (f64, Option<f64>)>) -> Vec<Vec<(f6
     out
 }
 
-/// The correlation of metric `key` with downstream `down` as the report has it.
-fn find_corr<'a>(r: &'a TrackReport, key: &str, down: &str) -> Option<&'a CorrelationReport> {
+/// The correlation of metric `m` with downstream `down` as the report has it.
+fn find_corr<'a>(r: &'a TrackReport, m: Metric, down: &str) -> Option<&'a CorrelationReport> {
     r.correlations
         .iter()
-        .find(|c| c.metric == key && c.downstream == down)
+        .find(|c| c.metric == m && c.downstream == down)
         .map(|c| &c.report)
 }
 
 /// Pearson, Spearman, Kendall and n for a scatter: the report's when present, else computed.
 fn corr_triplet(
     r: &TrackReport,
-    key: &str,
+    m: Metric,
     down: &str,
     pts: &[(f64, f64)],
 ) -> ([Option<f64>; 3], usize) {
-    if let Some(c) = find_corr(r, key, down) {
+    if let Some(c) = find_corr(r, m, down) {
         return (
             [c.pearson.value, c.spearman.value, c.kendall.value].map(finite),
             c.n,
@@ -268,18 +272,18 @@ impl<'a> Ctx<'a> {
 }
 
 /// One metric across training: line and points, stage boundaries, tax-flagged checkpoints.
-fn trend_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: &MetricDef) -> DrawResult {
-    let better = match m.better {
+fn trend_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: Metric) -> DrawResult {
+    let better = match m.better() {
         Better::Higher => " (higher is better)",
         Better::Lower => " (lower is better)",
         Better::Neither => "",
     };
-    let caption = format!("{}{better}", m.label);
+    let caption = format!("{}{better}", m.label());
     let ys: Vec<Option<f64>> = ctx
         .r
         .checkpoints
         .iter()
-        .map(|c| metric_value(&c.summary, m.key))
+        .map(|c| metric_value(&c.summary, m))
         .collect();
     let pts: Vec<(f64, f64)> = ctx
         .xa
@@ -298,7 +302,7 @@ fn trend_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: &MetricDef) -> DrawResult {
     // Room above the data for the stage labels.
     let y1 = y1 + (y1 - y0) * 0.22;
     let mut chart = plot::chart(area, &PANEL, caption, x0..x1, y0..y1)?;
-    let percent = m.percent;
+    let percent = m.is_percent();
     plot::mesh(&mut chart, &PANEL)
         .x_desc(ctx.xa.label)
         .x_labels(7)
@@ -339,32 +343,32 @@ fn trend_plot(root: &Area<'_>, ctx: &Ctx<'_>) -> DrawResult {
         if ctx.xa.by_step { "step" } else { "checkpoint #" }
     );
     let body = root.titled(&head, font(18, INK))?;
-    let defs: Vec<MetricDef> = TREND_METRICS.iter().filter_map(|k| metric_def(k)).collect();
-    let panels = body.split_evenly((defs.len().div_ceil(2), 2));
-    for (area, m) in panels.iter().zip(&defs) {
+    let metrics = trend_metrics();
+    let panels = body.split_evenly((metrics.len().div_ceil(2), 2));
+    for (area, m) in panels.iter().zip(metrics) {
         trend_panel(area, ctx, m)?;
     }
     Ok(())
 }
 
 /// Points (metric, downstream score, checkpoint index) for a scatter.
-fn scatter_points(r: &TrackReport, key: &str, down: &str) -> Vec<(f64, f64, usize)> {
+fn scatter_points(r: &TrackReport, m: Metric, down: &str) -> Vec<(f64, f64, usize)> {
     r.checkpoints
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let x = metric_value(&c.summary, key)?;
+            let x = metric_value(&c.summary, m)?;
             let y = finite(c.downstream.get(down).copied())?;
             Some((x, y, i))
         })
         .collect()
 }
 
-fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: &MetricDef, down: &str) -> DrawResult {
-    let caption = format!("{} vs {}", m.label, truncate(down, 40));
-    let pts = scatter_points(ctx.r, m.key, down);
+fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: Metric, down: &str) -> DrawResult {
+    let caption = format!("{} vs {}", m.label(), truncate(down, 40));
+    let pts = scatter_points(ctx.r, m, down);
     let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
-    let (t, n) = corr_triplet(ctx.r, m.key, down, &xy);
+    let (t, n) = corr_triplet(ctx.r, m, down, &xy);
     let (xs, ys): (Vec<f64>, Vec<f64>) = xy.iter().copied().unzip();
     let Some((x0, x1)) = span(xs.iter().copied(), 0.08) else {
         return draw_message(area, &caption, "no checkpoint has both values");
@@ -380,9 +384,9 @@ fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: &MetricDef, down: &str) -> D
     };
     let y1 = y1 + (y1 - y0) * 0.18;
     let mut chart = plot::chart(area, &PANEL, caption, x0..x1, y0..y1)?;
-    let percent = m.percent;
+    let percent = m.is_percent();
     plot::mesh(&mut chart, &PANEL)
-        .x_desc(m.label)
+        .x_desc(m.label())
         .y_desc(truncate(down, 30))
         .x_labels(6)
         .y_labels(6)
@@ -417,12 +421,9 @@ fn scatter_plot(root: &Area<'_>, ctx: &Ctx<'_>, down: &str) -> DrawResult {
         truncate(down, 40)
     );
     let body = root.titled(&head, font(18, INK))?;
-    let defs: Vec<MetricDef> = SCATTER_METRICS
-        .iter()
-        .filter_map(|k| metric_def(k))
-        .collect();
-    let panels = body.split_evenly((defs.len().div_ceil(2), 2));
-    for (area, m) in panels.iter().zip(&defs) {
+    let metrics = scatter_metrics();
+    let panels = body.split_evenly((metrics.len().div_ceil(2), 2));
+    for (area, m) in panels.iter().zip(metrics) {
         scatter_panel(area, ctx, m, down)?;
     }
     Ok(())
@@ -682,20 +683,20 @@ pub(super) fn build_plots(r: &TrackReport) -> Vec<Plot> {
     for (i, down) in downstream_names(r).iter().enumerate() {
         let title = format!("Metrics vs {down}");
         let svg = render_svg((1100, 780), &title, |a| scatter_plot(a, &ctx, down));
-        let parts: Vec<String> = SCATTER_METRICS
-            .iter()
-            .map(|k| {
-                let xy: Vec<(f64, f64)> = scatter_points(r, k, down)
+        let parts: Vec<String> = scatter_metrics()
+            .into_iter()
+            .map(|m| {
+                let xy: Vec<(f64, f64)> = scatter_points(r, m, down)
                     .iter()
                     .map(|p| (p.0, p.1))
                     .collect();
-                let (t, n) = corr_triplet(r, k, down, &xy);
-                let verdict = match find_corr(r, k, down) {
+                let (t, n) = corr_triplet(r, m, down, &xy);
+                let verdict = match find_corr(r, m, down) {
                     Some(c) if c.conclusive => ", conclusive",
                     Some(_) => ", inconclusive",
                     None => "",
                 };
-                format!("{}: {}{verdict}", metric_label(k), triplet_text(&t, n))
+                format!("{}: {}{verdict}", m.label(), triplet_text(&t, n))
             })
             .collect();
         out.push(Plot {

@@ -3,6 +3,7 @@
 
 use super::{downstream_names, tax_flagged};
 use crate::analysis::stats::Correlation;
+use crate::metrics::Metric;
 use crate::pipeline::track_types::{SweepPoint, TrackReport};
 use crate::report::format::finite;
 
@@ -33,6 +34,19 @@ impl Table {
     }
 }
 
+/// The summary's columns of `checkpoints.csv`, in order (after `documents`).
+const CHECKPOINT_METRICS: [Metric; 9] = [
+    Metric::ScoredTokens,
+    Metric::MeanNll,
+    Metric::Ppl,
+    Metric::Top1Acc,
+    Metric::DecisionTokens,
+    Metric::DecisionDensity,
+    Metric::HeSnr,
+    Metric::HePpl,
+    Metric::MeanH10,
+];
+
 /// One row per checkpoint with every number of its summary and its downstream scores.
 pub(crate) fn checkpoints_csv(r: &TrackReport) -> String {
     let downs = downstream_names(r);
@@ -52,18 +66,10 @@ pub(crate) fn checkpoints_csv(r: &TrackReport) -> String {
         "cached",
         "tax_flag",
         "documents",
-        "scored_tokens",
-        "mean_nll",
-        "ppl",
-        "top1_acc",
-        "decision_tokens",
-        "decision_share",
-        "he_snr",
-        "he_ppl",
-        "mean_h10",
     ]
     .map(String::from)
     .to_vec();
+    header.extend(CHECKPOINT_METRICS.map(|m| m.name().to_string()));
     header.extend((1..=orders).map(|m| format!("order_share_{m}")));
     header.extend(downs.iter().map(|d| format!("downstream:{d}")));
     let mut out = Table::new();
@@ -79,16 +85,11 @@ pub(crate) fn checkpoints_csv(r: &TrackReport) -> String {
             c.cached.to_string(),
             flagged[i].to_string(),
             s.documents.to_string(),
-            s.scored_tokens.to_string(),
-            csv_num(s.mean_nll),
-            csv_num(s.ppl),
-            csv_num(s.top1_acc),
-            s.decision_tokens.to_string(),
-            csv_num(s.decision_share),
-            csv_num(s.he_snr),
-            csv_num(s.he_ppl),
-            csv_num(s.mean_h10),
         ];
+        row.extend(CHECKPOINT_METRICS.map(|m| {
+            m.count(s)
+                .map_or_else(|| csv_num(m.value(s)), |n| n.to_string())
+        }));
         row.extend((0..orders).map(|j| csv_num(s.order_shares.get(j).copied())));
         row.extend(downs.iter().map(|d| csv_num(c.downstream.get(d).copied())));
         out.row(&row);
@@ -121,7 +122,7 @@ pub(crate) fn correlations_csv(r: &TrackReport) -> String {
         for stat in Correlation::ALL {
             let s = c.report.get(stat);
             out.row([
-                c.metric.clone(),
+                c.metric.name().to_string(),
                 c.downstream.clone(),
                 c.report.n.to_string(),
                 stat.name().to_string(),

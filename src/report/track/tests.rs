@@ -385,7 +385,7 @@ fn all_none_metrics_and_non_finite_values() {
     let mut r = sample_report();
     for c in &mut r.checkpoints {
         let s = &mut c.summary;
-        (s.mean_nll, s.ppl, s.top1_acc, s.decision_share) = (None, None, None, None);
+        (s.mean_nll, s.ppl, s.top1_acc, s.decision_density) = (None, None, None, None);
         (s.he_snr, s.he_ppl, s.mean_h10) = (None, None, None);
         s.decision_tokens = 0;
         s.scored_tokens = 0;
