@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::data::{AtomicFile, ReaderOptions};
 use crate::engine::Backend;
 use crate::pipeline::score::ScoredDocument;
-use crate::pipeline::select::{self, Plan};
+use crate::pipeline::select::{self, Plan, SelectError};
 use crate::report::explain;
 use crate::report::format::{sig4, tick};
 use crate::report::html;
@@ -772,17 +772,28 @@ fn check_shards(
                 mpath.display()
             );
         }
+        let file = path.display().to_string();
         select::for_each_record(&path, &ReaderOptions::default(), |line, rec| {
-            let where_ = || format!("{}:{line}", path.display());
-            let rec = rec.map_err(|m| anyhow!("{}: {m}", where_()))?;
+            let rec = rec.map_err(|message| SelectError::BadRecord {
+                file: file.clone(),
+                line,
+                message,
+            })?;
             let rec = Value::Object(rec);
             let src = rec
                 .pointer("/metadata/hesnr/source")
                 .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("{}: no metadata.hesnr.source", where_()))?;
+                .ok_or_else(|| SelectError::ShardNoSource {
+                    file: file.clone(),
+                    line,
+                })?;
             let &si = index
                 .get(src)
-                .ok_or_else(|| anyhow!("{}: source '{src}' is not in the config", where_()))?;
+                .ok_or_else(|| SelectError::ShardUnknownSource {
+                    file: file.clone(),
+                    line,
+                    source_name: src.to_string(),
+                })?;
             rows[si] += 1;
             let id = match select::get_field(&rec, &cfg.sources[si].id_field) {
                 Some(Value::String(s)) => Some(s.clone()),
@@ -791,11 +802,13 @@ fn check_shards(
             };
             if let Some(id) = id {
                 if !ids[si].contains(id.as_str()) {
-                    bail!(
-                        "{}: document '{id}' of source '{src}' is not in the selection recomputed from {}: the inputs changed since the selection",
-                        where_(),
-                        mpath.display()
-                    );
+                    return Err(SelectError::ShardNotSelected {
+                        file: file.clone(),
+                        line,
+                        id,
+                        source_name: src.to_string(),
+                        manifest: mpath.to_path_buf(),
+                    });
                 }
             }
             Ok(())
@@ -839,13 +852,20 @@ pub fn attach_texts(report: &mut SelectReport) -> Result<()> {
                 let Some(id) = want.get(&line) else {
                     return Ok(());
                 };
-                let rec = Value::Object(rec.map_err(|m| anyhow!("{file}:{line}: {m}"))?);
+                let rec = Value::Object(rec.map_err(|message| SelectError::BadRecord {
+                    file: file.clone(),
+                    line,
+                    message,
+                })?);
                 let text = match select::get_field(&rec, &s.text_field) {
                     Some(Value::String(t)) => t.clone(),
-                    _ => bail!(
-                        "{file}:{line}: field '{}' missing or not a string",
-                        s.text_field
-                    ),
+                    _ => {
+                        return Err(SelectError::NoText {
+                            file: file.clone(),
+                            line,
+                            field: s.text_field.clone(),
+                        })
+                    }
                 };
                 let found = match select::get_field(&rec, &s.id_field) {
                     Some(Value::String(x)) => Some(x.clone()),
@@ -854,7 +874,12 @@ pub fn attach_texts(report: &mut SelectReport) -> Result<()> {
                 };
                 if let Some(found) = found {
                     if found != *id {
-                        bail!("{file}:{line}: document id '{found}', expected '{id}' (the file changed?)");
+                        return Err(SelectError::IdChanged {
+                            file: file.clone(),
+                            line,
+                            found,
+                            expected: id.to_string(),
+                        });
                     }
                 }
                 texts.insert((file.clone(), line), text);

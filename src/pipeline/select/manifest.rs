@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::SelectConfig;
+use super::error::SelectError;
 use crate::data::AtomicFile;
 
 /// Documents and tokens.
@@ -264,7 +265,7 @@ impl ProfileFiles {
 }
 
 /// Writes `value` as pretty JSON and a newline, atomically.
-pub(crate) fn write_pretty_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_pretty_json(path: &Path, value: &impl Serialize) -> Result<(), SelectError> {
     let mut f = AtomicFile::create(path)?;
     serde_json::to_writer_pretty(&mut f, value)?;
     f.write_all(b"\n")?;

@@ -41,6 +41,7 @@
 //! `hesnr report-select`.
 
 mod config;
+mod error;
 mod manifest;
 mod output;
 mod plan;
@@ -48,9 +49,8 @@ mod read;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
 pub use config::{parse_config, ConfigError, Filter, SelectConfig, SourceConfig, WeightSpec};
+pub use error::SelectError;
 pub use manifest::{
     Bucket, Buckets, ConfigRecord, Count, DocumentInput, FilterReport, Inputs, ManifestError,
     OptionsRecord, OutputFile, ProfileFileEntry, ProfileFiles, SelectManifest, SelectedTotals,
@@ -78,13 +78,15 @@ pub struct SelectOutcome {
 
 /// Runs a selection from a config file: plans it, writes the selected shards, the list of
 /// profile files and the manifest.
-pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutcome> {
+pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutcome, SelectError> {
     let label = config_path.display().to_string();
-    let text =
-        std::fs::read_to_string(config_path).with_context(|| format!("reading config {label}"))?;
+    let text = std::fs::read_to_string(config_path).map_err(|source| SelectError::ReadConfig {
+        label: label.clone(),
+        source,
+    })?;
     let cfg = parse_config(&text, &label)?;
     if opts.shard_size == 0 {
-        bail!("--shard-size must be > 0");
+        return Err(SelectError::ShardSize);
     }
     let config_sha = crate::data::digest::sha256_hex(text.as_bytes());
     let plan = plan(&cfg, &label, opts.strict)?;
