@@ -1,5 +1,5 @@
 //! `manifest.json` and `profile-files.json` of a selection, as types: written by `hesnr select`,
-//! read back by `hesnr report-select` (which re-runs the selection and checks it against the
+//! read back by [`verify`](super::verify()) (which re-runs the selection and checks it against the
 //! manifest) and by the CLI summary. Field order is the file's key order, so the bytes are fixed
 //! by these declarations.
 
@@ -28,6 +28,13 @@ impl Count {
         Count {
             documents: self.documents + o.documents,
             tokens: self.tokens + o.tokens,
+        }
+    }
+    /// `self - o`, each part at least 0.
+    pub(crate) fn minus(self, o: Count) -> Count {
+        Count {
+            documents: self.documents.saturating_sub(o.documents),
+            tokens: self.tokens.saturating_sub(o.tokens),
         }
     }
 }

@@ -37,8 +37,9 @@
 //! # Layout
 //! [`config`](SelectConfig) parses and checks the TOML; `read` reads documents and profiles;
 //! `plan` decides (join, filter, weigh, targets, sample) without writing; `output` writes the
-//! shards and hashes; [`manifest`](SelectManifest) is the typed `manifest.json`, read back by
-//! `hesnr report-select`.
+//! shards and hashes; [`manifest`](SelectManifest) is the typed `manifest.json`; [`verify`]
+//! reads a selection folder back for `hesnr report-select`, recomputes and checks it, and reads
+//! (and re-scores) the documents the report shows. Every error is a [`SelectError`].
 
 mod config;
 mod error;
@@ -46,6 +47,7 @@ mod manifest;
 mod output;
 mod plan;
 mod read;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
@@ -56,9 +58,13 @@ pub use manifest::{
     OptionsRecord, OutputFile, ProfileFileEntry, ProfileFiles, SelectManifest, SelectedTotals,
     SourceReport, Targets, WeightStats, MANIFEST_FILE, PROFILE_FILES_FILE,
 };
-pub(crate) use output::sha256_file;
-pub(crate) use plan::{plan, Doc, Plan};
-pub(crate) use read::{for_each_record, get_field, reader_options};
+pub use verify::{
+    read_texts, rescore, verify, DocAt, DocStatus, Rescored, SourceCounts, VerifiedDoc,
+    VerifiedSelection, VerifiedSource,
+};
+
+use output::sha256_file;
+use plan::plan;
 
 /// Default shard size of the output, in documents.
 pub const DEFAULT_SHARD_SIZE: usize = 100_000;

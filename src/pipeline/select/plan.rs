@@ -15,8 +15,8 @@ use super::config::{key_err, SelectConfig, SourceConfig};
 use super::error::SelectError;
 use super::manifest::{Count, FilterReport, SourceReport, WeightStats};
 use super::read::{
-    expand_documents, expand_profile, for_each_record, get_field, match_source, read_profile,
-    reader_options, ProfileFile,
+    expand_documents, expand_profile, for_each_record, get_field, id_of, match_source,
+    read_profile, reader_options, ProfileFile,
 };
 use crate::data::digest::hex;
 
@@ -363,11 +363,7 @@ impl ReadSource<'_> {
                         return Ok(());
                     }
                 };
-                let id = match get_field(&rec, &s.id_field) {
-                    Some(Value::String(x)) => x.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
-                    _ => format!("{file_name}:{line}"),
-                };
+                let id = id_of(&rec, &s.id_field).unwrap_or_else(|| format!("{file_name}:{line}"));
                 let o = occ.entry(id.clone()).or_insert(0);
                 let this_occ = *o;
                 *o += 1;

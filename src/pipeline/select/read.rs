@@ -262,6 +262,15 @@ fn normalise_path(s: &str) -> String {
 /// A record's field by name or dotted path: the one rule of the input layer.
 pub(crate) use crate::data::json::lookup as get_field;
 
+/// A record's id as select reads it: a string, or a number as written; `None` otherwise.
+pub(crate) fn id_of(rec: &Value, id_field: &str) -> Option<String> {
+    match get_field(rec, id_field) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// How the input layer is to read a source's documents: its text and id fields (a text file's
 /// record carries its text and path under these names).
 pub(crate) fn reader_options(text_field: &str, id_field: &str) -> ReaderOptions {
