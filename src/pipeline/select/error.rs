@@ -248,6 +248,6 @@ pub enum SelectError {
         line: u64,
         id: String,
         #[source]
-        source: EngineError,
+        source: Box<EngineError>,
     },
 }

@@ -453,7 +453,7 @@ pub fn rescore(
             file: at.file.to_string(),
             line: at.line,
             id: at.id.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     let decision_tokens = scored.acc.summary().decision_tokens;
     Ok(Rescored {
