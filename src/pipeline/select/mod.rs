@@ -37,9 +37,10 @@
 //! # Layout
 //! [`config`](SelectConfig) parses and checks the TOML; `read` reads documents and profiles;
 //! `plan` decides (join, filter, weigh, targets, sample) without writing; `output` writes the
-//! shards and hashes; [`manifest`](SelectManifest) is the typed `manifest.json`; [`verify`]
-//! reads a selection folder back for `hesnr report-select`, recomputes and checks it, and reads
-//! (and re-scores) the documents the report shows. Every error is a [`SelectError`].
+//! shards and hashes; [`manifest`](SelectManifest) is the typed `manifest.json`;
+//! [`verify`](verify()) reads a selection folder back for `hesnr report-select`, recomputes and
+//! checks it, and reads (and re-scores) the documents the report shows. Errors are
+//! [`SelectError`]s (a [`ConfigError`] or a [`ManifestError`] among them).
 
 mod config;
 mod error;
