@@ -76,7 +76,10 @@ impl Default for ReportOptions {
 /// Why a report could not be built or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("source '{source_name}': no score '{score}' in its profile (columns: {})", columns.join(", "))]
+    #[error(
+        "source '{source_name}': no score '{score}' in its profile (columns: {})",
+        columns.join(", ")
+    )]
     NoHistScore {
         source_name: String,
         score: String,
@@ -164,7 +167,8 @@ pub struct DocView {
     pub selected: bool,
     pub kept: bool,
     pub weight: Option<f64>,
-    /// The document's text (filled by the caller, from [`read_texts`](crate::pipeline::select::read_texts)).
+    /// The document's text (filled by the caller, from
+    /// [`read_texts`](crate::pipeline::select::read_texts)).
     pub text: Option<String>,
     /// Tokens with their classes (filled by [`show_rescored`] when a model re-scored it).
     pub highlight: Option<Highlight>,
