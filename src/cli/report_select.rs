@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use hesnr::pipeline::score;
-use hesnr::report::select::{self as report, ReportOptions};
+use hesnr::pipeline::select;
+use hesnr::report::select::{self as report, DocView, ReportOptions};
 
 use super::common::{load_model, MetricArgs, ModelArgs};
 
@@ -79,14 +79,16 @@ pub fn run_report_select(args: ReportSelectArgs) -> Result<()> {
         "reading the selection in {} (manifest, inputs, profiles, shards)",
         args.dir.display()
     );
-    let input = report::load(&args.dir)?;
+    let input = select::verify(&args.dir)?;
     let mut rep = report::build(&input, &opts)?;
-    report::attach_texts(&mut rep)?;
-    let n_docs: usize = rep
-        .sources
-        .iter()
-        .map(|s| s.top.len() + s.bottom.len())
-        .sum();
+    for s in &mut rep.sources {
+        let at: Vec<select::DocAt> = s.shown().map(DocView::at).collect();
+        let texts = select::read_texts(&s.text_field, &s.id_field, &at)?;
+        for (d, text) in s.shown_mut().zip(texts) {
+            d.text = Some(text);
+        }
+    }
+    let n_docs: usize = rep.sources.iter().map(|s| s.shown().count()).sum();
     if !args.no_tokens && n_docs > 0 {
         let mut loaded = load_model(&args.model)
             .context("loading the model that highlights decision tokens (--no-tokens: none)")?;
@@ -95,26 +97,22 @@ pub fn run_report_select(args: ReportSelectArgs) -> Result<()> {
         rep.model = Some(backend.info().path.display().to_string());
         let mut done = 0;
         for s in &mut rep.sources {
-            for d in s.top.iter_mut().chain(s.bottom.iter_mut()) {
+            let name = s.name.clone();
+            for d in s.shown_mut() {
                 done += 1;
                 eprintln!(
-                    "re-scoring {done}/{n_docs}: source '{}', document '{}' ({} tokens)",
-                    s.name, d.id, d.tokens
+                    "re-scoring {done}/{n_docs}: source '{name}', document '{}' ({} tokens)",
+                    d.id, d.tokens
                 );
                 let text = d.text.as_deref().unwrap_or_default();
-                let scored = score::score_text(backend, text, &settings).with_context(|| {
-                    format!("{}:{}: scoring document '{}'", d.file, d.line, d.id)
-                })?;
-                let h = report::highlight(text, &scored, backend);
-                if let Some(Some(p)) = d.scores.get("decision_tokens") {
-                    if (*p - h.decision_tokens as f64).abs() > 0.5 {
-                        rep.notes.push(format!(
-                            "Source '{}', document '{}': {} decision tokens when re-scored, {} in the profile: a different model or settings (--eps, -k, --window) than the profile's?",
-                            s.name, d.id, h.decision_tokens, p
-                        ));
-                    }
-                }
-                d.highlight = Some(h);
+                let r = select::rescore(
+                    backend,
+                    &settings,
+                    d.at(),
+                    text,
+                    d.profile_decision_tokens(),
+                )?;
+                report::show_rescored(&mut rep.notes, &name, d, &r, backend);
             }
         }
     }

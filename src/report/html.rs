@@ -114,12 +114,13 @@ mod tests {
     /// as a whole document; a template error fails here, not in a user's run.
     #[test]
     fn every_page_template_renders() {
+        use crate::pipeline::select::{Count, VerifiedSelection};
         use crate::report::explain::{self, ExplainedToken, TokenClass};
-        use crate::report::select::{self, Count, ReportInput, ReportOptions};
+        use crate::report::select::{self, ReportOptions};
         use crate::report::track;
 
         let track = track::render_html(&track::demo_report());
-        let input = ReportInput {
+        let input = VerifiedSelection {
             selection_dir: "out".into(),
             config_path: "select.toml".into(),
             config_sha256: "00".into(),

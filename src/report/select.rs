@@ -1,11 +1,12 @@
 //! `hesnr report-select`: what a selection did, for the person who has to trust it.
 //!
-//! The report is built from a `hesnr select` output folder: its `manifest.json` (config, input
-//! hashes, counts per source and per filter), the profile Parquet files the config names, and
-//! the selected shards. The selection is recomputed from the manifest's config (the same code
-//! as `hesnr select`, nothing written) so that every document is known as dropped by a filter,
-//! kept but not sampled, or selected; the recomputation is checked against the manifest's
-//! counts, the input hashes and the shards, and refused when they differ (the inputs changed).
+//! The report is built from a selection folder as
+//! [`verify`](crate::pipeline::select::verify()) read and checked it (the selection recomputed
+//! from the manifest's config and checked against the manifest's counts, the input hashes and
+//! the shards), so that every document is known as dropped by a filter, kept but not sampled, or
+//! selected. It recomputes and reads nothing itself: the caller fills in the texts of the
+//! documents it shows ([`read_texts`](crate::pipeline::select::read_texts)) and their tokens
+//! when a model scored them again ([`rescore`](crate::pipeline::select::rescore)).
 //!
 //! The [`SelectReport`] is pure data (also written as JSON): per source the counts kept and
 //! dropped (per filter), histograms of the chosen scores for all, kept and selected documents,
@@ -14,19 +15,21 @@
 //! self-contained page (inline CSS and SVG, no script, no network) from
 //! `templates/select.html.j2`, which escapes everything from the data.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::Serialize;
 
-use crate::data::{AtomicFile, ReaderOptions};
+use crate::data::AtomicFile;
 use crate::engine::Backend;
 use crate::pipeline::score::ScoredDocument;
-use crate::pipeline::select::{self, Plan};
+use crate::pipeline::select::{
+    Count, DocAt, DocStatus, FilterReport, Rescored, SourceCounts, VerifiedDoc, VerifiedSelection,
+    VerifiedSource,
+};
 use crate::report::explain;
 use crate::report::format::{sig4, tick};
 use crate::report::html;
@@ -70,116 +73,48 @@ impl Default for ReportOptions {
     }
 }
 
+/// Why a report could not be built or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error(
+        "source '{source_name}': no score '{score}' in its profile (columns: {})",
+        columns.join(", ")
+    )]
+    NoHistScore {
+        source_name: String,
+        score: String,
+        columns: Vec<String>,
+    },
+    #[error(
+        "source '{source_name}': no score '{score}' to rank documents by (profile columns: {})",
+        columns.join(", ")
+    )]
+    NoRankScore {
+        source_name: String,
+        score: String,
+        columns: Vec<String>,
+    },
+    #[error("creating {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
 // ------------------------------------------------------------------------------------------
 // The model
 // ------------------------------------------------------------------------------------------
-
-/// Documents and tokens, as the manifest counts them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Count {
-    pub documents: u64,
-    pub tokens: u64,
-}
-
-impl Count {
-    fn minus(self, o: Count) -> Count {
-        Count {
-            documents: self.documents.saturating_sub(o.documents),
-            tokens: self.tokens.saturating_sub(o.tokens),
-        }
-    }
-    fn plus(self, o: Count) -> Count {
-        Count {
-            documents: self.documents + o.documents,
-            tokens: self.tokens + o.tokens,
-        }
-    }
-}
-
-/// One filter of a source and what it dropped.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FilterCount {
-    pub filter: String,
-    pub dropped: Count,
-}
-
-/// A source's counts, as in the manifest (`sources[i]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SourceCounts {
-    pub read: Count,
-    pub bad_records: u64,
-    pub no_profile: Count,
-    #[serde(default)]
-    pub profile_rows_without_document: u64,
-    pub filters: Vec<FilterCount>,
-    pub kept: Count,
-    pub target_tokens: f64,
-    pub selected: Count,
-    pub shortfall_tokens: f64,
-}
-
-/// What happened to a document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DocStatus {
-    /// Passed the filters and was sampled into the output.
-    Selected,
-    /// Passed the filters but was not sampled (the source's token target was met).
-    Kept,
-    /// Dropped by the filter with this index (within the source).
-    Dropped(usize),
-}
-
-impl DocStatus {
-    fn kept(self) -> bool {
-        !matches!(self, DocStatus::Dropped(_))
-    }
-}
-
-/// One profiled document of a source, as the report builder takes it.
-#[derive(Debug, Clone)]
-pub struct DocInput {
-    pub id: String,
-    /// Occurrence of this id within the source (0 for the first), as `hesnr select` counts.
-    pub occ: u32,
-    /// Document file as the selection config names it.
-    pub file: String,
-    pub line: u64,
-    pub tokens: u64,
-    /// Scores aligned with [`SourceInput::score_names`].
-    pub values: Vec<Option<f64>>,
-    pub status: DocStatus,
-    /// Training weight, for kept documents of a weighted source.
-    pub weight: Option<f64>,
-}
-
-/// One source, as the report builder takes it.
-#[derive(Debug, Clone)]
-pub struct SourceInput {
-    pub name: String,
-    pub general: bool,
-    pub profiled: bool,
-    pub text_field: String,
-    pub id_field: String,
-    pub score_names: Vec<String>,
-    /// Scores the source's filters and weight use (their histograms are drawn by default).
-    pub config_scores: Vec<String>,
-    pub counts: SourceCounts,
-    pub docs: Vec<DocInput>,
-}
-
-/// Everything the report is built from (pure data; [`load`] reads it from a selection).
-#[derive(Debug, Clone)]
-pub struct ReportInput {
-    pub selection_dir: String,
-    pub config_path: String,
-    pub config_sha256: String,
-    pub seed: u64,
-    pub token_budget: Option<u64>,
-    pub general_ratio: Option<f64>,
-    pub selected: Count,
-    pub general_share: f64,
-    pub sources: Vec<SourceInput>,
-}
 
 /// Counts of one score's values in equal-width bins, for all, kept and selected documents.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -232,9 +167,10 @@ pub struct DocView {
     pub selected: bool,
     pub kept: bool,
     pub weight: Option<f64>,
-    /// The document's text (filled by [`attach_texts`]).
+    /// The document's text (filled by the caller, from
+    /// [`read_texts`](crate::pipeline::select::read_texts)).
     pub text: Option<String>,
-    /// Tokens with their classes (filled by the caller when a model re-scored the document).
+    /// Tokens with their classes (filled by [`show_rescored`] when a model re-scored it).
     pub highlight: Option<Highlight>,
 }
 
@@ -281,17 +217,43 @@ pub struct SelectReport {
     pub sources: Vec<SourceView>,
 }
 
-impl DocStatus {
-    fn describe(self, filters: &[FilterCount]) -> String {
-        match self {
-            DocStatus::Selected => "selected".to_string(),
-            DocStatus::Kept => "kept, not sampled".to_string(),
-            DocStatus::Dropped(j) => format!(
-                "dropped by filter {}: {}",
-                j + 1,
-                filters.get(j).map_or("?", |f| f.filter.as_str())
-            ),
+impl DocView {
+    /// Where the document is, to read its text back or score it again.
+    pub fn at(&self) -> DocAt<'_> {
+        DocAt {
+            file: &self.file,
+            line: self.line,
+            id: &self.id,
         }
+    }
+
+    /// The profile's `decision_tokens` of the document, when the profile has them.
+    pub fn profile_decision_tokens(&self) -> Option<f64> {
+        self.scores.get("decision_tokens").copied().flatten()
+    }
+}
+
+impl SourceView {
+    /// The documents shown: the top, then the bottom of the ranking.
+    pub fn shown(&self) -> impl Iterator<Item = &DocView> {
+        self.top.iter().chain(&self.bottom)
+    }
+
+    pub fn shown_mut(&mut self) -> impl Iterator<Item = &mut DocView> {
+        self.top.iter_mut().chain(self.bottom.iter_mut())
+    }
+}
+
+/// `selected`, `kept, not sampled`, or `dropped by filter N: ...`.
+fn describe_status(status: DocStatus, filters: &[FilterReport]) -> String {
+    match status {
+        DocStatus::Selected => "selected".to_string(),
+        DocStatus::Kept => "kept, not sampled".to_string(),
+        DocStatus::Dropped(j) => format!(
+            "dropped by filter {}: {}",
+            j + 1,
+            filters.get(j).map_or("?", |f| f.filter.as_str())
+        ),
     }
 }
 
@@ -361,8 +323,8 @@ fn bump_null(null: &mut [u64; 3], st: DocStatus) {
 }
 
 fn doc_view(
-    s: &SourceInput,
-    d: &DocInput,
+    s: &VerifiedSource,
+    d: &VerifiedDoc,
     rank: usize,
     score: Option<f64>,
     shown: &[usize],
@@ -379,7 +341,7 @@ fn doc_view(
         tokens: d.tokens,
         score,
         scores,
-        status: d.status.describe(&s.counts.filters),
+        status: describe_status(d.status, &s.counts.filters),
         selected: d.status == DocStatus::Selected,
         kept: d.status.kept(),
         weight: d.weight,
@@ -389,7 +351,7 @@ fn doc_view(
 }
 
 /// Builds the report model: histograms, kept/dropped arithmetic, the top and bottom documents.
-pub fn build(input: &ReportInput, opts: &ReportOptions) -> Result<SelectReport> {
+pub fn build(input: &VerifiedSelection, opts: &ReportOptions) -> Result<SelectReport, ReportError> {
     let mut notes = Vec::new();
     let mut sources = Vec::new();
     let mut read = Count::default();
@@ -416,11 +378,11 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Result<SelectReport> 
         if s.profiled {
             for n in &hist_names {
                 let Some(k) = col(n) else {
-                    bail!(
-                        "source '{}': no score '{n}' in its profile (columns: {})",
-                        s.name,
-                        s.score_names.join(", ")
-                    );
+                    return Err(ReportError::NoHistScore {
+                        source_name: s.name.clone(),
+                        score: n.clone(),
+                        columns: s.score_names.clone(),
+                    });
                 };
                 let vals: Vec<(Option<f64>, DocStatus)> =
                     s.docs.iter().map(|d| (d.values[k], d.status)).collect();
@@ -431,12 +393,11 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Result<SelectReport> 
         let rank_col = col(&opts.rank_score);
         let (mut top, mut bottom) = (Vec::new(), Vec::new());
         if s.profiled && rank_col.is_none() {
-            bail!(
-                "source '{}': no score '{}' to rank documents by (profile columns: {})",
-                s.name,
-                opts.rank_score,
-                s.score_names.join(", ")
-            );
+            return Err(ReportError::NoRankScore {
+                source_name: s.name.clone(),
+                score: opts.rank_score.clone(),
+                columns: s.score_names.clone(),
+            });
         }
         if let Some(rk) = rank_col {
             let mut shown: Vec<usize> = hist_names.iter().filter_map(|n| col(n)).collect();
@@ -445,7 +406,7 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Result<SelectReport> 
                     shown.push(k);
                 }
             }
-            let mut ranked: Vec<(f64, &DocInput)> = s
+            let mut ranked: Vec<(f64, &VerifiedDoc)> = s
                 .docs
                 .iter()
                 .filter_map(|d| d.values[rk].filter(|x| x.is_finite()).map(|x| (x, d)))
@@ -539,8 +500,27 @@ pub fn build(input: &ReportInput, opts: &ReportOptions) -> Result<SelectReport> 
     })
 }
 
+/// Shows the tokens of a document a model scored again ([`rescore`](crate::pipeline::select::rescore)), and says in
+/// `notes` when their decision tokens differ from the profile's.
+pub fn show_rescored(
+    notes: &mut Vec<String>,
+    source: &str,
+    d: &mut DocView,
+    r: &Rescored,
+    backend: &dyn Backend,
+) {
+    let text = d.text.as_deref().unwrap_or_default();
+    d.highlight = Some(highlight(text, &r.scored, backend));
+    if let Some(p) = r.profile_decision_tokens {
+        notes.push(format!(
+            "Source '{source}', document '{}': {} decision tokens when re-scored, {p} in the profile: a different model or settings (--eps, -k, --window) than the profile's?",
+            d.id, r.decision_tokens
+        ));
+    }
+}
+
 /// Every token of a re-scored document, classed, for [`DocView::highlight`].
-pub fn highlight(text: &str, scored: &ScoredDocument, backend: &dyn Backend) -> Highlight {
+fn highlight(text: &str, scored: &ScoredDocument, backend: &dyn Backend) -> Highlight {
     let tokens = explain::explain_document(text, scored, backend);
     let total_tokens = tokens.len();
     let s = scored.acc.summary();
@@ -559,316 +539,6 @@ pub fn highlight(text: &str, scored: &ScoredDocument, backend: &dyn Backend) -> 
         decision_tokens: s.decision_tokens,
         he_snr: s.he_snr,
     }
-}
-
-// ------------------------------------------------------------------------------------------
-// Reading a selection
-// ------------------------------------------------------------------------------------------
-
-/// Reads a selection folder: the manifest, the config it records, its inputs and profiles
-/// (the selection is recomputed, not rewritten), and the selected shards. Paths in the config
-/// are relative to the directory `hesnr select` ran in, as they were then.
-pub fn load(dir: &Path) -> Result<ReportInput> {
-    let mpath = dir.join(select::MANIFEST_FILE);
-    let manifest = select::SelectManifest::read(&mpath)?;
-    let label = manifest.config.path.clone();
-    let cfg = select::parse_config(&manifest.config.text, &label)
-        .with_context(|| format!("the config recorded in {}", mpath.display()))?;
-    let strict = manifest.options.strict;
-
-    // The inputs must be the ones the selection read.
-    for d in &manifest.inputs.documents {
-        let (p, sha) = (d.path.as_str(), d.sha256.as_str());
-        let (now, _) = select::sha256_file(Path::new(p)).with_context(|| {
-            format!(
-                "input {p} of the selection (listed in {}); run report-select from the directory `hesnr select` ran in",
-                mpath.display()
-            )
-        })?;
-        if now != sha {
-            bail!(
-                "{p} changed since the selection (sha256 {now}, the manifest {} says {sha}); re-run `hesnr select` first",
-                mpath.display()
-            );
-        }
-    }
-
-    let plan = select::plan(&cfg, &label, strict)
-        .with_context(|| format!("recomputing the selection of {}", mpath.display()))?;
-    let counts = check_plan(&plan, &manifest, &mpath)?;
-    check_shards(dir, &manifest, &mpath, &plan, &cfg)?;
-
-    let mut sources: Vec<SourceInput> = cfg
-        .sources
-        .iter()
-        .zip(counts)
-        .enumerate()
-        .map(|(si, (s, counts))| {
-            let mut config_scores: Vec<String> = s.filter.iter().map(|f| f.score.clone()).collect();
-            config_scores.extend(s.weight.as_ref().map(|w| w.score.clone()));
-            SourceInput {
-                name: s.name.clone(),
-                general: s.general,
-                profiled: !s.profile.is_empty(),
-                text_field: s.text_field.clone(),
-                id_field: s.id_field.clone(),
-                score_names: plan.score_names[si].iter().map(|x| x.0.clone()).collect(),
-                config_scores,
-                counts,
-                docs: Vec::new(),
-            }
-        })
-        .collect();
-    let selected: HashSet<usize> = plan.selected.iter().copied().collect();
-    let weighted: Vec<bool> = cfg.sources.iter().map(|s| s.weight.is_some()).collect();
-    let mut add = |d: &select::Doc, status: DocStatus| {
-        let Some(values) = &d.values else { return };
-        sources[d.source].docs.push(DocInput {
-            id: d.id.clone(),
-            occ: d.occ,
-            file: plan.files[d.file].2.clone(),
-            line: d.line,
-            tokens: d.tokens,
-            values: values.clone(),
-            status,
-            weight: (status.kept() && weighted[d.source]).then_some(d.weight),
-        });
-    };
-    for (i, d) in plan.docs.iter().enumerate() {
-        add(
-            d,
-            if selected.contains(&i) {
-                DocStatus::Selected
-            } else {
-                DocStatus::Kept
-            },
-        );
-    }
-    for (j, d) in &plan.dropped {
-        add(d, DocStatus::Dropped(*j));
-    }
-    for s in &mut sources {
-        s.docs
-            .sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-    }
-    Ok(ReportInput {
-        selection_dir: dir.display().to_string(),
-        config_path: label,
-        config_sha256: manifest.config.sha256.clone(),
-        seed: cfg.seed,
-        token_budget: cfg.token_budget,
-        general_ratio: cfg.general_ratio,
-        selected: Count {
-            documents: manifest.selected.documents,
-            tokens: manifest.selected.tokens,
-        },
-        general_share: manifest.selected.general_share,
-        sources,
-    })
-}
-
-/// The manifest's counts per source, after checking that the recomputed selection has the
-/// same counts and profile rows.
-fn check_plan(
-    plan: &Plan,
-    manifest: &select::SelectManifest,
-    mpath: &Path,
-) -> Result<Vec<SourceCounts>> {
-    let recorded = &manifest.sources;
-    let now = &plan.reports;
-    if recorded.len() != now.len() {
-        bail!(
-            "{}: {} sources, but its config has {}",
-            mpath.display(),
-            recorded.len(),
-            now.len()
-        );
-    }
-    let mut out = Vec::new();
-    for (r, n) in recorded.iter().zip(now) {
-        let name = &r.name;
-        macro_rules! same {
-            ($($key:ident),*) => {$(
-                if r.$key != n.$key {
-                    bail!(
-                        "source '{name}': `{}` is {} in {} but {} when recomputed from its config: the documents or profiles changed since the selection; re-run `hesnr select`",
-                        stringify!($key),
-                        serde_json::to_string(&r.$key)?,
-                        mpath.display(),
-                        serde_json::to_string(&n.$key)?,
-                    );
-                }
-            )*};
-        }
-        same!(
-            name,
-            read,
-            bad_records,
-            no_profile,
-            profile_rows_matched,
-            profile_rows_without_document,
-            profile_rows_sha256,
-            filters,
-            kept,
-            selected
-        );
-        let c = |x: select::Count| Count {
-            documents: x.documents,
-            tokens: x.tokens,
-        };
-        out.push(SourceCounts {
-            read: c(r.read),
-            bad_records: r.bad_records,
-            no_profile: c(r.no_profile),
-            profile_rows_without_document: r.profile_rows_without_document,
-            filters: r
-                .filters
-                .iter()
-                .map(|f| FilterCount {
-                    filter: f.filter.clone(),
-                    dropped: c(f.dropped),
-                })
-                .collect(),
-            kept: c(r.kept),
-            target_tokens: r.target_tokens,
-            selected: c(r.selected),
-            shortfall_tokens: r.shortfall_tokens,
-        });
-    }
-    Ok(out)
-}
-
-/// Checks the selected shards against the recomputed selection: rows per source, and every
-/// row's id (where the record has one) among the source's selected documents.
-fn check_shards(
-    dir: &Path,
-    manifest: &select::SelectManifest,
-    mpath: &Path,
-    plan: &Plan,
-    cfg: &select::SelectConfig,
-) -> Result<()> {
-    let index: HashMap<&str, usize> = cfg
-        .sources
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
-    let mut ids: Vec<HashSet<&str>> = vec![HashSet::new(); cfg.sources.len()];
-    for &i in &plan.selected {
-        let d = &plan.docs[i];
-        ids[d.source].insert(d.id.as_str());
-    }
-    let mut rows = vec![0u64; cfg.sources.len()];
-    for o in &manifest.outputs {
-        if o.format != "jsonl" {
-            continue;
-        }
-        let name = &o.path;
-        let path = dir.join(name);
-        if !path.is_file() {
-            bail!(
-                "{}: listed in {} but missing",
-                path.display(),
-                mpath.display()
-            );
-        }
-        select::for_each_record(&path, &ReaderOptions::default(), |line, rec| {
-            let where_ = || format!("{}:{line}", path.display());
-            let rec = rec.map_err(|m| anyhow!("{}: {m}", where_()))?;
-            let rec = Value::Object(rec);
-            let src = rec
-                .pointer("/metadata/hesnr/source")
-                .and_then(Value::as_str)
-                .ok_or_else(|| anyhow!("{}: no metadata.hesnr.source", where_()))?;
-            let &si = index
-                .get(src)
-                .ok_or_else(|| anyhow!("{}: source '{src}' is not in the config", where_()))?;
-            rows[si] += 1;
-            let id = match select::get_field(&rec, &cfg.sources[si].id_field) {
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            };
-            if let Some(id) = id {
-                if !ids[si].contains(id.as_str()) {
-                    bail!(
-                        "{}: document '{id}' of source '{src}' is not in the selection recomputed from {}: the inputs changed since the selection",
-                        where_(),
-                        mpath.display()
-                    );
-                }
-            }
-            Ok(())
-        })?;
-    }
-    for (si, s) in cfg.sources.iter().enumerate() {
-        let want = plan
-            .selected
-            .iter()
-            .filter(|&&i| plan.docs[i].source == si)
-            .count() as u64;
-        if rows[si] != want {
-            bail!(
-                "source '{}': {} rows in the shards of {} but {} selected when recomputed",
-                s.name,
-                rows[si],
-                dir.display(),
-                want
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Fills [`DocView::text`] of the top and bottom documents from their files (checking ids).
-pub fn attach_texts(report: &mut SelectReport) -> Result<()> {
-    for s in &mut report.sources {
-        let mut wanted: BTreeMap<String, Vec<(u64, String)>> = BTreeMap::new();
-        for d in s.top.iter().chain(&s.bottom) {
-            wanted
-                .entry(d.file.clone())
-                .or_default()
-                .push((d.line, d.id.clone()));
-        }
-        let mut texts: HashMap<(String, u64), String> = HashMap::new();
-        for (file, lines) in &wanted {
-            let want: HashMap<u64, &str> = lines.iter().map(|(l, i)| (*l, i.as_str())).collect();
-            let path = PathBuf::from(file);
-            let opts = select::reader_options(&s.text_field, &s.id_field);
-            select::for_each_record(&path, &opts, |line, rec| {
-                let Some(id) = want.get(&line) else {
-                    return Ok(());
-                };
-                let rec = Value::Object(rec.map_err(|m| anyhow!("{file}:{line}: {m}"))?);
-                let text = match select::get_field(&rec, &s.text_field) {
-                    Some(Value::String(t)) => t.clone(),
-                    _ => bail!(
-                        "{file}:{line}: field '{}' missing or not a string",
-                        s.text_field
-                    ),
-                };
-                let found = match select::get_field(&rec, &s.id_field) {
-                    Some(Value::String(x)) => Some(x.clone()),
-                    Some(Value::Number(n)) => Some(n.to_string()),
-                    _ => None,
-                };
-                if let Some(found) = found {
-                    if found != *id {
-                        bail!("{file}:{line}: document id '{found}', expected '{id}' (the file changed?)");
-                    }
-                }
-                texts.insert((file.clone(), line), text);
-                Ok(())
-            })?;
-        }
-        for d in s.top.iter_mut().chain(s.bottom.iter_mut()) {
-            d.text = texts.remove(&(d.file.clone(), d.line));
-            if d.text.is_none() {
-                bail!("{}:{}: document '{}' not found", d.file, d.line, d.id);
-            }
-        }
-    }
-    Ok(())
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1144,17 +814,26 @@ pub fn render_html(r: &SelectReport) -> String {
 }
 
 /// Writes the HTML page and the JSON model atomically.
-pub fn write_report(r: &SelectReport, html: &Path, json: &Path) -> Result<()> {
-    let mut f = AtomicFile::create(html).with_context(|| format!("creating {}", html.display()))?;
-    std::io::Write::write_all(&mut f, render_html(r).as_bytes())?;
-    f.commit()
-        .with_context(|| format!("writing {}", html.display()))?;
-    let mut f = AtomicFile::create(json).with_context(|| format!("creating {}", json.display()))?;
+pub fn write_report(r: &SelectReport, html: &Path, json: &Path) -> Result<(), ReportError> {
+    let create = |path: &Path| {
+        AtomicFile::create(path).map_err(|source| ReportError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let commit = |f: AtomicFile, path: &Path| {
+        f.commit().map_err(|source| ReportError::Write {
+            path: path.to_path_buf(),
+            source,
+        })
+    };
+    let mut f = create(html)?;
+    io::Write::write_all(&mut f, render_html(r).as_bytes())?;
+    commit(f, html)?;
+    let mut f = create(json)?;
     serde_json::to_writer_pretty(&mut f, r)?;
-    std::io::Write::write_all(&mut f, b"\n")?;
-    f.commit()
-        .with_context(|| format!("writing {}", json.display()))?;
-    Ok(())
+    io::Write::write_all(&mut f, b"\n")?;
+    commit(f, json)
 }
 
 #[cfg(test)]
@@ -1165,8 +844,8 @@ mod tests {
         Count { documents, tokens }
     }
 
-    fn doc(id: &str, line: u64, tokens: u64, dd: Option<f64>, status: DocStatus) -> DocInput {
-        DocInput {
+    fn doc(id: &str, line: u64, tokens: u64, dd: Option<f64>, status: DocStatus) -> VerifiedDoc {
+        VerifiedDoc {
             id: id.to_string(),
             occ: 0,
             file: "code.jsonl".to_string(),
@@ -1180,7 +859,7 @@ mod tests {
 
     /// Six code documents: two dropped by the first filter, one by the second, three kept of
     /// which two selected; one general source without a profile.
-    fn input() -> ReportInput {
+    fn input() -> VerifiedSelection {
         use DocStatus::*;
         let docs = vec![
             doc("a", 1, 100, Some(0.0), Dropped(0)),
@@ -1190,7 +869,7 @@ mod tests {
             doc("<script>alert(1)</script>", 5, 500, Some(1.0), Selected),
             doc("f", 6, 600, None, Selected),
         ];
-        let code = SourceInput {
+        let code = VerifiedSource {
             name: "code".into(),
             general: false,
             profiled: true,
@@ -1204,11 +883,11 @@ mod tests {
                 no_profile: count(1, 50),
                 profile_rows_without_document: 0,
                 filters: vec![
-                    FilterCount {
+                    FilterReport {
                         filter: "decision_density min 0.2".into(),
                         dropped: count(2, 300),
                     },
-                    FilterCount {
+                    FilterReport {
                         filter: "decision_density top_fraction 0.75".into(),
                         dropped: count(1, 300),
                     },
@@ -1220,7 +899,7 @@ mod tests {
             },
             docs,
         };
-        let general = SourceInput {
+        let general = VerifiedSource {
             name: "general".into(),
             general: true,
             profiled: false,
@@ -1241,7 +920,7 @@ mod tests {
             },
             docs: vec![],
         };
-        ReportInput {
+        VerifiedSelection {
             selection_dir: "out/<sel>".into(),
             config_path: "select.toml".into(),
             config_sha256: "00".into(),

@@ -1,5 +1,5 @@
 //! `manifest.json` and `profile-files.json` of a selection, as types: written by `hesnr select`,
-//! read back by `hesnr report-select` (which re-runs the selection and checks it against the
+//! read back by [`verify`](super::verify()) (which re-runs the selection and checks it against the
 //! manifest) and by the CLI summary. Field order is the file's key order, so the bytes are fixed
 //! by these declarations.
 
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::config::SelectConfig;
+use super::error::SelectError;
 use crate::data::AtomicFile;
 
 /// Documents and tokens.
@@ -27,6 +28,13 @@ impl Count {
         Count {
             documents: self.documents + o.documents,
             tokens: self.tokens + o.tokens,
+        }
+    }
+    /// `self - o`, each part at least 0.
+    pub(crate) fn minus(self, o: Count) -> Count {
+        Count {
+            documents: self.documents.saturating_sub(o.documents),
+            tokens: self.tokens.saturating_sub(o.tokens),
         }
     }
 }
@@ -264,7 +272,7 @@ impl ProfileFiles {
 }
 
 /// Writes `value` as pretty JSON and a newline, atomically.
-pub(crate) fn write_pretty_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_pretty_json(path: &Path, value: &impl Serialize) -> Result<(), SelectError> {
     let mut f = AtomicFile::create(path)?;
     serde_json::to_writer_pretty(&mut f, value)?;
     f.write_all(b"\n")?;

@@ -37,28 +37,35 @@
 //! # Layout
 //! [`config`](SelectConfig) parses and checks the TOML; `read` reads documents and profiles;
 //! `plan` decides (join, filter, weigh, targets, sample) without writing; `output` writes the
-//! shards and hashes; [`manifest`](SelectManifest) is the typed `manifest.json`, read back by
-//! `hesnr report-select`.
+//! shards and hashes; [`manifest`](SelectManifest) is the typed `manifest.json`;
+//! [`verify`](verify()) reads a selection folder back for `hesnr report-select`, recomputes and
+//! checks it, and reads (and re-scores) the documents the report shows. Errors are
+//! [`SelectError`]s (a [`ConfigError`] or a [`ManifestError`] among them).
 
 mod config;
+mod error;
 mod manifest;
 mod output;
 mod plan;
 mod read;
+mod verify;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
-
 pub use config::{parse_config, ConfigError, Filter, SelectConfig, SourceConfig, WeightSpec};
+pub use error::SelectError;
 pub use manifest::{
     Bucket, Buckets, ConfigRecord, Count, DocumentInput, FilterReport, Inputs, ManifestError,
     OptionsRecord, OutputFile, ProfileFileEntry, ProfileFiles, SelectManifest, SelectedTotals,
     SourceReport, Targets, WeightStats, MANIFEST_FILE, PROFILE_FILES_FILE,
 };
-pub(crate) use output::sha256_file;
-pub(crate) use plan::{plan, Doc, Plan};
-pub(crate) use read::{for_each_record, get_field, reader_options};
+pub use verify::{
+    read_texts, rescore, verify, DocAt, DocStatus, Rescored, SourceCounts, VerifiedDoc,
+    VerifiedSelection, VerifiedSource,
+};
+
+use output::sha256_file;
+use plan::plan;
 
 /// Default shard size of the output, in documents.
 pub const DEFAULT_SHARD_SIZE: usize = 100_000;
@@ -78,13 +85,15 @@ pub struct SelectOutcome {
 
 /// Runs a selection from a config file: plans it, writes the selected shards, the list of
 /// profile files and the manifest.
-pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutcome> {
+pub fn run_select(config_path: &Path, opts: &SelectOptions) -> Result<SelectOutcome, SelectError> {
     let label = config_path.display().to_string();
-    let text =
-        std::fs::read_to_string(config_path).with_context(|| format!("reading config {label}"))?;
+    let text = std::fs::read_to_string(config_path).map_err(|source| SelectError::ReadConfig {
+        label: label.clone(),
+        source,
+    })?;
     let cfg = parse_config(&text, &label)?;
     if opts.shard_size == 0 {
-        bail!("--shard-size must be > 0");
+        return Err(SelectError::ShardSize);
     }
     let config_sha = crate::data::digest::sha256_hex(text.as_bytes());
     let plan = plan(&cfg, &label, opts.strict)?;

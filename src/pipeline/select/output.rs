@@ -7,7 +7,6 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
@@ -15,6 +14,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::config::SelectConfig;
+use super::error::SelectError;
 use super::manifest::OutputFile;
 use super::plan::{hash_u64, Plan};
 use super::read::{for_each_record, reader_options};
@@ -22,8 +22,11 @@ use crate::data::digest::hex;
 use crate::data::AtomicFile;
 
 /// SHA-256 (hex) and size of a file, as the manifest records them.
-pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64)> {
-    crate::data::digest::sha256_file(path).with_context(|| format!("reading {}", path.display()))
+pub(crate) fn sha256_file(path: &Path) -> Result<(String, u64), SelectError> {
+    crate::data::digest::sha256_file(path).map_err(|source| SelectError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Indices into `plan.docs` of the selected documents in output order: ascending SHA-256 of
@@ -54,7 +57,7 @@ pub(crate) fn decorated_rows(
     cfg: &SelectConfig,
     plan: &Plan,
     order: &[usize],
-) -> Result<Vec<Map<String, Value>>> {
+) -> Result<Vec<Map<String, Value>>, SelectError> {
     let docs = &plan.docs;
     let mut wanted: HashMap<(usize, u64), usize> = HashMap::new();
     for (pos, &i) in order.iter().enumerate() {
@@ -72,8 +75,11 @@ pub(crate) fn decorated_rows(
             let Some(&pos) = wanted.get(&(gi, line)) else {
                 return Ok(());
             };
-            let mut rec =
-                rec.map_err(|m| anyhow!("{shown}:{line}: {m} (the file changed during the run?)"))?;
+            let mut rec = rec.map_err(|message| SelectError::RecordChanged {
+                file: shown.clone(),
+                line,
+                message,
+            })?;
             let d = &docs[order[pos]];
             let mut h = Map::new();
             h.insert("source".into(), json!(cfg.sources[*si].name));
@@ -105,7 +111,10 @@ pub(crate) fn decorated_rows(
                     rec.insert("metadata".into(), Value::Object(m));
                 }
                 Some(_) => {
-                    bail!("{shown}:{line}: `metadata` is not an object; cannot add the scores")
+                    return Err(SelectError::MetadataNotObject {
+                        file: shown.clone(),
+                        line,
+                    })
                 }
             }
             out_rows[pos] = Some(rec);
@@ -118,11 +127,10 @@ pub(crate) fn decorated_rows(
         .map(|(pos, r)| {
             r.ok_or_else(|| {
                 let d = &docs[order[pos]];
-                anyhow!(
-                    "{}:{}: record vanished on the second read",
-                    plan.files[d.file].2,
-                    d.line
-                )
+                SelectError::RecordVanished {
+                    file: plan.files[d.file].2.clone(),
+                    line: d.line,
+                }
             })
         })
         .collect()
@@ -135,8 +143,11 @@ pub(crate) fn write_shards(
     out: &Path,
     rows: &[Map<String, Value>],
     shard_size: usize,
-) -> Result<Vec<OutputFile>> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+) -> Result<Vec<OutputFile>, SelectError> {
+    std::fs::create_dir_all(out).map_err(|source| SelectError::CreateDir {
+        path: out.to_path_buf(),
+        source,
+    })?;
     let schema = infer_schema(rows);
     let n_shards = rows.len().div_ceil(shard_size).max(1);
     let mut outputs = Vec::new();
@@ -269,7 +280,7 @@ fn write_parquet(
     path: &Path,
     cols: &[(String, Kind)],
     rows: &[Map<String, Value>],
-) -> Result<(String, u64)> {
+) -> Result<(String, u64), SelectError> {
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for (name, kind) in cols {

@@ -8,15 +8,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use anyhow::{bail, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::config::{key_err, SelectConfig, SourceConfig};
+use super::error::SelectError;
 use super::manifest::{Count, FilterReport, SourceReport, WeightStats};
 use super::read::{
-    expand_documents, expand_profile, for_each_record, get_field, match_source, read_profile,
-    reader_options, ProfileFile,
+    expand_documents, expand_profile, for_each_record, get_field, id_of, match_source,
+    read_profile, reader_options, ProfileFile,
 };
 use crate::data::digest::hex;
 
@@ -58,7 +58,7 @@ pub(crate) struct Plan {
 
 /// Reads the documents and profiles of a config and decides the selection (filters, weights,
 /// targets, sampling) without writing anything. `label` names the config in errors.
-pub(crate) fn plan(cfg: &SelectConfig, label: &str, strict: bool) -> Result<Plan> {
+pub(crate) fn plan(cfg: &SelectConfig, label: &str, strict: bool) -> Result<Plan, SelectError> {
     let (files, profile_files) = resolve_files(cfg, label)?;
     let profiles = ProfileCache::default();
     let mut docs: Vec<Doc> = Vec::new();
@@ -111,7 +111,7 @@ pub(crate) fn plan(cfg: &SelectConfig, label: &str, strict: bool) -> Result<Plan
 fn resolve_files(
     cfg: &SelectConfig,
     label: &str,
-) -> Result<(Vec<(usize, PathBuf, String)>, Vec<Vec<PathBuf>>)> {
+) -> Result<(Vec<(usize, PathBuf, String)>, Vec<Vec<PathBuf>>), SelectError> {
     let key = |si: usize, field: &str, list: &[String], j: usize| {
         if list.len() > 1 {
             format!("source[{si}].{field}[{j}]")
@@ -147,7 +147,7 @@ fn resolve_files(
 struct ProfileCache(RefCell<HashMap<PathBuf, Rc<ProfileFile>>>);
 
 impl ProfileCache {
-    fn get(&self, p: &Path) -> Result<Rc<ProfileFile>> {
+    fn get(&self, p: &Path) -> Result<Rc<ProfileFile>, SelectError> {
         if let Some(x) = self.0.borrow().get(p) {
             return Ok(x.clone());
         }
@@ -171,7 +171,7 @@ fn join_profiles(
     profile_files: &[PathBuf],
     paths: &[(PathBuf, String)],
     profiles: &ProfileCache,
-) -> Result<Joined> {
+) -> Result<Joined, SelectError> {
     let mut names: Vec<(String, bool)> = Vec::new();
     let mut rows: HashMap<(usize, u64), JoinedRow> = HashMap::new();
     for p in profile_files {
@@ -184,7 +184,13 @@ fn join_profiles(
         for (n, _) in &names {
             match pf.scores.iter().position(|(m, _)| m == n) {
                 Some(k) => map.push(k),
-                None => bail!("profile {}: column '{n}' is missing (other profile files of source '{}' have it)", p.display(), s.name),
+                None => {
+                    return Err(SelectError::ProfileColumnNotShared {
+                        path: p.clone(),
+                        column: n.clone(),
+                        source_name: s.name.clone(),
+                    })
+                }
             }
         }
         let mut matched: HashMap<&str, Option<usize>> = HashMap::new();
@@ -195,12 +201,11 @@ fn join_profiles(
             let Some(fi) = m else { continue };
             let vals = map.iter().map(|&k| r.values[k]).collect();
             if rows.insert((fi, r.line), (r.id.clone(), vals)).is_some() {
-                bail!(
-                    "source '{}': two profile rows for {}:{} (profiles overlap?)",
-                    s.name,
-                    paths[fi].1,
-                    r.line
-                );
+                return Err(SelectError::ProfileOverlap {
+                    source_name: s.name.clone(),
+                    file: paths[fi].1.clone(),
+                    line: r.line,
+                });
             }
         }
     }
@@ -208,8 +213,13 @@ fn join_profiles(
 }
 
 /// The scores the source's filters and weight use must be profile columns.
-fn check_scores(label: &str, si: usize, s: &SourceConfig, names: &[(String, bool)]) -> Result<()> {
-    let check = |key: String, score: &str| -> Result<()> {
+fn check_scores(
+    label: &str,
+    si: usize,
+    s: &SourceConfig,
+    names: &[(String, bool)],
+) -> Result<(), SelectError> {
+    let check = |key: String, score: &str| -> Result<(), SelectError> {
         if names.iter().any(|(n, _)| n == score) {
             return Ok(());
         }
@@ -308,7 +318,7 @@ impl ReadSource<'_> {
         mut joined: HashMap<(usize, u64), JoinedRow>,
         names: &[(String, bool)],
         rep: &mut SourceReport,
-    ) -> Result<Vec<Doc>> {
+    ) -> Result<Vec<Doc>, SelectError> {
         let s = &self.cfg.sources[self.si];
         let strict = self.strict;
         let rows_total = joined.len() as u64;
@@ -323,13 +333,17 @@ impl ReadSource<'_> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let opts = reader_options(&s.text_field, &s.id_field);
+            let shown = &self.files[gi].2;
             for_each_record(path, &opts, |line, rec| {
-                let where_ = format!("{}:{line}", self.files[gi].2);
                 let rec = match rec {
                     Ok(r) => Value::Object(r),
-                    Err(msg) => {
+                    Err(message) => {
                         if strict {
-                            bail!("{where_}: {msg}");
+                            return Err(SelectError::BadRecord {
+                                file: shown.clone(),
+                                line,
+                                message,
+                            });
                         }
                         rep.bad_records += 1;
                         return Ok(());
@@ -339,17 +353,17 @@ impl ReadSource<'_> {
                     Some(Value::String(t)) => t.len(),
                     _ => {
                         if strict {
-                            bail!("{where_}: field '{}' missing or not a string", s.text_field);
+                            return Err(SelectError::NoText {
+                                file: shown.clone(),
+                                line,
+                                field: s.text_field.clone(),
+                            });
                         }
                         rep.bad_records += 1;
                         return Ok(());
                     }
                 };
-                let id = match get_field(&rec, &s.id_field) {
-                    Some(Value::String(x)) => x.clone(),
-                    Some(Value::Number(n)) => n.to_string(),
-                    _ => format!("{file_name}:{line}"),
-                };
+                let id = id_of(&rec, &s.id_field).unwrap_or_else(|| format!("{file_name}:{line}"));
                 let o = occ.entry(id.clone()).or_insert(0);
                 let this_occ = *o;
                 *o += 1;
@@ -358,19 +372,24 @@ impl ReadSource<'_> {
                     match joined.remove(&(fi, line)) {
                         Some((pid, vals)) => {
                             if pid != id {
-                                bail!(
-                                    "{where_}: document id '{id}' but the profile row for this line has id '{pid}': the data changed since it was profiled",
-                                );
+                                return Err(SelectError::ProfileIdMismatch {
+                                    file: shown.clone(),
+                                    line,
+                                    id,
+                                    profile_id: pid,
+                                });
                             }
                             let t = tokens_col.and_then(|k| vals[k]).unwrap_or(0.0) as u64;
                             (t, Some(vals))
                         }
                         None => {
                             if strict {
-                                bail!(
-                                    "{where_}: document '{id}' has no profile row (source '{}')",
-                                    s.name
-                                );
+                                return Err(SelectError::NoProfileRow {
+                                    file: shown.clone(),
+                                    line,
+                                    id,
+                                    source_name: s.name.clone(),
+                                });
                             }
                             rep.read.add(estimate);
                             rep.no_profile.add(estimate);
@@ -471,7 +490,7 @@ fn weigh(
     names: &[(String, bool)],
     mut local: Vec<Doc>,
     rep: &mut SourceReport,
-) -> Result<Vec<Doc>> {
+) -> Result<Vec<Doc>, SelectError> {
     let Some(w) = &s.weight else {
         return Ok(local);
     };
@@ -493,14 +512,12 @@ fn weigh(
         .map(|x| x.unwrap_or(floor).powf(w.power))
         .collect();
     if let Some(bad) = vals.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
-        bail!(
-            "{}",
-            key_err(
-                label,
-                &format!("source[{si}].weight"),
-                format!("gives a weight of {bad}: weights must be finite and > 0 (set clip = [low, high] with low > 0)")
-            )
-        );
+        return Err(key_err(
+            label,
+            &format!("source[{si}].weight"),
+            format!("gives a weight of {bad}: weights must be finite and > 0 (set clip = [low, high] with low > 0)"),
+        )
+        .into());
     }
     let mean = vals.iter().sum::<f64>() / vals.len().max(1) as f64;
     for (d, v) in local.iter_mut().zip(&vals) {

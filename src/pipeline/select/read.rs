@@ -6,7 +6,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Float64Type, Int32Type, Int64Type, UInt32Type, UInt64Type};
 use arrow_array::Array;
@@ -16,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::config::key_err;
+use super::error::SelectError;
 use crate::data::json::JsonRecord;
 use crate::data::parquet::is_parquet;
 use crate::data::records::read_records;
@@ -29,7 +29,7 @@ const MERGED_PROFILE: &str = "profile.parquet";
 /// Expands one configured path through the input layer (a file, a directory's files
 /// recursively, or a glob pattern's matches, each sorted), so `documents` takes what every
 /// other command takes. `file` and `key` name the config entry in errors.
-fn expand_entry(file: &str, key: &str, entry: &str) -> Result<Vec<InputFile>> {
+fn expand_entry(file: &str, key: &str, entry: &str) -> Result<Vec<InputFile>, SelectError> {
     if entry == crate::data::open::STDIN_ARG {
         return Err(key_err(
             file,
@@ -47,7 +47,11 @@ fn expand_entry(file: &str, key: &str, entry: &str) -> Result<Vec<InputFile>> {
 
 /// The document files of one configured `documents` entry: every file the input layer finds
 /// there (JSON Lines, JSON arrays, Parquet, text; compressed or not), as `profile` reads them.
-pub(crate) fn expand_documents(file: &str, key: &str, entry: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn expand_documents(
+    file: &str,
+    key: &str,
+    entry: &str,
+) -> Result<Vec<PathBuf>, SelectError> {
     Ok(expand_entry(file, key, entry)?
         .into_iter()
         .filter_map(|f| f.path)
@@ -58,7 +62,11 @@ pub(crate) fn expand_documents(file: &str, key: &str, entry: &str) -> Result<Vec
 /// `profile.parquet` when there is one, else its `profile-*-of-*.parquet` shards (all of them);
 /// any other folder, every Parquet file in it. The same rows either way, so the selection is the
 /// same whether or not the folder was merged.
-pub(crate) fn expand_profile(file: &str, key: &str, entry: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn expand_profile(
+    file: &str,
+    key: &str,
+    entry: &str,
+) -> Result<Vec<PathBuf>, SelectError> {
     let dir = Path::new(entry);
     if dir.is_dir() {
         if let Some(files) = profile_folder(dir).map_err(|e| key_err(file, key, e))? {
@@ -254,6 +262,15 @@ fn normalise_path(s: &str) -> String {
 /// A record's field by name or dotted path: the one rule of the input layer.
 pub(crate) use crate::data::json::lookup as get_field;
 
+/// A record's id as select reads it: a string, or a number as written; `None` otherwise.
+pub(crate) fn id_of(rec: &Value, id_field: &str) -> Option<String> {
+    match get_field(rec, id_field) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// How the input layer is to read a source's documents: its text and id fields (a text file's
 /// record carries its text and path under these names).
 pub(crate) fn reader_options(text_field: &str, id_field: &str) -> ReaderOptions {
@@ -272,8 +289,8 @@ pub(crate) fn reader_options(text_field: &str, id_field: &str) -> ReaderOptions 
 pub(crate) fn for_each_record(
     path: &Path,
     opts: &ReaderOptions,
-    mut each: impl FnMut(u64, std::result::Result<Map<String, Value>, String>) -> Result<()>,
-) -> Result<()> {
+    mut each: impl FnMut(u64, Result<Map<String, Value>, String>) -> Result<(), SelectError>,
+) -> Result<(), SelectError> {
     for item in read_records(path, opts) {
         match item {
             Ok(JsonRecord {
@@ -281,7 +298,7 @@ pub(crate) fn for_each_record(
                 value: Value::Object(m),
             }) => each(line, Ok(m))?,
             Ok(JsonRecord { line, .. }) => each(line, Err("not a JSON object".into()))?,
-            Err(e) if e.kind == RecordErrorKind::Io => bail!("{e}"),
+            Err(e) if e.kind == RecordErrorKind::Io => return Err(e.into()),
             Err(e) => each(e.line, Err(e.message))?,
         }
     }
@@ -349,14 +366,23 @@ fn strings(col: &dyn Array) -> Option<Vec<Option<String>>> {
     None
 }
 
-pub(crate) fn read_profile(path: &Path) -> Result<ProfileFile> {
-    let f = File::open(path).with_context(|| format!("opening profile {}", path.display()))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(f)
-        .with_context(|| format!("profile {}: not a Parquet file", path.display()))?;
+pub(crate) fn read_profile(path: &Path) -> Result<ProfileFile, SelectError> {
+    let f = File::open(path).map_err(|source| SelectError::OpenProfile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(f).map_err(|source| SelectError::NotParquet {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let schema = builder.schema().clone();
     for c in ["id", "source", "line", "tokens"] {
         if schema.field_with_name(c).is_err() {
-            bail!("profile {}: column '{c}' is missing", path.display());
+            return Err(SelectError::ProfileColumnMissing {
+                path: path.to_path_buf(),
+                column: c.to_string(),
+            });
         }
     }
     let mut scores = Vec::new();
@@ -371,18 +397,20 @@ pub(crate) fn read_profile(path: &Path) -> Result<ProfileFile> {
         };
         scores.push((f.name().clone(), int));
     }
-    let reader = builder
-        .build()
-        .with_context(|| format!("reading profile {}", path.display()))?;
+    let reader = builder.build().map_err(|source| SelectError::ReadProfile {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut rows = Vec::new();
     for batch in reader {
-        let batch = batch.with_context(|| format!("reading profile {}", path.display()))?;
+        let batch = batch.map_err(|source| SelectError::ReadProfileBatch {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let col = |n: &str| batch.column_by_name(n).expect("checked");
-        let bad = |n: &str| {
-            anyhow!(
-                "profile {}: column '{n}' has an unexpected type",
-                path.display()
-            )
+        let bad = |n: &str| SelectError::ProfileColumnType {
+            path: path.to_path_buf(),
+            column: n.to_string(),
         };
         let ids = strings(col("id").as_ref()).ok_or_else(|| bad("id"))?;
         let srcs = strings(col("source").as_ref()).ok_or_else(|| bad("source"))?;
@@ -390,13 +418,13 @@ pub(crate) fn read_profile(path: &Path) -> Result<ProfileFile> {
         let cols: Vec<Vec<Option<f64>>> = scores
             .iter()
             .map(|(n, _)| numeric(col(n).as_ref()).map(|x| x.0).ok_or_else(|| bad(n)))
-            .collect::<Result<_>>()?;
+            .collect::<Result<_, _>>()?;
         for i in 0..batch.num_rows() {
             let (Some(id), Some(source), Some(line)) = (&ids[i], &srcs[i], lines[i]) else {
-                bail!(
-                    "profile {}: row {i} has a null id, source or line",
-                    path.display()
-                );
+                return Err(SelectError::ProfileNullKey {
+                    path: path.to_path_buf(),
+                    row: i,
+                });
             };
             rows.push(ProfileRow {
                 source: source.clone(),
