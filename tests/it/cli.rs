@@ -353,3 +353,15 @@ fn an_endless_input_is_one_skipped_record() {
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(summary["skipped"], 1, "{err}");
 }
+
+/// `report-select --bins` and `--top` are bounded usage errors (`--bins 100000000` wrote a
+/// 15.5 GB report).
+#[test]
+fn report_select_bounds_bins_and_top() {
+    for arg in ["--bins=100000000", "--bins=0", "--top=100000"] {
+        let out = hesnr(&["report-select", "/nonexistent", arg]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{arg}: {err}");
+        assert!(err.contains(arg.split('=').next().unwrap()), "{arg}: {err}");
+    }
+}
