@@ -14,6 +14,7 @@ use std::path::Path;
 use minijinja::{Environment, ErrorKind, Value as JValue};
 
 use super::{SegmentKind, Trajectory};
+use crate::data::open::MAX_RECORD_BYTES;
 
 /// ChatML, what SmolLM2, Qwen and many others use; the fallback for models without a template.
 pub const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
@@ -100,6 +101,8 @@ impl ChatTemplate {
         let mut env = Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
+        // A template comes from a model file or the user: it must not run forever.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(
             "raise_exception",
@@ -193,17 +196,60 @@ impl ChatTemplate {
             })
             .collect();
         let template = self.env.get_template("chat").expect("added in new()");
+        let mut out = BoundedOutput {
+            bytes: Vec::new(),
+            limit: MAX_RECORD_BYTES,
+        };
+        let failed = |message: String| RenderError::Template {
+            origin: self.origin.clone(),
+            message: format!("failed to render: {message}"),
+        };
         template
-            .render(minijinja::context! {
-                messages => messages,
-                add_generation_prompt => false,
-                bos_token => self.bos_token.as_str(),
-                eos_token => self.eos_token.as_str(),
-            })
-            .map_err(|e| RenderError::Template {
-                origin: self.origin.clone(),
-                message: format!("failed to render: {e:#}"),
-            })
+            .render_captured_to(
+                minijinja::context! {
+                    messages => messages,
+                    add_generation_prompt => false,
+                    bos_token => self.bos_token.as_str(),
+                    eos_token => self.eos_token.as_str(),
+                },
+                &mut out,
+            )
+            .map_err(|e| match e.kind() {
+                ErrorKind::OutOfFuel => failed(format!(
+                    "it ran over {TEMPLATE_FUEL} instructions (a template that loops without end?)"
+                )),
+                ErrorKind::WriteFailure => failed(format!(
+                    "its output grew over {} MiB",
+                    MAX_RECORD_BYTES >> 20
+                )),
+                _ => failed(format!("{e:#}")),
+            })?;
+        String::from_utf8(out.bytes).map_err(|e| failed(e.to_string()))
+    }
+}
+
+/// Instructions one rendering of a chat template may run: thousands of times what a real
+/// template needs for the longest trajectory, and a few seconds of work; a template that loops
+/// without end (nested `range(100000)`) stops with an error instead of taking the machine.
+pub const TEMPLATE_FUEL: u64 = 100_000_000;
+
+/// The rendered text, refused past `limit` bytes.
+struct BoundedOutput {
+    bytes: Vec<u8>,
+    limit: usize,
+}
+
+impl std::io::Write for BoundedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.limit {
+            return Err(std::io::Error::other("rendered text over the limit"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -377,6 +423,25 @@ mod tests {
             .iter()
             .map(|s| (s.kind, &r.text[s.range.clone()]))
             .collect()
+    }
+
+    /// A template that loops without end stops with an error naming the limit (nested
+    /// `range(100000)` loops used to grow to gigabytes); so does one whose output explodes.
+    #[test]
+    fn runaway_templates_stop_with_an_error() {
+        let looping =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(looping, "hostile", "", "").unwrap();
+        let e = render(&sample(), &t).unwrap_err().to_string();
+        assert!(e.contains("hostile") && e.contains("instructions"), "{e}");
+
+        use std::io::Write;
+        let mut out = BoundedOutput {
+            bytes: Vec::new(),
+            limit: 10,
+        };
+        assert!(out.write(b"0123456789").is_ok() && out.write(b"x").is_err());
+        assert_eq!(out.bytes, b"0123456789");
     }
 
     #[test]
