@@ -230,14 +230,19 @@ impl<'r> Flow<'r> {
     }
 
     /// Runs `work` on every readable unit of `items` and hands the outcomes to `sink` in input
-    /// order (see [`drive`] and the module docs for the rules); the reporter is told the run
-    /// ended however it ends.
+    /// order, keeping the log (see the module docs for the rules); the reporter is told after
+    /// every unit, and once more when the run ends, however it ends.
+    ///
+    /// `work` returns `None` for a unit the run passes over (e.g. not the one `--explain` asks
+    /// for): it is neither counted nor given to the sink. An error from `sink` stops the run and
+    /// is returned as it is; a fatal work error is returned as a [`Stopped`] converted into the
+    /// sink's error type.
     pub fn drive<U, R, E, SE>(
         &mut self,
         backends: &mut [&mut dyn Backend],
         items: impl Iterator<Item = Result<U, RecordError>>,
         work: impl Fn(&mut [&mut dyn Backend], &U) -> Option<Result<R, E>> + Sync,
-        sink: impl FnMut(&dyn Backend, U, Outcome<R>) -> Result<(), SE>,
+        mut sink: impl FnMut(&dyn Backend, U, Outcome<R>) -> Result<(), SE>,
     ) -> Result<(), SE>
     where
         U: Unit + Send,
@@ -245,78 +250,55 @@ impl<'r> Flow<'r> {
         E: Fatal + Display + Send,
         SE: From<Stopped>,
     {
-        let result = drive(backends, items, work, sink, &mut self.log, self.reporter);
-        self.reporter.finish(&self.log);
+        let (log, reporter) = (&mut self.log, self.reporter);
+        let work = |b: &mut [&mut dyn Backend], item: &Result<U, RecordError>| {
+            item.as_ref().ok().and_then(|unit| work(b, unit))
+        };
+        let sink =
+            |tracer: &dyn Backend, item: Result<U, RecordError>, result: Option<Result<R, E>>| {
+                let unit = match item {
+                    Ok(unit) => unit,
+                    Err(e) => {
+                        log.skips.skip(e.to_string());
+                        reporter.update(log);
+                        return Ok(());
+                    }
+                };
+                let Some(result) = result else {
+                    return Ok(());
+                };
+                let place = unit.place();
+                for w in unit.warnings() {
+                    tracing::warn!("{place}: {} '{}': {w}", U::KIND, unit.id());
+                }
+                let outcome = match result {
+                    Ok(r) => {
+                        log.done += 1;
+                        log.tokens += r.tokens();
+                        Outcome::Done(r)
+                    }
+                    Err(e) if e.is_fatal() => {
+                        return Err(SE::from(Stopped {
+                            place,
+                            kind: U::KIND,
+                            id: unit.id().to_string(),
+                            error: e.to_string(),
+                        }));
+                    }
+                    Err(e) => {
+                        let reason = format!("{place}: {} '{}': {e}", U::KIND, unit.id());
+                        log.skips.skip(reason.clone());
+                        Outcome::Skipped(reason)
+                    }
+                };
+                sink(tracer, unit, outcome)?;
+                reporter.update(log);
+                Ok(())
+            };
+        let result = for_each_ordered(backends, items, work, sink);
+        reporter.finish(log);
         result
     }
-}
-
-/// Runs `work` on every readable unit of `items` and hands the outcomes to `sink` in input order,
-/// keeping `log` (see the module docs for the rules).
-///
-/// `work` returns `None` for a unit the run passes over (e.g. not the one `--explain` asks for):
-/// it is neither counted nor given to the sink. An error from `sink` stops the run and is
-/// returned as it is; a fatal work error is returned as a [`Stopped`] converted into the sink's
-/// error type.
-fn drive<U, R, E, SE>(
-    backends: &mut [&mut dyn Backend],
-    items: impl Iterator<Item = Result<U, RecordError>>,
-    work: impl Fn(&mut [&mut dyn Backend], &U) -> Option<Result<R, E>> + Sync,
-    mut sink: impl FnMut(&dyn Backend, U, Outcome<R>) -> Result<(), SE>,
-    log: &mut RunLog,
-    reporter: &dyn Reporter,
-) -> Result<(), SE>
-where
-    U: Unit + Send,
-    R: Worked + Send,
-    E: Fatal + Display + Send,
-    SE: From<Stopped>,
-{
-    let work = |b: &mut [&mut dyn Backend], item: &Result<U, RecordError>| {
-        item.as_ref().ok().and_then(|unit| work(b, unit))
-    };
-    let sink =
-        |tracer: &dyn Backend, item: Result<U, RecordError>, result: Option<Result<R, E>>| {
-            let unit = match item {
-                Ok(unit) => unit,
-                Err(e) => {
-                    log.skips.skip(e.to_string());
-                    reporter.update(log);
-                    return Ok(());
-                }
-            };
-            let Some(result) = result else {
-                return Ok(());
-            };
-            let place = unit.place();
-            for w in unit.warnings() {
-                tracing::warn!("{place}: {} '{}': {w}", U::KIND, unit.id());
-            }
-            let outcome = match result {
-                Ok(r) => {
-                    log.done += 1;
-                    log.tokens += r.tokens();
-                    Outcome::Done(r)
-                }
-                Err(e) if e.is_fatal() => {
-                    return Err(SE::from(Stopped {
-                        place,
-                        kind: U::KIND,
-                        id: unit.id().to_string(),
-                        error: e.to_string(),
-                    }));
-                }
-                Err(e) => {
-                    let reason = format!("{place}: {} '{}': {e}", U::KIND, unit.id());
-                    log.skips.skip(reason.clone());
-                    Outcome::Skipped(reason)
-                }
-            };
-            sink(tracer, unit, outcome)?;
-            reporter.update(log);
-            Ok(())
-        };
-    for_each_ordered(backends, items, work, sink)
 }
 
 #[cfg(test)]
@@ -393,8 +375,8 @@ mod tests {
             Ok(doc("e", 0, "xyz")),
         ];
         let mut seen = Vec::new();
-        let mut log = RunLog::new();
-        drive(
+        let mut flow = Flow::new(&());
+        flow.drive(
             &mut [&mut b as &mut dyn Backend],
             items.into_iter(),
             work,
@@ -405,8 +387,6 @@ mod tests {
                 });
                 Ok(())
             },
-            &mut log,
-            &(),
         )
         .unwrap();
         assert_eq!(
@@ -417,9 +397,12 @@ mod tests {
                 "e done 3"
             ]
         );
-        assert_eq!((log.done, log.tokens, log.skips.count), (2, 5, 2));
         assert_eq!(
-            log.skips.reasons,
+            (flow.log.done, flow.log.tokens, flow.log.skips.count),
+            (2, 5, 2)
+        );
+        assert_eq!(
+            flow.log.skips.reasons,
             [
                 "in.jsonl:2: field 'text': no text".to_string(),
                 "in.jsonl:3: document 'c': too long".to_string()
@@ -436,25 +419,24 @@ mod tests {
             Ok(doc("c", 3, "yy")),
         ];
         let mut sunk = 0;
-        let mut log = RunLog::new();
-        let err = drive(
-            &mut [&mut b as &mut dyn Backend],
-            items.into_iter(),
-            work,
-            |_, _: Document, _: Outcome<Tokens>| -> Result<(), Stopped> {
-                sunk += 1;
-                Ok(())
-            },
-            &mut log,
-            &(),
-        )
-        .unwrap_err();
+        let mut flow = Flow::new(&());
+        let err = flow
+            .drive(
+                &mut [&mut b as &mut dyn Backend],
+                items.into_iter(),
+                work,
+                |_, _: Document, _: Outcome<Tokens>| -> Result<(), Stopped> {
+                    sunk += 1;
+                    Ok(())
+                },
+            )
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "in.jsonl:2: document 'b': server gone; stopped"
         );
         assert_eq!(sunk, 1, "nothing after the fatal unit reaches the sink");
-        assert_eq!(log.skips.count, 0);
+        assert_eq!(flow.log.skips.count, 0);
     }
 
     #[test]
