@@ -115,6 +115,9 @@ pub struct Trajectory {
     pub source: String,
     /// 1-based line for JSONL; 0 for a whole-file trajectory.
     pub line: u64,
+    /// The format it was read as, for `eval --check` and errors: the reader (`chat`,
+    /// `swe-agent`, `openhands`), or a finer dialect a reader recognised (`mini-swe-agent`).
+    pub format: &'static str,
     pub messages: Vec<Message>,
     /// The record's `metadata` (and labels such as `resolved`), passed through to output rows.
     pub metadata: Option<serde_json::Value>,

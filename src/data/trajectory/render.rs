@@ -392,6 +392,7 @@ mod tests {
             id: "t".into(),
             source: "test".into(),
             line: 0,
+            format: "chat",
             messages,
             metadata: None,
             warnings: Vec::new(),

@@ -32,7 +32,7 @@ use crate::data::{RecordError, RecordErrorKind};
 /// `instance_id`, `model_name`, `exit_status`, `info.exit_status`, `info.submission`, and a
 /// boolean `target` as `resolved`, where `metadata` lacks them.
 pub fn parse_chat(value: &Value, source: &str, line: u64) -> Result<Trajectory, RecordError> {
-    let mut cx = Cx::new(source, line);
+    let mut cx = Cx::new(source, line, "chat");
     let obj = value
         .as_object()
         .ok_or_else(|| cx.wrong_type("$", "a JSON object with `messages`", value))?;

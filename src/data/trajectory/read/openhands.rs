@@ -36,7 +36,7 @@ use crate::data::{RecordError, RecordErrorKind};
 /// `null`, empty) are skipped. Metadata: `format: "openhands"`, plus the object form's fields as
 /// for chat.
 pub fn parse_openhands(value: &Value, source: &str, line: u64) -> Result<Trajectory, RecordError> {
-    let mut cx = Cx::new(source, line);
+    let mut cx = Cx::new(source, line, "openhands");
     const EXPECTED: &str = "an array of OpenHands events, or an object with `history` or `events`";
     let (base, events) = match value {
         Value::Array(a) => ("$", a),

@@ -19,14 +19,18 @@ use crate::data::{RecordError, RecordErrorKind};
 pub(super) struct Cx<'a> {
     pub(super) source: &'a str,
     pub(super) line: u64,
+    /// The format name the trajectory reports ([`Trajectory::format`]); a reader that
+    /// recognises a finer dialect overwrites it.
+    pub(super) format: &'static str,
     pub(super) warnings: Vec<String>,
 }
 
 impl<'a> Cx<'a> {
-    pub(super) fn new(source: &'a str, line: u64) -> Self {
+    pub(super) fn new(source: &'a str, line: u64, format: &'static str) -> Self {
         Self {
             source,
             line,
+            format,
             warnings: Vec::new(),
         }
     }
@@ -64,6 +68,7 @@ impl<'a> Cx<'a> {
             id,
             source: self.source.to_string(),
             line: self.line,
+            format: self.format,
             messages,
             metadata,
             warnings: self.warnings,

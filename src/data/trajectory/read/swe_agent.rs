@@ -36,7 +36,7 @@ use crate::data::{RecordError, RecordErrorKind};
 /// action's trailing newlines trimmed, fences as markup); then a user message with the
 /// `observation`. A step with only `response` has it split like free text.
 pub fn parse_swe_agent(value: &Value, source: &str, line: u64) -> Result<Trajectory, RecordError> {
-    let mut cx = Cx::new(source, line);
+    let mut cx = Cx::new(source, line, "swe-agent");
     let obj = value.as_object().ok_or_else(|| {
         cx.wrong_type(
             "$",
