@@ -1,5 +1,6 @@
 //! `hesnr eval`: HE-SNR of a model on an agent-trajectory evaluation set, the paper's way.
 
+use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
@@ -7,11 +8,15 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
-use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat};
-use hesnr::data::trajectory::render::TemplateChoice;
+use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat, TrajectoryStream};
+use hesnr::data::trajectory::render::{render, TemplateChoice};
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
-use hesnr::engine::Backend;
+use hesnr::engine::llama::TokenizerOnly;
+use hesnr::engine::{model_store, Backend};
+use hesnr::pipeline::check::{
+    check_trajectory, CheckGroup, CheckSummary, CheckTotals, CheckedTrajectory,
+};
 use hesnr::pipeline::eval::{
     self, choose_template, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory,
 };
@@ -81,6 +86,12 @@ pub struct EvalArgs {
     /// Stop after this many trajectories
     #[arg(long)]
     limit: Option<u64>,
+    /// Read, render, clean, mask and tokenize the set without running the model (seconds, not
+    /// hours): per file and per format, the trajectories, segments by kind, context and scored
+    /// tokens, warnings and what would be skipped. Exits 1 if anything would be skipped. With
+    /// -o, one row per trajectory; with --json, the summary on stdout
+    #[arg(long, conflicts_with_all = ["explain", "html"])]
+    check: bool,
 }
 
 #[derive(Clone)]
@@ -172,6 +183,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         ],
     )?;
     let trajectories = read_trajectories(&args.trajectories, args.format.into())?;
+    if args.check {
+        return run_check(&args, trajectories);
+    }
     let explaining = args.explain.is_some();
     let mut rows_out = match (&args.output, args.json || explaining) {
         (Some(p), _) => Some(data::create_output(Some(p.as_path()))?),
@@ -283,6 +297,156 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `eval --check`: everything `eval` does before the forward pass, with the model's tokenizer
+/// alone (no weights), counted per file and per format.
+fn run_check(args: &EvalArgs, trajectories: TrajectoryStream) -> Result<()> {
+    let mut rows_out = args
+        .output
+        .as_ref()
+        .map(|p| data::create_output(Some(p.as_path())).map(JsonlWriter::new))
+        .transpose()?;
+    let mut rendered_out = args
+        .rendered
+        .as_ref()
+        .map(|p| data::create_output(Some(p.as_path())).map(JsonlWriter::new))
+        .transpose()
+        .context("opening the rendered-text output")?;
+    let path = model_store::resolve_model(args.model.model.as_deref())?;
+    let mut tokenizer = TokenizerOnly::load(&path)
+        .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
+    let template = choose_template(&args.chat_template, &tokenizer)?;
+    let presets = &args.preset.0;
+    let token_rule = args.token_rule.into();
+    let spinner = Spinner::new(|log| {
+        format!(
+            "{} trajectories checked, {} context tokens",
+            log.done, log.tokens
+        )
+    });
+    // Records that cannot be read never reach the sink; they are counted on their way in.
+    let totals = RefCell::new(CheckTotals::new(presets));
+    let items = trajectories
+        .inspect(|item| {
+            if let Err(e) = item {
+                totals.borrow_mut().skip_record(e);
+            }
+        })
+        .take(args.limit.map_or(usize::MAX, |l| l as usize));
+    let work = |b: &mut [&mut dyn Backend], traj: &Trajectory| {
+        Some(check_trajectory(
+            &*b[0], &template, traj, presets, token_rule,
+        ))
+    };
+    let sink = |_: &dyn Backend, traj: Trajectory, outcome: Outcome<CheckedTrajectory>| {
+        let checked = match outcome {
+            Outcome::Done(c) => c,
+            Outcome::Skipped(_) => {
+                totals.borrow_mut().skip_trajectory(&traj);
+                return Ok(());
+            }
+        };
+        totals.borrow_mut().add(&checked);
+        if let Some(out) = rows_out.as_mut() {
+            out.write(&checked)?;
+        }
+        if let Some(out) = rendered_out.as_mut() {
+            // Rendered again only when asked: the check keeps counts, not texts.
+            let rendered = render(&traj, &template)?;
+            out.write(&serde_json::json!({"id": traj.id, "text": rendered.text}))?;
+        }
+        anyhow::Ok(())
+    };
+    let mut flow = Flow::new(&spinner);
+    flow.drive(&mut [&mut tokenizer], items, work, sink)?;
+    if let Some(out) = rows_out {
+        out.finish().context("writing the per-trajectory rows")?;
+    }
+    if let Some(out) = rendered_out {
+        out.finish().context("writing the rendered trajectories")?;
+    }
+    let summary = totals.into_inner().finish(
+        &flow.log,
+        tokenizer.info().name.clone(),
+        template.origin.clone(),
+    );
+    if let Some(p) = &args.summary {
+        data::write_json_atomic(p, &summary)?;
+    }
+    if args.json {
+        super::common::print_line(serde_json::to_string_pretty(&summary)?)?;
+    }
+    print_check_table(&summary);
+    if summary.total.skipped > 0 {
+        bail!(
+            "{} of {} trajectories or records would be skipped (reasons above)",
+            summary.total.skipped,
+            summary.total.skipped + summary.total.trajectories
+        );
+    }
+    Ok(())
+}
+
+fn print_check_table(s: &CheckSummary) {
+    let mut e = std::io::stderr().lock();
+    // One column of scored tokens per preset asked for, headed by its name.
+    let widths: Vec<usize> = s
+        .total
+        .presets
+        .iter()
+        .map(|p| p.preset.len().max(8))
+        .collect();
+    let mut head = format!(
+        "{:>6} {:>5} {:>6} {:>7} {:>6} {:>6} {:>9}",
+        "trajs", "skip", "prompt", "thought", "action", "obs", "context"
+    );
+    for (p, w) in s.total.presets.iter().zip(&widths) {
+        head.push_str(&format!(" {:>w$}", p.preset));
+    }
+    let _ = writeln!(e, "{head} {:>5}  file / format", "warn");
+    let line = |e: &mut std::io::StderrLock, g: &CheckGroup, label: &str| {
+        let mut row = format!(
+            "{:>6} {:>5} {:>6} {:>7} {:>6} {:>6} {:>9}",
+            g.trajectories,
+            g.skipped,
+            g.segments.prompt,
+            g.segments.thought,
+            g.segments.action,
+            g.segments.observation,
+            g.context_tokens,
+        );
+        for (p, w) in g.presets.iter().zip(&widths) {
+            row.push_str(&format!(" {:>w$}", p.scored_tokens));
+        }
+        let _ = writeln!(e, "{row} {:>5}  {label}", g.warnings);
+    };
+    for f in &s.files {
+        let formats = if f.formats.is_empty() {
+            "unreadable".to_string()
+        } else {
+            f.formats.join(", ")
+        };
+        line(&mut e, f, &format!("{} ({formats})", f.name));
+    }
+    if s.formats.len() > 1 {
+        for f in &s.formats {
+            line(&mut e, f, &format!("format {}", f.name));
+        }
+    }
+    line(
+        &mut e,
+        &s.total,
+        &format!(
+            "all ({:.1} s; template: {}; tokenizer: {})",
+            s.seconds, s.chat_template, s.model
+        ),
+    );
+    let _ = writeln!(
+        e,
+        "(preset columns: tokens each preset scores; prompt..obs: segments by kind)"
+    );
+    print_skips(&mut e, s.total.skipped, &s.errors, "see --summary");
 }
 
 fn write_explanation(

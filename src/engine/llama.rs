@@ -247,6 +247,86 @@ impl GgufTokenizer {
     }
 }
 
+/// The model's name: `general.name`, else the file's stem.
+fn model_name(header: &gguf::GgufFile, path: &Path) -> String {
+    header
+        .get_str("general.name")
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+}
+
+/// A model's tokenizer and chat template without its weights: what renders, masks and counts
+/// tokens (`hesnr eval --check`) in seconds whatever the model's size. It is a [`Backend`] so
+/// that such runs go through the one document flow; it cannot run a forward pass, and says so.
+pub struct TokenizerOnly {
+    tok: GgufTokenizer,
+    info: ModelInfo,
+}
+
+impl TokenizerOnly {
+    /// Loads the vocabulary of a GGUF file (no weights, no hashing of the file).
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        let header = gguf::read_gguf(path)?;
+        let tok = GgufTokenizer::load(path)?;
+        let info = ModelInfo {
+            path: path.to_path_buf(),
+            name: model_name(&header, path),
+            architecture: header.architecture().unwrap_or("unknown").to_string(),
+            sha256: String::new(),
+            vocab_size: tok.vocab_size(),
+            train_context: header.context_length().unwrap_or(2048) as usize,
+            add_bos: tok.add_bos(),
+            precision: "none (tokenizer only)".into(),
+            compute: "none (tokenizer only)".into(),
+            threads: 1,
+        };
+        Ok(Self { tok, info })
+    }
+}
+
+impl Backend for TokenizerOnly {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
+        self.tok.tokenize(text, false)
+    }
+
+    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
+        self.tok.tokenize(text, true)
+    }
+
+    fn chat_template(&self) -> Option<ChatTemplateSpec> {
+        self.tok.chat_template()
+    }
+
+    fn token_text(&self, id: u32) -> String {
+        self.tok.token_text(id)
+    }
+
+    fn max_window(&self) -> usize {
+        self.info.train_context
+    }
+
+    fn evaluate(
+        &mut self,
+        _tokens: &[u32],
+        _targets: Range<usize>,
+        _k: usize,
+    ) -> Result<Vec<PositionStats>, EngineError> {
+        Err(EngineError::Config(format!(
+            "model {} was loaded for its tokenizer only: it cannot run a forward pass",
+            self.info.path.display()
+        )))
+    }
+}
+
 /// A loaded GGUF model with one context, ready to score windows.
 pub struct LlamaCppBackend {
     // Field order matters: the context borrows the model and must be dropped first.
@@ -273,15 +353,7 @@ impl LlamaCppBackend {
         let header = gguf::read_gguf(path)?;
         let architecture = header.architecture().unwrap_or("unknown").to_string();
         let train_context = header.context_length().unwrap_or(2048) as usize;
-        let name = header
-            .get_str("general.name")
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                path.file_stem()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned()
-            });
+        let name = model_name(&header, path);
         let sha256 = model_store::sha256_file(path).map_err(|e| EngineError::Load {
             path: path.into(),
             message: format!("cannot read: {e}"),

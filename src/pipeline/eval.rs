@@ -75,13 +75,27 @@ impl EvaluatedTrajectory {
     }
 }
 
-/// Renders, tokenizes, runs and scores one trajectory under every preset of `settings`.
-pub fn eval_trajectory(
-    backend: &mut dyn Backend,
+/// A trajectory rendered, tokenized and masked under every preset: all of its work before the
+/// forward pass, and all that `eval --check` does.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub rendered: Rendered,
+    pub tokens: Tokenized,
+    /// Per preset asked for, in order: per token of `tokens`, scored or not; and what cleaning
+    /// did.
+    pub masks: Vec<(Preset, Vec<bool>, CleanStats)>,
+}
+
+/// Renders `traj` with `template`, tokenizes it with `backend`'s tokenizer and computes each
+/// preset's token mask. Fails (the trajectory is skipped) when no preset has anything to score,
+/// when the template cannot render it, or when the tokenizer fails.
+pub fn prepare_trajectory(
+    backend: &dyn Backend,
     template: &ChatTemplate,
     traj: &Trajectory,
-    settings: &EvalSettings,
-) -> Result<EvaluatedTrajectory, EvalError> {
+    presets: &[Preset],
+    token_rule: TokenRule,
+) -> Result<Prepared, EvalError> {
     // A preset whose segments the trajectory lacks (no Thought text: native tool-calling agents
     // often leave `content` empty) gets a row with nothing scored; the trajectory is skipped
     // only when no preset asked for has anything to score, so that each preset's row is the
@@ -92,9 +106,8 @@ pub fn eval_trajectory(
             .flat_map(|m| &m.segments)
             .any(|s| s.kind == kind && !s.text.trim().is_empty())
     };
-    if !settings.presets.iter().any(|p| present(p.scored_kind())) {
-        let headline = settings
-            .presets
+    if !presets.iter().any(|p| present(p.scored_kind())) {
+        let headline = presets
             .first()
             .map_or(SegmentKind::Action, |p| p.scored_kind());
         return Err(EvalError::NothingToScore(match headline {
@@ -104,21 +117,45 @@ pub fn eval_trajectory(
     }
     let rendered = render(traj, template)?;
     let tokens = backend.tokenize_chat(&rendered.text)?;
-    let first = tokens.first_target();
-    let k = settings.score.metrics.k;
-    let masks: Vec<(Preset, Vec<bool>, CleanStats)> = settings
-        .presets
+    let masks = presets
         .iter()
         .map(|&preset| {
             let mut clean = CleanStats::default();
             let bytes = byte_mask(traj, &rendered, preset, &mut clean);
             (
                 preset,
-                token_mask(&tokens.offsets, &bytes, settings.token_rule),
+                token_mask(&tokens.offsets, &bytes, token_rule),
                 clean,
             )
         })
         .collect();
+    Ok(Prepared {
+        rendered,
+        tokens,
+        masks,
+    })
+}
+
+/// Renders, tokenizes, runs and scores one trajectory under every preset of `settings`.
+pub fn eval_trajectory(
+    backend: &mut dyn Backend,
+    template: &ChatTemplate,
+    traj: &Trajectory,
+    settings: &EvalSettings,
+) -> Result<EvaluatedTrajectory, EvalError> {
+    let Prepared {
+        rendered,
+        tokens,
+        masks,
+    } = prepare_trajectory(
+        &*backend,
+        template,
+        traj,
+        &settings.presets,
+        settings.token_rule,
+    )?;
+    let first = tokens.first_target();
+    let k = settings.score.metrics.k;
     // One forward pass for all presets; only positions some preset scores are computed.
     let wanted: Vec<bool> = (0..tokens.ids.len())
         .map(|t| masks.iter().any(|(_, m, _)| m[t]))

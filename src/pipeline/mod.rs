@@ -1,5 +1,6 @@
 //! Pipelines compose the pieces: data readers -> backend -> metrics -> writers.
 
+pub mod check;
 pub mod eval;
 pub mod parallel;
 pub mod profile;

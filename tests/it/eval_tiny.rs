@@ -375,3 +375,139 @@ fn a_trajectory_without_thoughts_keeps_its_action_rows_under_every_preset_combin
         eval_trajectory(&mut b, &template, &traj, &settings(256, &[Preset::Thought])).unwrap_err();
     assert_eq!(err.to_string(), "no Thought segment to score");
 }
+
+/// `eval --check` runs everything before the forward pass: it must count exactly the context
+/// and scored tokens `eval` then runs, and skip (and fail on) exactly what `eval` skips.
+#[test]
+fn check_counts_what_eval_scores_and_skips_what_eval_skips() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/trajectories");
+    let model = default_tiny();
+    let model = model.to_str().unwrap();
+    let check_rows = scratch().join("check-rows.jsonl");
+    let out = hesnr(&[
+        "eval",
+        "-T",
+        examples,
+        "-m",
+        model,
+        "--preset",
+        "all",
+        "--check",
+        "--json",
+        "-o",
+        check_rows.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let eval_rows = scratch().join("check-eval-rows.jsonl");
+    let eval = hesnr(&[
+        "eval",
+        "-T",
+        examples,
+        "-m",
+        model,
+        "--preset",
+        "all",
+        "-o",
+        eval_rows.to_str().unwrap(),
+    ]);
+    assert!(
+        eval.status.success(),
+        "{}",
+        String::from_utf8_lossy(&eval.stderr)
+    );
+    let read_rows = |p: &Path| -> Vec<Value> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let checked = read_rows(&check_rows);
+    let evaluated = read_rows(&eval_rows);
+    assert_eq!(checked.len(), 7);
+    assert_eq!(evaluated.len(), 7 * Preset::ALL.len());
+    let mut compared = 0;
+    for c in &checked {
+        for p in c["presets"].as_array().unwrap() {
+            let row = evaluated
+                .iter()
+                .find(|r| r["id"] == c["id"] && r["preset"] == p["preset"])
+                .unwrap_or_else(|| panic!("no eval row for {c} {p}"));
+            assert_eq!(row["context_tokens"], c["context_tokens"], "{}", c["id"]);
+            assert_eq!(
+                row["scored_tokens"], p["scored_tokens"],
+                "{} {}",
+                c["id"], p
+            );
+            assert_eq!(
+                row["action_segments"], c["segments"]["action"],
+                "{}",
+                c["id"]
+            );
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, evaluated.len());
+    let total = &summary["total"];
+    assert_eq!(
+        (total["trajectories"].as_u64(), total["skipped"].as_u64()),
+        (Some(7), Some(0))
+    );
+    let context: u64 = checked
+        .iter()
+        .map(|c| c["context_tokens"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total["context_tokens"].as_u64(), Some(context));
+    let formats: Vec<&str> = summary["formats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        formats.contains(&"swe-agent") && formats.contains(&"openhands"),
+        "{formats:?}"
+    );
+
+    // A set with records eval would skip: the check names them and exits 1.
+    let dir = scratch().join("check-bad-set");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut no_action = chat_record("no-action", 0);
+    no_action["messages"].as_array_mut().unwrap().pop();
+    let lines = format!(
+        "{}\n{}\n{{\"id\": \"truncated\"\n",
+        chat_record("good", 1),
+        no_action
+    );
+    write(&dir, "chat.jsonl", lines.as_bytes());
+    let out = hesnr(&[
+        "eval",
+        "-T",
+        dir.to_str().unwrap(),
+        "-m",
+        model,
+        "--check",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["total"]["trajectories"], 1, "{summary:#}");
+    assert_eq!(summary["total"]["skipped"], 2, "{summary:#}");
+    assert_eq!(summary["files"][0]["skipped"], 2, "{summary:#}");
+    let errors = summary["errors"].to_string();
+    assert!(
+        errors.contains("chat.jsonl:2: trajectory 'no-action': no Action segment"),
+        "{errors}"
+    );
+    assert!(errors.contains("chat.jsonl:3"), "{errors}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("2 of 3 trajectories or records would be skipped"),
+        "{stderr}"
+    );
+}
