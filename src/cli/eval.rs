@@ -2,13 +2,16 @@
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
-use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat, TrajectoryStream};
+use hesnr::data::trajectory::read::draw::Condition;
+use hesnr::data::trajectory::read::{
+    read_trajectories, DrawManifest, DrawSpec, TrajectoryFormat, TrajectoryStream,
+};
 use hesnr::data::trajectory::render::{render, TemplateChoice};
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
@@ -83,15 +86,111 @@ pub struct EvalArgs {
     /// Terminal colours for --explain
     #[arg(long, value_enum, default_value = "auto")]
     color: ColorArg,
-    /// Stop after this many trajectories
-    #[arg(long)]
-    limit: Option<u64>,
+    #[command(flatten)]
+    draw: DrawArgs,
     /// Read, render, clean, mask and tokenize the set without running the model (seconds, not
     /// hours): per file and per format, the trajectories, segments by kind, context and scored
     /// tokens, warnings and what would be skipped. Exits 1 if anything would be skipped. With
     /// -o, one row per trajectory; with --json, the summary on stdout
     #[arg(long, conflicts_with_all = ["explain", "html"])]
     check: bool,
+}
+
+/// Which records of a trajectory dataset make the evaluation set, and where their messages are.
+#[derive(Args)]
+pub struct DrawArgs {
+    /// Take only records where FIELD=VALUE (or FIELD!=VALUE) holds; FIELD is a column or a dotted
+    /// path (`info.exit_status`); VALUE is compared as a string, `true`/`false`, a number or
+    /// `null`. Repeat for several conditions (all must hold)
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    conditions: Vec<Condition>,
+    /// At most N records per instance (the first N in input order), by --instance-field
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    per_instance: Option<u64>,
+    /// The field naming a record's instance, for --per-instance
+    #[arg(long, value_name = "FIELD", default_value = "instance_id")]
+    instance_field: String,
+    /// Stop after this many records (after --where and --per-instance)
+    #[arg(long)]
+    limit: Option<u64>,
+    /// The column holding each record's messages (found by shape when not given: `messages`,
+    /// `trajectory`, `history`, or the one column of role/content messages)
+    #[arg(long, value_name = "FIELD")]
+    messages_field: Option<String>,
+    /// Write what was drawn (the options, counts, and every record's file and line or row) to
+    /// this JSON file [default: beside -o or --summary, as NAME.manifest.json, when --where,
+    /// --per-instance or --limit is given]
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+impl DrawArgs {
+    fn spec(&self) -> DrawSpec {
+        DrawSpec {
+            conditions: self.conditions.clone(),
+            per_instance: self.per_instance.map(|n| n as usize),
+            instance_field: self.instance_field.clone(),
+            limit: self.limit.map(|n| n as usize),
+        }
+    }
+
+    /// The trajectories of `inputs` this draw takes.
+    fn open(&self, inputs: &[PathBuf], format: TrajectoryFormat) -> Result<TrajectoryStream> {
+        let stream = read_trajectories(inputs, format)?.messages_in(self.messages_field.clone());
+        let spec = self.spec();
+        Ok(if spec.is_active() || self.manifest.is_some() {
+            stream.drawing(spec)
+        } else {
+            stream
+        })
+    }
+
+    /// Where the manifest goes: `--manifest`, else beside the first result file named.
+    fn manifest_path(&self, results: &[Option<&Path>]) -> Option<PathBuf> {
+        if let Some(p) = &self.manifest {
+            return Some(p.clone());
+        }
+        let beside = results.iter().flatten().next()?;
+        let stem = beside.file_stem()?.to_string_lossy();
+        let stem = stem.strip_suffix(".jsonl").unwrap_or(&stem);
+        Some(beside.with_file_name(format!("{stem}.manifest.json")))
+    }
+
+    /// Writes the manifest of `stream`'s draw, if it drew and there is a place for it.
+    fn write_manifest(
+        &self,
+        inputs: &[PathBuf],
+        stream: &TrajectoryStream,
+        results: &[Option<&Path>],
+    ) -> Result<()> {
+        let (Some(manifest), Some(path)) = (stream.manifest(), self.manifest_path(results)) else {
+            return Ok(());
+        };
+        #[derive(serde::Serialize)]
+        struct Written<'a> {
+            inputs: &'a [PathBuf],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            messages_field: Option<&'a str>,
+            #[serde(flatten)]
+            manifest: &'a DrawManifest,
+        }
+        data::write_json_atomic(
+            &path,
+            &Written {
+                inputs,
+                messages_field: self.messages_field.as_deref(),
+                manifest,
+            },
+        )
+        .with_context(|| format!("writing the manifest {}", path.display()))?;
+        eprintln!(
+            "drew {} of {} records; manifest: {}",
+            manifest.drawn.len(),
+            manifest.records_seen,
+            path.display()
+        );
+        Ok(())
+    }
 }
 
 #[derive(Clone)]
@@ -180,11 +279,12 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             args.summary.as_deref(),
             args.rendered.as_deref(),
             args.html.as_deref(),
+            args.draw.manifest.as_deref(),
         ],
     )?;
-    let trajectories = read_trajectories(&args.trajectories, args.format.into())?;
+    let mut trajectories = args.draw.open(&args.trajectories, args.format.into())?;
     if args.check {
-        return run_check(&args, trajectories);
+        return run_check(&args, &mut trajectories);
     }
     let explaining = args.explain.is_some();
     let mut rows_out = match (&args.output, args.json || explaining) {
@@ -220,7 +320,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let mut flow = Flow::new(&spinner);
     let mut explained = false;
     let wanted = |t: &Trajectory| args.explain.as_ref().is_none_or(|id| *id == t.id);
-    let items = trajectories.take(args.limit.map_or(usize::MAX, |l| l as usize));
+    let items = &mut trajectories;
     // Trajectories are evaluated in parallel when the backend can (a remote server); rows are
     // written in input order either way.
     let work = |b: &mut [&mut dyn Backend], traj: &Trajectory| {
@@ -263,6 +363,11 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     if let Some(out) = rendered_out {
         out.finish().context("writing the rendered trajectories")?;
     }
+    let results = [args.output.as_deref(), args.summary.as_deref()];
+    if !explaining {
+        args.draw
+            .write_manifest(&args.trajectories, &trajectories, &results)?;
+    }
     if let Some(id) = &args.explain {
         if !explained {
             let why = log
@@ -301,7 +406,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
 
 /// `eval --check`: everything `eval` does before the forward pass, with the model's tokenizer
 /// alone (no weights), counted per file and per format.
-fn run_check(args: &EvalArgs, trajectories: TrajectoryStream) -> Result<()> {
+fn run_check(args: &EvalArgs, trajectories: &mut TrajectoryStream) -> Result<()> {
     let mut rows_out = args
         .output
         .as_ref()
@@ -327,13 +432,11 @@ fn run_check(args: &EvalArgs, trajectories: TrajectoryStream) -> Result<()> {
     });
     // Records that cannot be read never reach the sink; they are counted on their way in.
     let totals = RefCell::new(CheckTotals::new(presets));
-    let items = trajectories
-        .inspect(|item| {
-            if let Err(e) = item {
-                totals.borrow_mut().skip_record(e);
-            }
-        })
-        .take(args.limit.map_or(usize::MAX, |l| l as usize));
+    let items = trajectories.by_ref().inspect(|item| {
+        if let Err(e) = item {
+            totals.borrow_mut().skip_record(e);
+        }
+    });
     let work = |b: &mut [&mut dyn Backend], traj: &Trajectory| {
         Some(check_trajectory(
             &*b[0], &template, traj, presets, token_rule,
@@ -366,6 +469,9 @@ fn run_check(args: &EvalArgs, trajectories: TrajectoryStream) -> Result<()> {
     if let Some(out) = rendered_out {
         out.finish().context("writing the rendered trajectories")?;
     }
+    let results = [args.output.as_deref(), args.summary.as_deref()];
+    args.draw
+        .write_manifest(&args.trajectories, trajectories, &results)?;
     let summary = totals.into_inner().finish(
         &flow.log,
         tokenizer.info().name.clone(),
@@ -378,6 +484,9 @@ fn run_check(args: &EvalArgs, trajectories: TrajectoryStream) -> Result<()> {
         super::common::print_line(serde_json::to_string_pretty(&summary)?)?;
     }
     print_check_table(&summary);
+    if summary.total.trajectories == 0 && summary.total.skipped == 0 {
+        bail!("the inputs hold no trajectory to evaluate");
+    }
     if summary.total.skipped > 0 {
         bail!(
             "{} of {} trajectories or records would be skipped (reasons above)",

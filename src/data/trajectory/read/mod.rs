@@ -23,6 +23,7 @@
 //! picks the format of each record by its shape.
 
 mod chat;
+pub mod draw;
 mod openhands;
 mod record;
 mod swe_agent;
@@ -36,12 +37,15 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 pub use chat::parse_chat;
+pub use draw::{Draw, DrawManifest, DrawSpec};
 pub use openhands::parse_openhands;
 pub use swe_agent::parse_swe_agent;
 
 use super::Trajectory;
 use crate::data::inputs::{expand, InputFile};
-use crate::data::json::{json_message, type_name, JsonLayout, JsonRecord, JsonRecords};
+use crate::data::json::{
+    json_message, missing_message, type_name, JsonLayout, JsonRecord, JsonRecords,
+};
 use crate::data::open::{
     first_non_blank, open_decoded, put_back, starts_with_parquet_magic, BOM, STDIN_NAME,
 };
@@ -114,6 +118,9 @@ pub fn read_trajectories(
         queue,
         pending: VecDeque::new(),
         lines: None,
+        draw: None,
+        messages_field: None,
+        stopped: false,
     })
 }
 
@@ -122,44 +129,48 @@ pub fn read_trajectories(
 /// line at a time.
 pub struct TrajectoryStream {
     queue: VecDeque<Input>,
-    /// Items of a whole file already parsed.
-    pending: VecDeque<Result<Trajectory, RecordError>>,
+    /// Records of a whole file already read.
+    pending: VecDeque<Result<RawRecord, RecordError>>,
     lines: Option<LineInput>,
+    /// Which records are taken ([`TrajectoryStream::drawing`]); all when `None`.
+    draw: Option<Draw>,
+    /// The field holding the messages ([`TrajectoryStream::messages_in`]).
+    messages_field: Option<String>,
+    /// The draw's limit was reached: nothing more is read.
+    stopped: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Input {
-    /// `None` is stdin.
-    path: Option<PathBuf>,
-    layout: Layout,
-    format: TrajectoryFormat,
-    /// With `Auto`, the parser for a value whose shape says nothing.
-    fallback: Option<TrajectoryFormat>,
-}
-
-/// How an input holds its trajectories.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Layout {
-    /// JSON Lines (read whole when it is a JSON array).
-    Lines,
-    /// One JSON value (JSON Lines when it turns out to be).
-    Whole,
-    /// Parquet: one record per row.
-    Parquet,
-}
-
-/// An input read one record (line or row) at a time.
-struct LineInput {
+/// One record before it is parsed: a JSON value and where it came from.
+struct RawRecord {
+    value: Value,
     source: String,
-    records: Box<dyn Iterator<Item = Result<JsonRecord, RecordError>> + Send>,
+    line: u64,
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
 }
 
-impl Iterator for TrajectoryStream {
-    type Item = Result<Trajectory, RecordError>;
+impl TrajectoryStream {
+    /// Takes only the records `spec` draws (see [`draw`]); [`TrajectoryStream::manifest`] then
+    /// says what was drawn.
+    pub fn drawing(mut self, spec: DrawSpec) -> Self {
+        self.draw = Some(Draw::new(spec));
+        self
+    }
 
-    fn next(&mut self) -> Option<Self::Item> {
+    /// Reads the messages of every record from `field` (a column of a dataset) instead of
+    /// finding them by the record's shape.
+    pub fn messages_in(mut self, field: Option<String>) -> Self {
+        self.messages_field = field;
+        self
+    }
+
+    /// What the draw took so far (all of it once the stream is done), if drawing.
+    pub fn manifest(&self) -> Option<&DrawManifest> {
+        self.draw.as_ref().map(Draw::manifest)
+    }
+
+    /// The next record of the inputs, read but not parsed.
+    fn next_record(&mut self) -> Option<Result<RawRecord, RecordError>> {
         loop {
             if let Some(item) = self.pending.pop_front() {
                 return Some(item);
@@ -169,13 +180,13 @@ impl Iterator for TrajectoryStream {
                     None => self.lines = None,
                     Some(Err(e)) => return Some(Err(e)),
                     Some(Ok(rec)) => {
-                        return Some(parse_value(
-                            &rec.value,
-                            &cur.source,
-                            rec.line,
-                            cur.format,
-                            cur.fallback,
-                        ))
+                        return Some(Ok(RawRecord {
+                            value: rec.value,
+                            source: cur.source.clone(),
+                            line: rec.line,
+                            format: cur.format,
+                            fallback: cur.fallback,
+                        }))
                     }
                 }
                 continue;
@@ -230,6 +241,103 @@ impl Iterator for TrajectoryStream {
                 self.pending
                     .extend(read_whole(reader, &source, input.format, input.fallback));
             }
+        }
+    }
+
+    /// `record` with the messages of `--messages-field` under `messages`, where the readers
+    /// look for them.
+    fn with_named_messages(&self, mut record: RawRecord) -> Result<RawRecord, RecordError> {
+        let Some(field) = &self.messages_field else {
+            return Ok(record);
+        };
+        let missing = |obj: Option<&Map<String, Value>>| RecordError {
+            source: record.source.clone(),
+            line: record.line,
+            field: Some(format!("$.{field}")),
+            kind: RecordErrorKind::MissingField,
+            message: match obj {
+                Some(o) => missing_message(o),
+                None => "missing: the record is not an object".to_string(),
+            },
+        };
+        let Value::Object(obj) = &mut record.value else {
+            return Err(missing(None));
+        };
+        let Some(messages) = obj.remove(field.as_str()) else {
+            return Err(missing(Some(obj)));
+        };
+        obj.insert("messages".to_string(), messages);
+        Ok(record)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Input {
+    /// `None` is stdin.
+    path: Option<PathBuf>,
+    layout: Layout,
+    format: TrajectoryFormat,
+    /// With `Auto`, the parser for a value whose shape says nothing.
+    fallback: Option<TrajectoryFormat>,
+}
+
+/// How an input holds its trajectories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// JSON Lines (read whole when it is a JSON array).
+    Lines,
+    /// One JSON value (JSON Lines when it turns out to be).
+    Whole,
+    /// Parquet: one record per row.
+    Parquet,
+}
+
+/// An input read one record (line or row) at a time.
+struct LineInput {
+    source: String,
+    records: Box<dyn Iterator<Item = Result<JsonRecord, RecordError>> + Send>,
+    format: TrajectoryFormat,
+    fallback: Option<TrajectoryFormat>,
+}
+
+impl Iterator for TrajectoryStream {
+    type Item = Result<Trajectory, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.stopped {
+                return None;
+            }
+            let Some(record) = self.next_record() else {
+                if let Some(draw) = &self.draw {
+                    for field in draw.absent_fields() {
+                        tracing::warn!(
+                            "no record read has the field '{field}' of --where: every record \
+                             was compared with null"
+                        );
+                    }
+                }
+                self.stopped = true;
+                return None;
+            };
+            if let Some(draw) = self.draw.as_mut() {
+                let verdict = match &record {
+                    Ok(r) => draw.decide(Some(&r.value), &r.source, r.line),
+                    Err(e) => draw.decide(None, &e.source, e.line),
+                };
+                match verdict {
+                    draw::Verdict::Take => {}
+                    draw::Verdict::Leave => continue,
+                    draw::Verdict::Stop => {
+                        self.stopped = true;
+                        return None;
+                    }
+                }
+            }
+            return Some(record.and_then(|r| {
+                let r = self.with_named_messages(r)?;
+                parse_value(&r.value, &r.source, r.line, r.format, r.fallback)
+            }));
         }
     }
 }
@@ -301,6 +409,20 @@ fn sniff(value: &Value) -> Option<TrajectoryFormat> {
     }
 }
 
+/// The one column of a record that holds a list of chat messages (objects with a string `role`),
+/// when the record has exactly one such column; `--messages-field` names it otherwise.
+fn messages_column(value: &Value) -> Option<String> {
+    let obj = value.as_object()?;
+    let mut found = obj.iter().filter(|(_, v)| {
+        v.as_array()
+            .and_then(|a| a.first())
+            .and_then(Value::as_object)
+            .is_some_and(|m| m.get("role").is_some_and(Value::is_string))
+    });
+    let (key, _) = found.next()?;
+    found.next().is_none().then(|| key.clone())
+}
+
 /// The error for a value of no known shape: where it stops matching, and what was expected.
 fn unknown_shape(value: &Value, source: &str, line: u64) -> RecordError {
     const EXPECTED: &str = "an object with `messages` (chat), an object with `history` or \
@@ -347,6 +469,18 @@ fn parse_value(
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
 ) -> Result<Trajectory, RecordError> {
+    if format == TrajectoryFormat::Auto && sniff(value).is_none() {
+        if let Some(column) = messages_column(value) {
+            // A dataset row whose messages sit under a name of its own (`conversation`,
+            // `chat`): read as chat with that column as `messages`.
+            let mut record = value.clone();
+            if let Value::Object(obj) = &mut record {
+                let messages = obj.remove(&column).unwrap_or_default();
+                obj.insert("messages".to_string(), messages);
+            }
+            return parse_chat(&record, source, line);
+        }
+    }
     let format = match format {
         TrajectoryFormat::Auto => match sniff(value).or(fallback) {
             Some(f) => f,
@@ -370,7 +504,14 @@ fn read_whole(
     source: &str,
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
-) -> Vec<Result<Trajectory, RecordError>> {
+) -> Vec<Result<RawRecord, RecordError>> {
+    let raw = |value: Value, line: u64, fallback: Option<TrajectoryFormat>| RawRecord {
+        value,
+        source: source.to_string(),
+        line,
+        format,
+        fallback,
+    };
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
         return vec![Err(whole_file_error(
@@ -399,22 +540,20 @@ fn read_whole(
     }
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(rows)) if is_record_array(&rows, format) => rows
-            .iter()
+            .into_iter()
             .zip(1..)
-            .map(|(row, n)| parse_value(row, source, n, format, fallback))
+            .map(|(row, n)| Ok(raw(row, n, fallback)))
             .collect(),
-        Ok(v) => vec![parse_value(&v, source, 0, format, fallback)],
+        Ok(v) => vec![Ok(raw(v, 0, fallback))],
         Err(e) if e.line() > 1 && e.to_string().starts_with("trailing characters") => {
             // JSON Lines under a `.json` name.
             let lines = Box::new(io::Cursor::new(text.as_bytes().to_vec()));
             JsonRecords::new(source.to_string(), lines, JsonLayout::Lines, READ_FAILED)
                 .map(|r| {
-                    r.and_then(|rec| {
-                        parse_value(
-                            &rec.value,
-                            source,
+                    r.map(|rec| {
+                        raw(
+                            rec.value,
                             rec.line,
-                            format,
                             fallback.or(Some(TrajectoryFormat::Chat)),
                         )
                     })
