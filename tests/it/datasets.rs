@@ -30,7 +30,7 @@ fn write_parquet_of(path: &Path, records: &[Value]) {
 /// `system_prompt`, fenced SWE-agent commands, `target` for resolved.
 fn nebius(i: usize) -> Value {
     json!({"instance_id": format!("repo__issue-{}", i / 2), "model_name": "swe-agent-llama-70b",
-        "target": i % 2 == 0, "exit_status": "submitted", "trajectory": [
+        "target": i.is_multiple_of(2), "exit_status": "submitted", "trajectory": [
         {"role": "system", "text": null, "system_prompt": "You are an autonomous programmer.", "mask": false},
         {"role": "user", "text": format!("Issue {i}: last() returns the wrong element."), "mask": false},
         {"role": "ai", "text": "Let me look at the file first.\n```\nopen utils.py\n```", "mask": true},
@@ -43,7 +43,7 @@ fn nebius(i: usize) -> Value {
 /// null content, `function_call: null`, tool results, a `tools` column, `resolved`.
 fn swe_gym(i: usize) -> Value {
     let call = |id: &str, name: &str, args: Value| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}});
-    json!({"instance_id": format!("proj__repo-{}", i / 2), "run_id": format!("run_{i}"), "resolved": i % 2 == 1,
+    json!({"instance_id": format!("proj__repo-{}", i / 2), "run_id": format!("run_{i}"), "resolved": !i.is_multiple_of(2),
     "messages": [
         {"role": "system", "content": "You are OpenHands agent."},
         {"role": "user", "content": format!("Fix issue {i} in /workspace/repo.")},
@@ -106,7 +106,8 @@ fn placeless(rows: Vec<Value>) -> Vec<Value> {
 fn dataset_shapes_evaluate_the_same_from_parquet_json_arrays_and_json_lines() {
     let d = dir("datasets-forms");
     let model = default_tiny();
-    let shapes: [(&str, fn(usize) -> Value); 3] = [
+    type Shape = fn(usize) -> Value;
+    let shapes: [(&str, Shape); 3] = [
         ("nebius", nebius),
         ("swe-gym", swe_gym),
         ("swe-smith", swe_smith),

@@ -81,7 +81,7 @@ fn matches(value: Option<&Value>, written: &str) -> bool {
             (Some(a), Ok(b)) => a == b,
             _ => false,
         },
-        Some(other) => other.to_string() == written,
+        Some(other) => *other == *written,
     }
 }
 
