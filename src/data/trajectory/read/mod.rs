@@ -65,7 +65,8 @@ pub enum TrajectoryFormat {
     Chat,
     /// SWE-agent `.traj`: `history` and/or `trajectory` steps, `info`.
     SweAgent,
-    /// OpenHands event log: an array of events, or `{"history" | "events": [...]}`.
+    /// OpenHands event log: an array of events (or of `[action, observation]` pairs), or
+    /// `{"history" | "events": [...]}` (there also in the compact form of early output).
     OpenHands,
 }
 

@@ -4,9 +4,9 @@
 //!   them (OpenHands' evaluation `output.jsonl` rows, whose `instance_id` becomes the id). Each
 //!   event is `event_to_dict`: `id`, `source` (`agent`/`user`/`environment`), `message`, and
 //!   either `action` + `args` or `observation` + `content` + `extras`;
-//! - **compact events** (`openhands-compact`, early resolver and evaluation output): the event
-//!   dataclass as is (`dataclasses.asdict`): no `id` or `source`, the action's fields at the top
-//!   level of the event (`{"action": "run", "command": ..., "thought": ...}`);
+//! - **compact events** (`openhands-compact`, the resolver's `output.jsonl`): each event
+//!   dataclass as is (`dataclasses.asdict(event)`): no `id` or `source`, the action's fields at
+//!   the top level of the event (`{"action": "run", "command": ..., "thought": ...}`);
 //! - **pair lists** (`openhands-pairs`, OpenDevin/early OpenHands evaluation output): `history`
 //!   is a list of `[action_event, observation_event]` pairs, each event in one of the forms
 //!   above; the pairs are read in order, action then observation.
@@ -17,8 +17,8 @@
 //!   Thought. An agent message is the model writing prose with no tool call (in the function
 //!   calling agents, a reply without tool calls; in OpenHands' GUI, its final answer): nothing
 //!   runs, so it is not an Action. Without `source` (compact form), a message that waits for a
-//!   response (`wait_for_response: true`) is the agent's (OpenHands sets it on the messages its
-//!   agents send to the user), any other the user's;
+//!   response (`wait_for_response: true`) is the agent's (OpenHands' agents set it on the message
+//!   they make of a reply in prose), any other the user's;
 //! - `think` -> assistant Thought (`args.thought`: the reply's text and the `think` tool's
 //!   argument): the think tool is a scratchpad that changes nothing, so it is reasoning, not an
 //!   Action;
