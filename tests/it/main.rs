@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod convert_hf;
+mod corpus_openhands;
 mod datasets;
 mod engine_tiny;
 mod environment;

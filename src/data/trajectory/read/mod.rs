@@ -69,7 +69,8 @@ pub enum TrajectoryFormat {
     Chat,
     /// SWE-agent `.traj`: `history` and/or `trajectory` steps, `info`.
     SweAgent,
-    /// OpenHands event log: an array of events, or `{"history" | "events": [...]}`.
+    /// OpenHands event log: an array of events (or of `[action, observation]` pairs), or
+    /// `{"history" | "events": [...]}` (there also in the compact form of early output).
     OpenHands,
 }
 
@@ -355,27 +356,41 @@ fn sniff(value: &Value) -> Option<TrajectoryFormat> {
             Some(_) => None,
         }
     }
-    fn is_event(o: &Map<String, Value>) -> bool {
+    // An OpenHands event: `action` or `observation` (never both: an SWE-agent step has both),
+    // no `role`; with `args`/`extras`/... (event_to_dict), or in the compact form only when
+    // under `history`/`events`, where the action's fields sit beside `action`.
+    fn is_event(o: &Map<String, Value>, compact_allowed: bool) -> bool {
+        let is_str = |k: &str| o.get(k).is_some_and(Value::is_string);
         !o.contains_key("role")
-            && ["action", "observation"]
-                .iter()
-                .any(|k| o.get(*k).is_some_and(Value::is_string))
-            && ["args", "extras", "source", "cause", "tool_call_metadata"]
-                .iter()
-                .any(|k| o.contains_key(*k))
+            && (is_str("action") != is_str("observation"))
+            && (compact_allowed
+                || ["args", "extras", "source", "cause", "tool_call_metadata"]
+                    .iter()
+                    .any(|k| o.contains_key(*k)))
+    }
+    // An event log's first item: an event, or an `[action, observation]` pair of them.
+    fn is_event_item(v: &Value, compact_allowed: bool) -> bool {
+        match v {
+            Value::Object(o) => is_event(o, compact_allowed),
+            Value::Array(pair) => {
+                pair.len() == 2
+                    && matches!(&pair[0], Value::Object(o) if is_event(o, compact_allowed))
+            }
+            _ => false,
+        }
     }
     match value {
-        Value::Array(_) => match first_obj(Some(value))? {
+        Value::Array(a) => match a.first() {
             None => Some(TrajectoryFormat::OpenHands),
-            Some(o) => is_event(o).then_some(TrajectoryFormat::OpenHands),
+            Some(first) => is_event_item(first, false).then_some(TrajectoryFormat::OpenHands),
         },
         Value::Object(o) => {
             if o.get("messages").is_some_and(Value::is_array) {
                 return Some(TrajectoryFormat::Chat);
             }
             for key in ["history", "events"] {
-                if let Some(Some(first)) = first_obj(o.get(key)) {
-                    if is_event(first) {
+                if let Some(Value::Array(a)) = o.get(key) {
+                    if a.first().is_some_and(|first| is_event_item(first, true)) {
                         return Some(TrajectoryFormat::OpenHands);
                     }
                 }

@@ -816,3 +816,305 @@ fn json_arrays_hold_one_trajectory_per_record_or_are_an_event_log() {
     let t = items[1].as_ref().unwrap();
     assert_eq!((t.id.as_str(), t.line), ("c", 2));
 }
+
+// =============================================================================================
+// OpenHands: compact events, [action, observation] pairs, several tool calls of one reply,
+// bookkeeping events, the record's instruction.
+
+/// An action of the current event form whose model reply is `reply`, with the call as written.
+fn oh_call(id: u64, action: &str, args: Value, reply: &str, call: (&str, &str, Value)) -> Value {
+    let (call_id, name, arguments) = call;
+    json!({"id": id, "source": "agent", "action": action, "args": args,
+        "tool_call_metadata": {"function_name": name, "tool_call_id": call_id,
+            "model_response": {"id": reply, "choices": [{"message": {"content": "c", "tool_calls": [
+                {"id": call_id, "type": "function",
+                 "function": {"name": name, "arguments": arguments.to_string()}}]}}]}}})
+}
+
+fn oh_observation(id: u64, cause: u64, kind: &str, content: &str) -> Value {
+    json!({"id": id, "source": "agent", "cause": cause, "observation": kind,
+        "content": content, "extras": {}})
+}
+
+#[test]
+fn openhands_compact_events_have_their_fields_at_the_top_level() {
+    // Resolver output: the event dataclasses as they are (no id, no source, no args).
+    let v = json!({"instruction": "Fix it.", "history": [
+        {"content": "Fix it.", "images_urls": null, "wait_for_response": false, "action": "message", "action_risk": null},
+        {"command": "ls", "thought": "Look.", "keep_prompt": true, "action": "run", "is_confirmed": "confirmed", "action_risk": null},
+        {"content": "a.py", "command_id": -1, "command": "ls", "exit_code": 0, "observation": "run"},
+        {"code": "print(1)", "thought": "", "action": "run_ipython", "is_confirmed": "confirmed", "kernel_init_code": "from agentskills import *"},
+        {"content": "1", "code": "print(1)", "observation": "run_ipython"},
+        {"content": "Shall I go on?", "images_urls": null, "wait_for_response": true, "action": "message"},
+        {"content": "Please continue.", "images_urls": null, "wait_for_response": false, "action": "message"},
+        {"outputs": {}, "thought": "Done.", "action": "finish"}
+    ]});
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::OpenHands));
+    let t = parse_openhands(&v, "output.jsonl", 3).unwrap();
+    assert_eq!(
+        (t.format, t.id.as_str()),
+        ("openhands-compact", "output.jsonl:3")
+    );
+    assert_eq!(
+        shape(&t),
+        vec![
+            // The instruction is this first message: not repeated.
+            (Role::User, vec![(Prompt, "Fix it.")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Look.\n"),
+                    (
+                        Action,
+                        "<function=execute_bash>\n<parameter=command>ls</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "a.py")]),
+            (
+                Role::Assistant,
+                vec![(
+                    Action,
+                    "<function=execute_ipython_cell>\n<parameter=code>print(1)</parameter>\n\
+                     </function>"
+                )]
+            ),
+            (Role::Tool, vec![(Observation, "1")]),
+            // Waiting for a response: the agent's message, prose, not an action.
+            (Role::Assistant, vec![(Thought, "Shall I go on?")]),
+            (Role::User, vec![(Prompt, "Please continue.")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Done.\n"),
+                    (Action, "<function=finish>\n</function>")
+                ]
+            ),
+        ]
+    );
+    // A compact action of another kind keeps its own fields, minus bookkeeping.
+    let v = json!([{"action": "delegate", "agent": "B", "inputs": {"t": 1}, "thought": "", "action_risk": null}]);
+    let t = parse_openhands(&v, "a.json", 0).unwrap();
+    assert_eq!(
+        shape(&t),
+        vec![(
+            Role::Assistant,
+            vec![(
+                Action,
+                "<function=delegate>\n<parameter=agent>B</parameter>\n\
+                 <parameter=inputs>{\"t\":1}</parameter>\n</function>"
+            )]
+        )]
+    );
+    // Under `history` only: an SWE-agent step (action and observation) is not an event.
+    assert_eq!(
+        sniff(&json!({"history": [{"action": "ls", "observation": "a.py"}]})),
+        None
+    );
+    assert_eq!(sniff(&json!([{"action": "run", "command": "ls"}])), None);
+}
+
+#[test]
+fn openhands_pair_lists_are_read_action_then_observation() {
+    // OpenDevin/early OpenHands evaluation output: `history` of [action, observation] pairs.
+    let v = json!({"instance_id": "p-1", "instruction": "Fix it.", "history": [
+        [{"id": 1, "source": "user", "action": "message", "args": {"content": "Fix it.", "wait_for_response": false}},
+         {"id": -1, "source": "user", "observation": "null", "content": "", "extras": {}}],
+        [{"id": 2, "source": "agent", "action": "run", "args": {"command": "ls", "thought": "Look."}},
+         {"id": 3, "source": "agent", "cause": 2, "observation": "run", "content": "a.py", "extras": {"command": "ls", "exit_code": 0}}],
+        [{"id": 4, "source": "agent", "action": "message", "args": {"content": "Done?", "wait_for_response": true}},
+         {"id": -1, "source": "agent", "observation": "null", "content": "", "extras": {}}],
+        [{"id": -1, "source": "agent", "action": "null", "args": {}},
+         {"id": 5, "source": "environment", "observation": "run", "content": "bg output", "extras": {}}],
+        [{"id": 6, "source": "agent", "action": "finish", "args": {"outputs": {}, "thought": ""}},
+         {"id": -1, "source": "agent", "observation": "null", "content": "", "extras": {}}]
+    ]});
+    assert_eq!(sniff(&v), Some(TrajectoryFormat::OpenHands));
+    let t = parse_openhands(&v, "output.jsonl", 1).unwrap();
+    assert_eq!((t.format, t.id.as_str()), ("openhands-pairs", "p-1"));
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::User, vec![(Prompt, "Fix it.")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Look.\n"),
+                    (
+                        Action,
+                        "<function=execute_bash>\n<parameter=command>ls</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "a.py")]),
+            (Role::Assistant, vec![(Thought, "Done?")]),
+            (Role::Tool, vec![(Observation, "bg output")]),
+            (
+                Role::Assistant,
+                vec![(Action, "<function=finish>\n</function>")]
+            ),
+        ]
+    );
+    // A bare array of pairs is one event log too.
+    let bare = v["history"].clone();
+    assert_eq!(sniff(&bare), Some(TrajectoryFormat::OpenHands));
+    assert_eq!(
+        parse_openhands(&bare, "h.json", 0).unwrap().messages,
+        t.messages
+    );
+    // Anything but a pair is an error at that item.
+    let e = parse_openhands(
+        &json!({"history": [[{"action": "run", "args": {}}]]}),
+        "a.json",
+        0,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (RecordErrorKind::WrongType, Some("$.history[0]"))
+    );
+}
+
+#[test]
+fn openhands_tool_calls_of_one_reply_are_one_assistant_message() {
+    // One reply with two calls: OpenHands writes two action events sharing the reply id (the
+    // thought with the first), each followed by its observation.
+    let v = json!([
+        oh_call(
+            1,
+            "run",
+            json!({"command": "ls", "thought": "Two things."}),
+            "r1",
+            ("t1", "execute_bash", json!({"command": "ls"}))
+        ),
+        oh_observation(2, 1, "run", "a.py"),
+        oh_call(
+            3,
+            "read",
+            json!({"path": "/w/a.py", "thought": ""}),
+            "r1",
+            (
+                "t2",
+                "str_replace_editor",
+                json!({"command": "view", "path": "/w/a.py"})
+            )
+        ),
+        oh_observation(4, 3, "read", "print(1)"),
+        oh_call(
+            5,
+            "run",
+            json!({"command": "pwd", "thought": "Next."}),
+            "r2",
+            ("t3", "execute_bash", json!({"command": "pwd"}))
+        ),
+        oh_observation(6, 5, "run", "/w"),
+    ]);
+    let t = parse_openhands(&v, "a.json", 0).unwrap();
+    assert_eq!(
+        shape(&t),
+        vec![
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Two things.\n"),
+                    (
+                        Action,
+                        "<function=execute_bash>\n<parameter=command>ls</parameter>\n</function>\n"
+                    ),
+                    (
+                        Action,
+                        "<function=str_replace_editor>\n<parameter=command>view</parameter>\n\
+                         <parameter=path>/w/a.py</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "a.py")]),
+            (Role::Tool, vec![(Observation, "print(1)")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Next.\n"),
+                    (
+                        Action,
+                        "<function=execute_bash>\n<parameter=command>pwd</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "/w")]),
+        ]
+    );
+    // The newline between the two calls is written by the reader: markup of the first call.
+    let first_call = &t.messages[0].segments[1];
+    assert_eq!(
+        marked(first_call).last().copied(),
+        Some("\n"),
+        "{first_call:?}"
+    );
+}
+
+#[test]
+fn openhands_bookkeeping_system_think_and_the_instruction() {
+    let v = json!({"instance_id": "b-1", "instruction": "Build it.", "history": [
+        {"id": 0, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "loading"}},
+        {"id": 1, "source": "environment", "action": "change_agent_state", "args": {"agent_state": "init", "thought": ""}},
+        {"id": 2, "source": "environment", "cause": 1, "observation": "null", "content": "", "extras": {}},
+        {"id": 3, "source": "agent", "action": "system", "args": {"content": "You are OpenHands.", "tools": []}},
+        {"id": 4, "source": "user", "action": "recall", "args": {"recall_type": "workspace_context", "query": "Build it."}},
+        {"id": 5, "source": "environment", "cause": 4, "observation": "recall", "content": "Added workspace context", "extras": {}},
+        // `think` through the think tool: args.thought is the reply's text and the tool's
+        // argument; it is reasoning, a Thought.
+        oh_call(6, "think", json!({"thought": "c\nPlan."}), "r1", ("t1", "think", json!({"thought": "Plan."}))),
+        oh_observation(7, 6, "think", "Your thought has been logged."),
+        oh_call(8, "run", json!({"command": "make", "thought": ""}), "r2", ("t2", "execute_bash", json!({"command": "make"}))),
+        oh_observation(9, 8, "run", "ok"),
+        {"id": 10, "source": "agent", "action": "message", "args": {"content": "Built.", "wait_for_response": true}},
+        {"id": 11, "source": "agent", "cause": 10, "observation": "null", "content": "", "extras": {}},
+        {"id": 12, "source": "environment", "observation": "agent_state_changed", "content": "", "extras": {"agent_state": "awaiting_user_input"}}
+    ]});
+    let t = parse_openhands(&v, "output.jsonl", 1).unwrap();
+    assert_eq!(t.format, "openhands");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "You are OpenHands.")]),
+            // No user message in the history: the record's instruction, after the system prompt.
+            (Role::User, vec![(Prompt, "Build it.")]),
+            (Role::Assistant, vec![(Thought, "c\nPlan.")]),
+            (
+                Role::Tool,
+                vec![(Observation, "Your thought has been logged.")]
+            ),
+            (
+                Role::Assistant,
+                vec![(
+                    Action,
+                    "<function=execute_bash>\n<parameter=command>make</parameter>\n</function>"
+                )]
+            ),
+            (Role::Tool, vec![(Observation, "ok")]),
+            // The agent's closing message: prose, nothing runs.
+            (Role::Assistant, vec![(Thought, "Built.")]),
+        ]
+    );
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    // Only without a user message: with one, the instruction is not added.
+    let mut with_user = v.clone();
+    with_user["history"].as_array_mut().unwrap().insert(
+        4,
+        json!({"id": 13, "source": "user", "action": "message", "args": {"content": "Build it, please."}}),
+    );
+    let t = parse_openhands(&with_user, "output.jsonl", 1).unwrap();
+    let prompts: Vec<&str> = t
+        .messages
+        .iter()
+        .flat_map(|m| &m.segments)
+        .filter(|s| s.kind == Prompt)
+        .map(|s| s.text.as_str())
+        .collect();
+    assert_eq!(prompts, vec!["You are OpenHands.", "Build it, please."]);
+    // An instruction of the wrong type is an error naming it.
+    let mut bad = v.clone();
+    bad["instruction"] = json!(5);
+    let e = parse_openhands(&bad, "output.jsonl", 1).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("$.instruction"));
+}
