@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-pub use chat::parse_chat;
+pub use chat::{parse_chat, parse_chat_with};
 pub use openhands::parse_openhands;
 pub use swe_agent::parse_swe_agent;
 
@@ -69,6 +69,32 @@ pub enum TrajectoryFormat {
     OpenHands,
 }
 
+/// How trajectory records are read: the format, and the choices where a format leaves a
+/// reading open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadOptions {
+    pub format: TrajectoryFormat,
+    /// Score the action blocks of turns the agent rejected without running them
+    /// (mini-swe-agent turns with zero or several action blocks, answered with a format error):
+    /// by default such a turn is all Thought, since none of its blocks was executed; with this
+    /// set, each of its blocks is an Action. See `docs/trajectory-formats.md`.
+    pub score_rejected_actions: bool,
+}
+
+/// [`read_trajectories_with`] with the default [`ReadOptions`] for `format`.
+pub fn read_trajectories(
+    inputs: &[PathBuf],
+    format: TrajectoryFormat,
+) -> Result<TrajectoryStream, DataError> {
+    read_trajectories_with(
+        inputs,
+        ReadOptions {
+            format,
+            ..ReadOptions::default()
+        },
+    )
+}
+
 /// Checks inputs (missing -> [`DataError`] at once), then streams trajectories; a bad record is
 /// an `Err` item and the stream goes on.
 ///
@@ -82,10 +108,11 @@ pub enum TrajectoryFormat {
 /// Parquet file is one record per row (place `file:row`; see
 /// [`crate::data::parquet::read_parquet_records`]), as JSON Lines are one per line. Compression is
 /// detected from the bytes.
-pub fn read_trajectories(
+pub fn read_trajectories_with(
     inputs: &[PathBuf],
-    format: TrajectoryFormat,
+    options: ReadOptions,
 ) -> Result<TrajectoryStream, DataError> {
+    let format = options.format;
     let mut queue = VecDeque::new();
     for p in inputs {
         let files = expand(std::slice::from_ref(p))?;
@@ -111,6 +138,7 @@ pub fn read_trajectories(
         }
     }
     Ok(TrajectoryStream {
+        options,
         queue,
         pending: VecDeque::new(),
         lines: None,
@@ -121,6 +149,7 @@ pub fn read_trajectories(
 /// of one record. Inputs are opened one at a time as they are reached; JSON Lines are read one
 /// line at a time.
 pub struct TrajectoryStream {
+    options: ReadOptions,
     queue: VecDeque<Input>,
     /// Items of a whole file already parsed.
     pending: VecDeque<Result<Trajectory, RecordError>>,
@@ -175,6 +204,7 @@ impl Iterator for TrajectoryStream {
                             rec.line,
                             cur.format,
                             cur.fallback,
+                            &self.options,
                         ))
                     }
                 }
@@ -227,8 +257,13 @@ impl Iterator for TrajectoryStream {
                     fallback: input.fallback,
                 });
             } else {
-                self.pending
-                    .extend(read_whole(reader, &source, input.format, input.fallback));
+                self.pending.extend(read_whole(
+                    reader,
+                    &source,
+                    input.format,
+                    input.fallback,
+                    &self.options,
+                ));
             }
         }
     }
@@ -236,6 +271,14 @@ impl Iterator for TrajectoryStream {
 
 // ---------------------------------------------------------------------------------------------
 // Format detection
+
+/// A chat message rather than a record holding messages: a string `role` and no list of them.
+fn is_message(o: &Map<String, Value>) -> bool {
+    o.get("role").is_some_and(Value::is_string)
+        && !["messages", "trajectory", "history"]
+            .iter()
+            .any(|k| o.contains_key(*k))
+}
 
 fn sniff(value: &Value) -> Option<TrajectoryFormat> {
     fn first_obj(v: Option<&Value>) -> Option<Option<&Map<String, Value>>> {
@@ -259,7 +302,9 @@ fn sniff(value: &Value) -> Option<TrajectoryFormat> {
     match value {
         Value::Array(_) => match first_obj(Some(value))? {
             None => Some(TrajectoryFormat::OpenHands),
-            Some(o) => is_event(o).then_some(TrajectoryFormat::OpenHands),
+            Some(o) if is_event(o) => Some(TrajectoryFormat::OpenHands),
+            // A bare list of chat messages (early mini-swe-agent).
+            Some(o) => is_message(o).then_some(TrajectoryFormat::Chat),
         },
         Value::Object(o) => {
             if o.get("messages").is_some_and(Value::is_array) {
@@ -303,8 +348,8 @@ fn sniff(value: &Value) -> Option<TrajectoryFormat> {
 
 /// The error for a value of no known shape: where it stops matching, and what was expected.
 fn unknown_shape(value: &Value, source: &str, line: u64) -> RecordError {
-    const EXPECTED: &str = "an object with `messages` (chat), an object with `history` or \
-        `trajectory` of SWE-agent steps, or an array of OpenHands events (or an object with \
+    const EXPECTED: &str = "an object with `messages` (chat) or an array of chat messages, an \
+        object with `history` or `trajectory` of SWE-agent steps, or an array of OpenHands events (or an object with \
         `history` or `events` of them)";
     let describe = |v: &Value| match v {
         Value::Object(o) if o.is_empty() => "an empty object".to_string(),
@@ -346,6 +391,7 @@ fn parse_value(
     line: u64,
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
+    options: &ReadOptions,
 ) -> Result<Trajectory, RecordError> {
     let format = match format {
         TrajectoryFormat::Auto => match sniff(value).or(fallback) {
@@ -355,7 +401,9 @@ fn parse_value(
         f => f,
     };
     match format {
-        TrajectoryFormat::Chat | TrajectoryFormat::Auto => parse_chat(value, source, line),
+        TrajectoryFormat::Chat | TrajectoryFormat::Auto => {
+            parse_chat_with(value, source, line, options)
+        }
         TrajectoryFormat::SweAgent => parse_swe_agent(value, source, line),
         TrajectoryFormat::OpenHands => parse_openhands(value, source, line),
     }
@@ -370,6 +418,7 @@ fn read_whole(
     source: &str,
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
+    options: &ReadOptions,
 ) -> Vec<Result<Trajectory, RecordError>> {
     let mut bytes = Vec::new();
     if let Err(e) = reader.read_to_end(&mut bytes) {
@@ -401,9 +450,9 @@ fn read_whole(
         Ok(Value::Array(rows)) if is_record_array(&rows, format) => rows
             .iter()
             .zip(1..)
-            .map(|(row, n)| parse_value(row, source, n, format, fallback))
+            .map(|(row, n)| parse_value(row, source, n, format, fallback, options))
             .collect(),
-        Ok(v) => vec![parse_value(&v, source, 0, format, fallback)],
+        Ok(v) => vec![parse_value(&v, source, 0, format, fallback, options)],
         Err(e) if e.line() > 1 && e.to_string().starts_with("trailing characters") => {
             // JSON Lines under a `.json` name.
             let lines = Box::new(io::Cursor::new(text.as_bytes().to_vec()));
@@ -416,6 +465,7 @@ fn read_whole(
                             rec.line,
                             format,
                             fallback.or(Some(TrajectoryFormat::Chat)),
+                            options,
                         )
                     })
                 })
@@ -432,11 +482,16 @@ fn read_whole(
 }
 
 /// Whether a JSON array holds one trajectory record per element (place `file:row`) rather than
-/// being one trajectory itself (an OpenHands event log): its first element is a record of a known
-/// shape, or the format is forced to one whose trajectories are objects.
+/// being one trajectory itself (an OpenHands event log, a bare list of chat messages): its first
+/// element is a record of a known shape, or the format is forced to one whose trajectories are
+/// objects (for chat: unless the elements are messages).
 fn is_record_array(rows: &[Value], format: TrajectoryFormat) -> bool {
     match format {
-        TrajectoryFormat::Chat | TrajectoryFormat::SweAgent => true,
+        TrajectoryFormat::Chat => !rows
+            .first()
+            .and_then(Value::as_object)
+            .is_some_and(is_message),
+        TrajectoryFormat::SweAgent => true,
         TrajectoryFormat::OpenHands => false,
         TrajectoryFormat::Auto => rows
             .first()

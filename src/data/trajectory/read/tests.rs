@@ -230,7 +230,13 @@ fn chat_json_path_errors() {
         e.field.as_deref(),
         Some("$.messages[0].tool_calls[0].function.arguments")
     );
+    // A bare array is a list of messages: its elements must be message objects.
     let e = parse_chat(&json!([1]), "f", 1).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (RecordErrorKind::WrongType, Some("$[0]"))
+    );
+    let e = parse_chat(&json!(1), "f", 1).unwrap_err();
     assert_eq!(
         (e.kind, e.field.as_deref()),
         (RecordErrorKind::WrongType, Some("$"))
