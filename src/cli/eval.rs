@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
-use hesnr::data::trajectory::read::{read_trajectories, TrajectoryFormat};
+use hesnr::data::trajectory::read::{read_trajectories_with, ReadOptions, TrajectoryFormat};
 use hesnr::data::trajectory::render::TemplateChoice;
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
@@ -43,6 +43,11 @@ pub struct EvalArgs {
     /// Trajectory format
     #[arg(long, value_enum, default_value = "auto")]
     format: FormatArg,
+    /// Score the action blocks of turns the agent rejected without running them
+    /// (mini-swe-agent turns with several action blocks, answered with a format error); by
+    /// default such a turn is all thought
+    #[arg(long)]
+    score_rejected_actions: bool,
     /// Which tokens are scored: full, action+xml+ws, action+xml, action, thought, or `all`
     /// (every preset side by side); comma-separate several
     #[arg(long, default_value = "full", value_parser = parse_presets)]
@@ -171,7 +176,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             args.html.as_deref(),
         ],
     )?;
-    let trajectories = read_trajectories(&args.trajectories, args.format.into())?;
+    let trajectories = read_trajectories_with(
+        &args.trajectories,
+        ReadOptions {
+            format: args.format.into(),
+            score_rejected_actions: args.score_rejected_actions,
+        },
+    )?;
     let explaining = args.explain.is_some();
     let mut rows_out = match (&args.output, args.json || explaining) {
         (Some(p), _) => Some(data::create_output(Some(p.as_path()))?),

@@ -8,6 +8,7 @@ mod common;
 
 mod cli;
 mod convert_hf;
+mod corpus_swe;
 mod engine_tiny;
 mod environment;
 mod eval_tiny;
