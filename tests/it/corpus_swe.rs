@@ -72,7 +72,7 @@ struct Expect {
 fn check(rel: &str, expected: &[Expect]) {
     let Some(dir) = corpus() else { return };
     let path = dir.join(rel);
-    let items: Vec<_> = read_trajectories(&[path.clone()], TrajectoryFormat::Auto)
+    let items: Vec<_> = read_trajectories(std::slice::from_ref(&path), TrajectoryFormat::Auto)
         .unwrap()
         .collect();
     let errors: Vec<String> = items
