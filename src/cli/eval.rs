@@ -29,7 +29,8 @@ pub const EVAL_EXAMPLES: &str = "Examples:
   hesnr eval -T trajs/ --chat-template tokenizer_config.json --model ckpt.gguf
 
 Formats (auto-detected, or --format): OpenAI chat JSONL (messages with tool_calls), SWE-agent
-.traj, OpenHands event logs (.json). Presets: thought, action, action+xml, action+xml+ws,
+.traj, mini-swe-agent .traj.json, OpenHands event logs (.json); docs/trajectory-formats.md says
+what each part of a record becomes. Presets: thought, action, action+xml, action+xml+ws,
 full (default: the paper's evaluation set), all.";
 
 #[derive(Args)]

@@ -1,7 +1,7 @@
-//! Trajectory readers: OpenAI-style chat records (JSONL rows, mini-swe-agent `.traj.json`,
-//! nebius/SWE-agent-trajectories rows), SWE-agent `.traj` files and OpenHands event logs, all
-//! turned into [`Trajectory`] values whose segments say what is prompt, thought, action and
-//! observation.
+//! Trajectory readers: OpenAI-style chat records (JSONL rows, mini-swe-agent `.traj.json` and
+//! bare message lists, nebius/SWE-agent-trajectories rows, LLM-completion logs), SWE-agent
+//! `.traj` files and OpenHands event logs, all turned into [`Trajectory`] values whose segments
+//! say what is prompt, thought, action and observation.
 //!
 //! Joining rules (what is added to the recorded text, and where):
 //! - A message's content is the concatenation of its segments; nothing is added except between a
@@ -9,11 +9,19 @@
 //!   written: appended to the thought (unless it already ends with a newline), or appended to
 //!   the previous action and recorded as its markup (it is syntax written by the renderer).
 //! - Actions written in free text (`<function=...>` blocks, fenced commands) are split out of the
-//!   text in place: see [`super::action`] for the rules.
+//!   text in place: see [`super::action`] for the rules. A SWE-agent step appended from
+//!   `trajectory[]` in a function-calling run writes one `"\n"` between thought and command.
 //! - A user message right after an assistant message with an action is an Observation (that is
-//!   what SWE-agent and mini-swe-agent send back); other system/user messages are Prompts.
-//! - `reasoning_content` and non-text content parts are not part of the rendered context and are
-//!   left out (a non-text part is reported as a warning).
+//!   what SWE-agent-style agents send back); in SWE-agent histories and mini-swe-agent
+//!   trajectories, whose environment answers every turn, any user message after an assistant
+//!   turn is; other system/user messages are Prompts.
+//! - An assistant message's `reasoning_content` is a Thought before its content, ended by one
+//!   `"\n"`. Non-text content parts are left out (reported as a warning).
+//! - Turns whose actions the agent rejected without running them (mini-swe-agent: not exactly
+//!   one action block) are Thought unless [`ReadOptions::score_rejected_actions`] is set.
+//!
+//! The per-format tables (what each part of a record becomes) are in
+//! `docs/trajectory-formats.md`.
 //!
 //! One module per format, each readable alone: [`chat`] (OpenAI-style `messages`),
 //! [`swe_agent`] (`.traj`), [`openhands`] (event logs); [`record`] holds what they share. This
