@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::draw::Condition;
 use hesnr::data::trajectory::read::{
-    read_trajectories, DrawManifest, DrawSpec, TrajectoryFormat, TrajectoryStream,
+    read_trajectories_with, DrawManifest, DrawSpec, ReadOptions, TrajectoryFormat, TrajectoryStream,
 };
 use hesnr::data::trajectory::render::{render, TemplateChoice};
 use hesnr::data::trajectory::Trajectory;
@@ -37,7 +37,8 @@ pub const EVAL_EXAMPLES: &str = "Examples:
   hesnr eval -T trajs/ --chat-template tokenizer_config.json --model ckpt.gguf
 
 Formats (auto-detected, or --format): OpenAI chat JSONL (messages with tool_calls), SWE-agent
-.traj, OpenHands event logs (.json). Presets: thought, action, action+xml, action+xml+ws,
+.traj, mini-swe-agent .traj.json, OpenHands event logs (.json); docs/trajectory-formats.md says
+what each part of a record becomes. Presets: thought, action, action+xml, action+xml+ws,
 full (default: the paper's evaluation set), all.";
 
 #[derive(Args)]
@@ -51,6 +52,11 @@ pub struct EvalArgs {
     /// Trajectory format
     #[arg(long, value_enum, default_value = "auto")]
     format: FormatArg,
+    /// Score the action blocks of turns the agent rejected without running them
+    /// (mini-swe-agent turns with several action blocks, answered with a format error); by
+    /// default such a turn is all thought
+    #[arg(long)]
+    score_rejected_actions: bool,
     /// Which tokens are scored: full, action+xml+ws, action+xml, action, thought, or `all`
     /// (every preset side by side); comma-separate several
     #[arg(long, default_value = "full", value_parser = parse_presets)]
@@ -135,8 +141,9 @@ impl DrawArgs {
     }
 
     /// The trajectories of `inputs` this draw takes.
-    fn open(&self, inputs: &[PathBuf], format: TrajectoryFormat) -> Result<TrajectoryStream> {
-        let stream = read_trajectories(inputs, format)?.messages_in(self.messages_field.clone());
+    fn open(&self, inputs: &[PathBuf], options: ReadOptions) -> Result<TrajectoryStream> {
+        let stream =
+            read_trajectories_with(inputs, options)?.messages_in(self.messages_field.clone());
         let spec = self.spec();
         Ok(if spec.is_active() || self.manifest.is_some() {
             stream.drawing(spec)
@@ -282,7 +289,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             args.draw.manifest.as_deref(),
         ],
     )?;
-    let mut trajectories = args.draw.open(&args.trajectories, args.format.into())?;
+    let mut trajectories = args.draw.open(
+        &args.trajectories,
+        ReadOptions {
+            format: args.format.into(),
+            score_rejected_actions: args.score_rejected_actions,
+        },
+    )?;
     if args.check {
         return run_check(&args, &mut trajectories);
     }

@@ -53,6 +53,11 @@ pub struct TrackArgs {
     /// Trajectory format
     #[arg(long, value_enum, default_value = "auto")]
     format: FormatArg,
+    /// Score the action blocks of turns the agent rejected without running them
+    /// (mini-swe-agent turns with several action blocks, answered with a format error); by
+    /// default such a turn is all thought
+    #[arg(long, conflicts_with = "documents")]
+    score_rejected_actions: bool,
     /// Which trajectory tokens are scored (one preset; see `hesnr eval --help`)
     #[arg(long, default_value = "full", value_parser = parse_preset)]
     preset: Preset,
@@ -87,6 +92,7 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
         EvalSet::Trajectories {
             inputs: args.trajectories.clone(),
             format: args.format.into(),
+            score_rejected_actions: args.score_rejected_actions,
             preset: args.preset,
             chat_template: args.chat_template.clone(),
             token_rule: TokenRule::All,

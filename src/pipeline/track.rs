@@ -22,7 +22,7 @@ use super::track_types::{
 use crate::analysis::stats::{self, Correlation};
 use crate::data::open::STDIN_ARG;
 use crate::data::trajectory::mask::{Preset, TokenRule};
-use crate::data::trajectory::read::{read_trajectories, TrajectoryFormat};
+use crate::data::trajectory::read::{read_trajectories_with, ReadOptions, TrajectoryFormat};
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
@@ -261,6 +261,9 @@ pub enum EvalSet {
     Trajectories {
         inputs: Vec<PathBuf>,
         format: TrajectoryFormat,
+        /// Score the action blocks of turns the agent rejected (see
+        /// [`ReadOptions::score_rejected_actions`]).
+        score_rejected_actions: bool,
         preset: Preset,
         /// The model's, ChatML, or a template file (see `hesnr eval --chat-template`).
         chat_template: TemplateChoice,
@@ -324,6 +327,7 @@ impl EvalSet {
         Ok(match self {
             EvalSet::Trajectories {
                 format,
+                score_rejected_actions,
                 preset,
                 chat_template,
                 token_rule,
@@ -336,6 +340,7 @@ impl EvalSet {
                     other => other.to_string(),
                 };
                 serde_json::json!({"kind": "trajectories", "content": content, "format": format!("{format:?}"),
+                    "score_rejected_actions": score_rejected_actions,
                     "preset": preset.name(), "template": template, "token_rule": token_rule})
             }
             EvalSet::Documents { reader, .. } => {
@@ -542,6 +547,7 @@ fn score_checkpoint(
         EvalSet::Trajectories {
             inputs,
             format,
+            score_rejected_actions,
             preset,
             chat_template,
             token_rule,
@@ -575,7 +581,11 @@ fn score_checkpoint(
                     }
                     Ok::<(), Stopped>(())
                 };
-            let items = read_trajectories(inputs, *format)?;
+            let options = ReadOptions {
+                format: *format,
+                score_rejected_actions: *score_rejected_actions,
+            };
+            let items = read_trajectories_with(inputs, options)?;
             flow.drive(&mut [backend], items, work, sink)
                 .map_err(stopped)?;
         }

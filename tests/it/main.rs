@@ -9,6 +9,7 @@ mod common;
 mod cli;
 mod convert_hf;
 mod corpus_openhands;
+mod corpus_swe;
 mod datasets;
 mod engine_tiny;
 mod environment;

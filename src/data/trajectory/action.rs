@@ -195,19 +195,65 @@ pub(crate) fn split_actions(text: &str, current_file: &mut Option<String>) -> Ve
             chosen.extend(fences.iter().rev().find(|f| f.tag.is_empty()));
         }
         for f in chosen {
-            let body = &text[f.body.clone()];
-            let mut seg = raw_command_action(body, current_file.as_deref());
-            track_current_file(body, current_file);
-            let start = f.open.start;
-            let end = f.close.as_ref().map_or(f.body.end, |c| c.end);
-            seg = wrap(seg, &text[start..f.body.start], &text[f.body.end..end]);
-            seg.markup = std::iter::once(f.open.clone())
-                .chain(f.close.clone())
-                .map(|r| r.start - start..r.end - start)
-                .collect();
-            actions.push((start..end, seg));
+            actions.push(fence_action(text, f, current_file));
         }
     }
+    interleave(text, actions)
+}
+
+/// The number of fenced blocks in `text` whose tag is `tag` (compared case-insensitively).
+///
+/// For mini-swe-agent this is the number of actions its parser finds in a response (`tag` is
+/// `bash` in v1, `mswea_bash_command` in v2): a fence line with that tag, then the body, then a
+/// closing fence. The fences are found by [`fenced_blocks`], line by line like markdown.
+pub(crate) fn count_tagged_fences(text: &str, tag: &str) -> usize {
+    fenced_blocks(text)
+        .iter()
+        .filter(|f| f.tag.eq_ignore_ascii_case(tag))
+        .count()
+}
+
+/// Splits `text` into Thought and Action segments (their texts concatenate back to `text`) where
+/// exactly the fenced blocks tagged `tag` are Actions: fence lines included, the two fences
+/// recorded as markup, the body annotated by [`raw_command_action`]. Fences with another tag
+/// (```` ```python ```` in the prose) and untagged ones are Thought. `current_file` is read and
+/// updated as in [`split_actions`].
+pub(crate) fn split_tagged_fences(
+    text: &str,
+    tag: &str,
+    current_file: &mut Option<String>,
+) -> Vec<Segment> {
+    let actions = fenced_blocks(text)
+        .iter()
+        .filter(|f| f.tag.eq_ignore_ascii_case(tag))
+        .map(|f| fence_action(text, f, current_file))
+        .collect();
+    interleave(text, actions)
+}
+
+/// A fenced block as an Action: its byte range in `text`, and the segment (fence lines included,
+/// the fences as markup, the body annotated by [`raw_command_action`]).
+fn fence_action(
+    text: &str,
+    f: &Fence,
+    current_file: &mut Option<String>,
+) -> (Range<usize>, Segment) {
+    let body = &text[f.body.clone()];
+    let mut seg = raw_command_action(body, current_file.as_deref());
+    track_current_file(body, current_file);
+    let start = f.open.start;
+    let end = f.close.as_ref().map_or(f.body.end, |c| c.end);
+    seg = wrap(seg, &text[start..f.body.start], &text[f.body.end..end]);
+    seg.markup = std::iter::once(f.open.clone())
+        .chain(f.close.clone())
+        .map(|r| r.start - start..r.end - start)
+        .collect();
+    (start..end, seg)
+}
+
+/// The Action segments at their ranges (sorted, disjoint), with the text between them as
+/// Thought segments.
+fn interleave(text: &str, actions: Vec<(Range<usize>, Segment)>) -> Vec<Segment> {
     let mut out = Vec::new();
     let mut pos = 0;
     for (range, seg) in actions {

@@ -1,7 +1,7 @@
-//! Trajectory readers: OpenAI-style chat records (JSONL rows, mini-swe-agent `.traj.json`,
-//! nebius/SWE-agent-trajectories rows), SWE-agent `.traj` files and OpenHands event logs, all
-//! turned into [`Trajectory`] values whose segments say what is prompt, thought, action and
-//! observation.
+//! Trajectory readers: OpenAI-style chat records (JSONL rows, mini-swe-agent `.traj.json` and
+//! bare message lists, nebius/SWE-agent-trajectories rows, LLM-completion logs), SWE-agent
+//! `.traj` files and OpenHands event logs, all turned into [`Trajectory`] values whose segments
+//! say what is prompt, thought, action and observation.
 //!
 //! Joining rules (what is added to the recorded text, and where):
 //! - A message's content is the concatenation of its segments; nothing is added except between a
@@ -9,11 +9,19 @@
 //!   written: appended to the thought (unless it already ends with a newline), or appended to
 //!   the previous action and recorded as its markup (it is syntax written by the renderer).
 //! - Actions written in free text (`<function=...>` blocks, fenced commands) are split out of the
-//!   text in place: see [`super::action`] for the rules.
+//!   text in place: see [`super::action`] for the rules. A SWE-agent step appended from
+//!   `trajectory[]` in a function-calling run writes one `"\n"` between thought and command.
 //! - A user message right after an assistant message with an action is an Observation (that is
-//!   what SWE-agent and mini-swe-agent send back); other system/user messages are Prompts.
-//! - `reasoning_content` and non-text content parts are not part of the rendered context and are
-//!   left out (a non-text part is reported as a warning).
+//!   what SWE-agent-style agents send back); in SWE-agent histories and mini-swe-agent
+//!   trajectories, whose environment answers every turn, any user message after an assistant
+//!   turn is; other system/user messages are Prompts.
+//! - An assistant message's `reasoning_content` is a Thought before its content, ended by one
+//!   `"\n"`. Non-text content parts are left out (reported as a warning).
+//! - Turns whose actions the agent rejected without running them (mini-swe-agent: not exactly
+//!   one action block) are Thought unless [`ReadOptions::score_rejected_actions`] is set.
+//!
+//! The per-format tables (what each part of a record becomes) are in
+//! `docs/trajectory-formats.md`.
 //!
 //! One module per format, each readable alone: [`chat`] (OpenAI-style `messages`),
 //! [`swe_agent`] (`.traj`), [`openhands`] (event logs); [`record`] holds what they share. This
@@ -36,7 +44,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-pub use chat::parse_chat;
+pub use chat::{parse_chat, parse_chat_with};
 pub use draw::{Draw, DrawManifest, DrawSpec};
 pub use openhands::parse_openhands;
 pub use swe_agent::parse_swe_agent;
@@ -74,6 +82,32 @@ pub enum TrajectoryFormat {
     OpenHands,
 }
 
+/// How trajectory records are read: the format, and the choices where a format leaves a
+/// reading open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReadOptions {
+    pub format: TrajectoryFormat,
+    /// Score the action blocks of turns the agent rejected without running them
+    /// (mini-swe-agent turns with zero or several action blocks, answered with a format error):
+    /// by default such a turn is all Thought, since none of its blocks was executed; with this
+    /// set, each of its blocks is an Action. See `docs/trajectory-formats.md`.
+    pub score_rejected_actions: bool,
+}
+
+/// [`read_trajectories_with`] with the default [`ReadOptions`] for `format`.
+pub fn read_trajectories(
+    inputs: &[PathBuf],
+    format: TrajectoryFormat,
+) -> Result<TrajectoryStream, DataError> {
+    read_trajectories_with(
+        inputs,
+        ReadOptions {
+            format,
+            ..ReadOptions::default()
+        },
+    )
+}
+
 /// Checks inputs (missing -> [`DataError`] at once), then streams trajectories; a bad record is
 /// an `Err` item and the stream goes on.
 ///
@@ -87,10 +121,11 @@ pub enum TrajectoryFormat {
 /// Parquet file is one record per row (place `file:row`; see
 /// [`crate::data::parquet::read_parquet_records`]), as JSON Lines are one per line. Compression is
 /// detected from the bytes.
-pub fn read_trajectories(
+pub fn read_trajectories_with(
     inputs: &[PathBuf],
-    format: TrajectoryFormat,
+    options: ReadOptions,
 ) -> Result<TrajectoryStream, DataError> {
+    let format = options.format;
     let mut queue = VecDeque::new();
     for p in inputs {
         let files = expand(std::slice::from_ref(p))?;
@@ -116,6 +151,7 @@ pub fn read_trajectories(
         }
     }
     Ok(TrajectoryStream {
+        options,
         queue,
         pending: VecDeque::new(),
         lines: None,
@@ -129,6 +165,7 @@ pub fn read_trajectories(
 /// of one record. Inputs are opened one at a time as they are reached; JSON Lines are read one
 /// line at a time.
 pub struct TrajectoryStream {
+    options: ReadOptions,
     queue: VecDeque<Input>,
     /// Records of a whole file already read.
     pending: VecDeque<Result<RawRecord, RecordError>>,
@@ -337,7 +374,14 @@ impl Iterator for TrajectoryStream {
             }
             return Some(record.and_then(|r| {
                 let r = self.with_named_messages(r)?;
-                parse_value(&r.value, &r.source, r.line, r.format, r.fallback)
+                parse_value(
+                    &r.value,
+                    &r.source,
+                    r.line,
+                    r.format,
+                    r.fallback,
+                    &self.options,
+                )
             }));
         }
     }
@@ -345,6 +389,14 @@ impl Iterator for TrajectoryStream {
 
 // ---------------------------------------------------------------------------------------------
 // Format detection
+
+/// A chat message rather than a record holding messages: a string `role` and no list of them.
+fn is_message(o: &Map<String, Value>) -> bool {
+    o.get("role").is_some_and(Value::is_string)
+        && !["messages", "trajectory", "history"]
+            .iter()
+            .any(|k| o.contains_key(*k))
+}
 
 fn sniff(value: &Value) -> Option<TrajectoryFormat> {
     fn first_obj(v: Option<&Value>) -> Option<Option<&Map<String, Value>>> {
@@ -382,7 +434,10 @@ fn sniff(value: &Value) -> Option<TrajectoryFormat> {
     match value {
         Value::Array(a) => match a.first() {
             None => Some(TrajectoryFormat::OpenHands),
-            Some(first) => is_event_item(first, false).then_some(TrajectoryFormat::OpenHands),
+            Some(first) if is_event_item(first, false) => Some(TrajectoryFormat::OpenHands),
+            // A bare list of chat messages (early mini-swe-agent).
+            Some(Value::Object(o)) => is_message(o).then_some(TrajectoryFormat::Chat),
+            Some(_) => None,
         },
         Value::Object(o) => {
             if o.get("messages").is_some_and(Value::is_array) {
@@ -440,8 +495,8 @@ fn messages_column(value: &Value) -> Option<String> {
 
 /// The error for a value of no known shape: where it stops matching, and what was expected.
 fn unknown_shape(value: &Value, source: &str, line: u64) -> RecordError {
-    const EXPECTED: &str = "an object with `messages` (chat), an object with `history` or \
-        `trajectory` of SWE-agent steps, or an array of OpenHands events (or an object with \
+    const EXPECTED: &str = "an object with `messages` (chat) or an array of chat messages, an \
+        object with `history` or `trajectory` of SWE-agent steps, or an array of OpenHands events (or an object with \
         `history` or `events` of them)";
     let describe = |v: &Value| match v {
         Value::Object(o) if o.is_empty() => "an empty object".to_string(),
@@ -483,6 +538,7 @@ fn parse_value(
     line: u64,
     format: TrajectoryFormat,
     fallback: Option<TrajectoryFormat>,
+    options: &ReadOptions,
 ) -> Result<Trajectory, RecordError> {
     if format == TrajectoryFormat::Auto && sniff(value).is_none() {
         if let Some(column) = messages_column(value) {
@@ -493,7 +549,7 @@ fn parse_value(
                 let messages = obj.remove(&column).unwrap_or_default();
                 obj.insert("messages".to_string(), messages);
             }
-            return parse_chat(&record, source, line);
+            return parse_chat_with(&record, source, line, options);
         }
     }
     let format = match format {
@@ -504,7 +560,9 @@ fn parse_value(
         f => f,
     };
     match format {
-        TrajectoryFormat::Chat | TrajectoryFormat::Auto => parse_chat(value, source, line),
+        TrajectoryFormat::Chat | TrajectoryFormat::Auto => {
+            parse_chat_with(value, source, line, options)
+        }
         TrajectoryFormat::SweAgent => parse_swe_agent(value, source, line),
         TrajectoryFormat::OpenHands => parse_openhands(value, source, line),
     }
@@ -586,11 +644,16 @@ fn read_whole(
 }
 
 /// Whether a JSON array holds one trajectory record per element (place `file:row`) rather than
-/// being one trajectory itself (an OpenHands event log): its first element is a record of a known
-/// shape, or the format is forced to one whose trajectories are objects.
+/// being one trajectory itself (an OpenHands event log, a bare list of chat messages): its first
+/// element is a record of a known shape, or the format is forced to one whose trajectories are
+/// objects (for chat: unless the elements are messages).
 fn is_record_array(rows: &[Value], format: TrajectoryFormat) -> bool {
     match format {
-        TrajectoryFormat::Chat | TrajectoryFormat::SweAgent => true,
+        TrajectoryFormat::Chat => !rows
+            .first()
+            .and_then(Value::as_object)
+            .is_some_and(is_message),
+        TrajectoryFormat::SweAgent => true,
         TrajectoryFormat::OpenHands => false,
         TrajectoryFormat::Auto => rows
             .first()

@@ -230,7 +230,13 @@ fn chat_json_path_errors() {
         e.field.as_deref(),
         Some("$.messages[0].tool_calls[0].function.arguments")
     );
+    // A bare array is a list of messages: its elements must be message objects.
     let e = parse_chat(&json!([1]), "f", 1).unwrap_err();
+    assert_eq!(
+        (e.kind, e.field.as_deref()),
+        (RecordErrorKind::WrongType, Some("$[0]"))
+    );
+    let e = parse_chat(&json!(1), "f", 1).unwrap_err();
     assert_eq!(
         (e.kind, e.field.as_deref()),
         (RecordErrorKind::WrongType, Some("$"))
@@ -1117,4 +1123,334 @@ fn openhands_bookkeeping_system_think_and_the_instruction() {
     bad["instruction"] = json!(5);
     let e = parse_openhands(&bad, "output.jsonl", 1).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("$.instruction"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// mini-swe-agent, chat dialects and SWE-agent step rules
+
+fn mini_v1_with_rejected_turn() -> Value {
+    json!({
+        "trajectory_format": "mini-swe-agent-1",
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "THOUGHT: two.\n```bash\nls\n```\nand\n```bash\npwd\n```\n"},
+            {"role": "user", "content": "Please always provide EXACTLY ONE action in triple backticks, found 2 actions."},
+            {"role": "assistant", "content": "THOUGHT: see\n```python\nx = 1\n```\n```bash\nls\n```"},
+            {"role": "user", "content": "<returncode>0</returncode>\n<output>\n</output>"}
+        ]
+    })
+}
+
+#[test]
+fn mini_swe_agent_rejected_turn_is_thought_by_default() {
+    let v = mini_v1_with_rejected_turn();
+    let t = parse_chat(&v, "m.traj.json", 0).unwrap();
+    assert_eq!(t.format, "mini-swe-agent");
+    assert_eq!(
+        shape(&t)[2..],
+        vec![
+            (
+                Role::Assistant,
+                vec![(
+                    Thought,
+                    "THOUGHT: two.\n```bash\nls\n```\nand\n```bash\npwd\n```\n"
+                )]
+            ),
+            // The format error answers the turn: an Observation although nothing ran.
+            (
+                Role::User,
+                vec![(
+                    Observation,
+                    "Please always provide EXACTLY ONE action in triple backticks, found 2 actions."
+                )]
+            ),
+            // Only the `bash` fence is the action; the python fence in the prose is Thought.
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "THOUGHT: see\n```python\nx = 1\n```\n"),
+                    (Action, "```bash\nls\n```")
+                ]
+            ),
+            (
+                Role::User,
+                vec![(
+                    Observation,
+                    "<returncode>0</returncode>\n<output>\n</output>"
+                )]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn mini_swe_agent_rejected_turn_scored_with_the_option() {
+    let v = mini_v1_with_rejected_turn();
+    let options = ReadOptions {
+        score_rejected_actions: true,
+        ..ReadOptions::default()
+    };
+    let t = parse_chat_with(&v, "m.traj.json", 0, &options).unwrap();
+    assert_eq!(
+        shape(&t)[2].1,
+        vec![
+            (Thought, "THOUGHT: two.\n"),
+            (Action, "```bash\nls\n```"),
+            (Thought, "\nand\n"),
+            (Action, "```bash\npwd\n```"),
+            (Thought, "\n")
+        ]
+    );
+    assert_eq!(t.action_count(), 3);
+    // Through the stream too.
+    let d = tempfile::tempdir().unwrap();
+    let p = write(d.path(), "m.traj.json", v.to_string().as_bytes());
+    let scored: Vec<_> = read_trajectories_with(std::slice::from_ref(&p), options)
+        .unwrap()
+        .collect();
+    assert_eq!(scored[0].as_ref().unwrap().action_count(), 3);
+    assert_eq!(read(&[p])[0].as_ref().unwrap().action_count(), 1);
+}
+
+#[test]
+fn mini_swe_agent_v2_fence_language() {
+    let v = json!({
+        "trajectory_format": "mini-swe-agent-1.1",
+        "messages": [
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "Like this:\n```bash\nrm -rf x\n```\nSo:\n```mswea_bash_command\nls\n```",
+             "extra": {"actions": [{"command": "ls"}]}},
+            {"role": "user", "content": "<returncode>0</returncode>"}
+        ]
+    });
+    let t = parse_chat(&v, "m.traj.json", 0).unwrap();
+    assert_eq!(t.format, "mini-swe-agent");
+    assert_eq!(
+        shape(&t)[1].1,
+        vec![
+            (Thought, "Like this:\n```bash\nrm -rf x\n```\nSo:\n"),
+            (Action, "```mswea_bash_command\nls\n```")
+        ]
+    );
+    let a = &t.messages[1].segments[1];
+    assert_eq!(marked(a), vec!["```mswea_bash_command", "```"]);
+    assert_eq!(regions(a), vec![("ls\n", Lang::Bash)]);
+}
+
+#[test]
+fn mini_swe_agent_tool_calls_exit_and_reasoning() {
+    let v = json!({
+        "trajectory_format": "mini-swe-agent-1.1",
+        "info": {"mini_version": "2.2.7", "exit_status": "Submitted", "submission": "diff"},
+        "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "Look.", "reasoning_content": "Where is it?",
+             "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}],
+             "extra": {"actions": [{"command": "ls", "tool_call_id": "c1"}]}},
+            {"role": "tool", "tool_call_id": "c1", "content": "<returncode>0</returncode>"},
+            // No tool call: a format error in tool-calling mode; the fence is not run.
+            {"role": "assistant", "content": "```bash\npwd\n```"},
+            {"role": "user", "content": "No tool calls found."},
+            {"role": "exit", "content": "diff", "extra": {"exit_status": "Submitted"}}
+        ]
+    });
+    let t = parse_chat(&v, "m.traj.json", 0).unwrap();
+    assert_eq!(t.format, "mini-swe-agent-toolcall");
+    assert_eq!(
+        shape(&t)[2..],
+        vec![
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Where is it?\nLook.\n"),
+                    (
+                        Action,
+                        "<function=bash>\n<parameter=command>ls</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (
+                Role::Tool,
+                vec![(Observation, "<returncode>0</returncode>")]
+            ),
+            (Role::Assistant, vec![(Thought, "```bash\npwd\n```")]),
+            (Role::User, vec![(Observation, "No tool calls found.")]),
+            (Role::User, vec![(Observation, "diff")]),
+        ]
+    );
+    // `exit` is mini-swe-agent's: elsewhere it is an unknown role.
+    let e = parse_chat(
+        &json!({"messages": [{"role": "exit", "content": "x"}]}),
+        "c.jsonl",
+        1,
+    )
+    .unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("$.messages[0].role"));
+}
+
+#[test]
+fn reasoning_content_is_a_thought_before_the_content() {
+    let v = json!({"messages": [
+        {"role": "assistant", "reasoning_content": "think\n", "content": "```bash\nls\n```"},
+        {"role": "assistant", "reasoning_content": "only", "content": null}
+    ]});
+    let t = parse_chat(&v, "c.jsonl", 1).unwrap();
+    assert_eq!(t.format, "chat");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (
+                Role::Assistant,
+                vec![(Thought, "think\n"), (Action, "```bash\nls\n```")]
+            ),
+            (Role::Assistant, vec![(Thought, "only\n")]),
+        ]
+    );
+}
+
+#[test]
+fn bare_message_list_is_one_mini_swe_agent_trajectory() {
+    let d = tempfile::tempdir().unwrap();
+    let list = json!([
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "task"},
+        {"role": "assistant", "content": "T\n```bash\nls\n```"},
+        {"role": "user", "content": "<returncode>0</returncode>"}
+    ]);
+    let p = write(d.path(), "early.traj.json", list.to_string().as_bytes());
+    assert_eq!(sniff(&list), Some(TrajectoryFormat::Chat));
+    for format in [TrajectoryFormat::Auto, TrajectoryFormat::Chat] {
+        let items: Vec<_> = read_trajectories(std::slice::from_ref(&p), format)
+            .unwrap()
+            .collect();
+        assert_eq!(items.len(), 1);
+        let t = items[0].as_ref().unwrap();
+        assert_eq!(
+            (t.id.as_str(), t.line, t.format),
+            ("early", 0, "mini-swe-agent")
+        );
+        assert_eq!(t.action_count(), 1);
+        assert_eq!(t.messages[3].segments[0].kind, Observation);
+    }
+}
+
+#[test]
+fn nebius_system_prompt_and_llm_completion_response() {
+    let v = json!({"trajectory": [
+        {"role": "system", "text": null, "system_prompt": "SETTING: sys"},
+        {"role": "user", "text": "issue"}
+    ]});
+    let t = parse_chat(&v, "n.json", 1).unwrap();
+    assert_eq!(t.format, "nebius");
+    assert_eq!(shape(&t)[0], (Role::System, vec![(Prompt, "SETTING: sys")]));
+    let v = json!({
+        "messages": [
+            {"role": "system", "content": [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": [{"type": "text", "text": "task"}]}
+        ],
+        "response": {"choices": [{"message": {"role": "assistant", "content": "Done.",
+            "tool_calls": [{"id": "t", "type": "function", "function": {"name": "finish", "arguments": "{}"}}]}}]}
+    });
+    let t = parse_chat(&v, "l.json", 0).unwrap();
+    assert_eq!(t.format, "llm-completion");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "sys")]),
+            (Role::User, vec![(Prompt, "task")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Done.\n"),
+                    (Action, "<function=finish>\n</function>")
+                ]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn swe_agent_submit_only_in_trajectory_and_demos() {
+    let v = json!({
+        "history": [
+            {"role": "system", "content": "sys", "message_type": "system_prompt"},
+            // 1.x demonstrations put in the history: Prompt whatever the role.
+            {"role": "assistant", "content": "demo", "is_demo": true, "action": "ls",
+             "tool_calls": [{"function": {"name": "bash", "arguments": "{\"command\": \"ls\"}"}}]},
+            {"role": "tool", "content": "a.py", "is_demo": true},
+            {"role": "user", "content": "task", "message_type": "observation"},
+            {"role": "assistant", "content": "Run it.", "thought": "Run it.", "action": "python a.py",
+             "tool_calls": [{"function": {"name": "bash", "arguments": "{\"command\": \"python a.py\"}"}}]},
+            {"role": "tool", "content": [{"type": "text", "text": "8.2"}], "cache_control": {"type": "ephemeral"}}
+        ],
+        "trajectory": [
+            {"thought": "Run it.", "action": "python a.py", "observation": "8.2"},
+            {"thought": "Done. ", "action": "submit", "observation": "diff"}
+        ],
+        "replay_config": "{\"agent\": {}}"
+    });
+    let t = parse_swe_agent(&v, "r.traj", 0).unwrap();
+    assert_eq!(t.format, "swe-agent-fncall");
+    assert_eq!(
+        shape(&t),
+        vec![
+            (Role::System, vec![(Prompt, "sys")]),
+            (Role::Assistant, vec![(Prompt, "demo")]),
+            (Role::Tool, vec![(Prompt, "a.py")]),
+            // Before any turn of the run: the task, whatever `message_type` says.
+            (Role::User, vec![(Prompt, "task")]),
+            (
+                Role::Assistant,
+                vec![
+                    (Thought, "Run it.\n"),
+                    (
+                        Action,
+                        "<function=bash>\n<parameter=command>python a.py</parameter>\n</function>"
+                    )
+                ]
+            ),
+            (Role::Tool, vec![(Observation, "8.2")]),
+            (
+                Role::Assistant,
+                vec![(Thought, "Done.\n"), (Action, "submit")]
+            ),
+            (Role::User, vec![(Observation, "diff")]),
+        ]
+    );
+    // Without function calling the appended step is fenced like the history's actions.
+    let v = json!({
+        "history": [
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "Look.\n<command>\nls\n</command>", "thought": "Look.", "action": "ls\n"},
+            {"role": "user", "content": "a.py"}
+        ],
+        "trajectory": [
+            {"thought": "Look.", "action": "ls\n", "observation": "a.py"},
+            {"thought": "Done.", "action": "submit\n", "observation": "diff"}
+        ]
+    });
+    let t = parse_swe_agent(&v, "r.traj", 0).unwrap();
+    assert_eq!(t.format, "swe-agent");
+    assert_eq!(
+        shape(&t)[1..],
+        vec![
+            (
+                Role::Assistant,
+                vec![(Thought, "Look.\n"), (Action, "<command>\nls\n</command>")]
+            ),
+            (Role::User, vec![(Observation, "a.py")]),
+            (
+                Role::Assistant,
+                vec![(Thought, "Done.\n\n"), (Action, "```\nsubmit\n```")]
+            ),
+            (Role::User, vec![(Observation, "diff")]),
+        ]
+    );
+    assert_eq!(
+        marked(&t.messages[1].segments[1]),
+        vec!["<command>", "</command>"]
+    );
 }
