@@ -35,10 +35,15 @@ pub const EVAL_EXAMPLES: &str = "Examples:
   hesnr eval -T chat.jsonl --explain django__django-11099            # colours in a terminal
   hesnr eval -T chat.jsonl --explain django__django-11099 --html t.html
   hesnr eval -T trajs/ --chat-template tokenizer_config.json --model ckpt.gguf
+  hesnr eval -T trajs/ --check                           # seconds, no model run: what is scored
+  hesnr eval -T sampled.parquet --where resolved=true --per-instance 1 --limit 500 -o rows.jsonl
+                                       # draw a set from a dataset; rows.manifest.json says what
 
-Formats (auto-detected, or --format): OpenAI chat JSONL (messages with tool_calls), SWE-agent
-.traj, mini-swe-agent .traj.json, OpenHands event logs (.json); docs/trajectory-formats.md says
-what each part of a record becomes. Presets: thought, action, action+xml, action+xml+ws,
+Formats (sniffed per record, or --format): SWE-agent .traj (0.x and function calling),
+mini-swe-agent .traj.json (v1, v2, tool calling), OpenAI chat records (SWE-Gym, SWE-smith, SFT
+rows), nebius-style {role: ai, text}, LLM-completion logs, OpenHands event logs (also compact
+events and [action, observation] pairs); as files, JSON arrays, JSON Lines or Parquet datasets.
+docs/trajectory-formats.md says what each part of a record becomes. Presets: thought, action, action+xml, action+xml+ws,
 full (default: the paper's evaluation set), all.";
 
 #[derive(Args)]
