@@ -316,3 +316,58 @@ fn the_messages_column_is_found_by_shape_or_named() {
         "{stderr}"
     );
 }
+
+/// `eval --check` over the whole real-trajectory corpus beside the checkout: every file of
+/// every format is read whole, nothing would be skipped, and every trajectory has Actions.
+#[test]
+fn check_reads_the_whole_real_corpus() {
+    let corpus = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/real-trajectories"
+    ));
+    if !corpus.is_dir() {
+        eprintln!("skipped: {} absent", corpus.display());
+        return;
+    }
+    let rows_file = dir("datasets-corpus").join("rows.jsonl");
+    let out = hesnr(&[
+        "eval",
+        "-T",
+        s(corpus),
+        "-m",
+        s(&default_tiny()),
+        "--check",
+        "--json",
+        "-o",
+        s(&rows_file),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["total"]["skipped"], 0, "{summary:#}");
+    let files = summary["files"].as_array().unwrap();
+    let on_disk = walk_files(corpus)
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n != "SOURCES.md"))
+        .count();
+    assert_eq!(files.len(), on_disk, "every file of the corpus is read");
+    for row in rows(&std::fs::read(&rows_file).unwrap()) {
+        assert!(row["segments"]["action"].as_u64().unwrap() > 0, "{row}");
+    }
+}
+
+fn walk_files(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
