@@ -24,7 +24,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::model_store::{self, Precision};
-use super::{fused, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized};
+use super::{fused, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized, Tokenizer};
 use crate::gguf;
 use crate::metrics::PositionStats;
 
@@ -247,6 +247,18 @@ impl GgufTokenizer {
     }
 }
 
+impl Tokenizer for GgufTokenizer {
+    fn tokenize(&self, text: &str, special: bool) -> Result<Tokenized, EngineError> {
+        GgufTokenizer::tokenize(self, text, special)
+    }
+    fn chat_template(&self) -> Option<ChatTemplateSpec> {
+        GgufTokenizer::chat_template(self)
+    }
+    fn token_text(&self, id: u32) -> String {
+        GgufTokenizer::token_text(self, id)
+    }
+}
+
 /// The model's name: `general.name`, else the file's stem.
 fn model_name(header: &gguf::GgufFile, path: &Path) -> String {
     header
@@ -294,20 +306,8 @@ impl Backend for TokenizerOnly {
         &self.info
     }
 
-    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tok.tokenize(text, false)
-    }
-
-    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tok.tokenize(text, true)
-    }
-
-    fn chat_template(&self) -> Option<ChatTemplateSpec> {
-        self.tok.chat_template()
-    }
-
-    fn token_text(&self, id: u32) -> String {
-        self.tok.token_text(id)
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        &self.tok
     }
 
     fn max_window(&self) -> usize {
@@ -429,20 +429,8 @@ impl Backend for LlamaCppBackend {
         &self.info
     }
 
-    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tok.tokenize(text, false)
-    }
-
-    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tok.tokenize(text, true)
-    }
-
-    fn chat_template(&self) -> Option<ChatTemplateSpec> {
-        self.tok.chat_template()
-    }
-
-    fn token_text(&self, id: u32) -> String {
-        self.tok.token_text(id)
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        &*self.tok
     }
 
     fn max_window(&self) -> usize {

@@ -95,26 +95,50 @@ impl EngineError {
     }
 }
 
+/// What hesnr needs of a model's tokenizer. [`llama::GgufTokenizer`] (llama.cpp's, exact) is the
+/// one every backend uses.
+pub trait Tokenizer {
+    /// Tokenizes with byte offsets; `special` parses control tokens written in the text (chat
+    /// renderings), otherwise they stay plain text. BOS is added when the model wants one.
+    fn tokenize(&self, text: &str, special: bool) -> Result<Tokenized, EngineError>;
+    /// The model's own chat template and the special tokens it refers to, if it ships one.
+    fn chat_template(&self) -> Option<ChatTemplateSpec>;
+    /// The text of a token (lossy where its bytes are not valid UTF-8 on their own).
+    fn token_text(&self, id: u32) -> String;
+}
+
 /// A causal LM that can be teacher-forced. Implementations: [`llama::LlamaCppBackend`] (embedded)
 /// and [`remote::RemoteBackend`] (a completions server).
 pub trait Backend {
     fn info(&self) -> &ModelInfo;
 
+    /// The model's tokenizer (every backend tokenizes with the GGUF's own, exact one, so that the
+    /// tokens a remote server is sent are the ones the embedded engine would run).
+    fn tokenizer(&self) -> &dyn Tokenizer;
+
     /// Tokenizes raw text as the model would see it: the model's BOS if it wants one, control
     /// tokens in the text kept as plain text (never parsed as special).
-    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError>;
+    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
+        self.tokenizer().tokenize(text, false)
+    }
 
     /// Tokenizes text rendered by a chat template: control tokens written in it
     /// (`<|im_start|>`, `<s>`) become their special ids. BOS is added when the model wants one
     /// and the text does not already start with it.
-    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError>;
+    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
+        self.tokenizer().tokenize(text, true)
+    }
 
     /// The model's own chat template and the special tokens it refers to, if it ships one.
-    fn chat_template(&self) -> Option<ChatTemplateSpec>;
+    fn chat_template(&self) -> Option<ChatTemplateSpec> {
+        self.tokenizer().chat_template()
+    }
 
     /// The text of a token, for traces (bytes that are not valid UTF-8 on their own are shown
     /// lossily).
-    fn token_text(&self, id: u32) -> String;
+    fn token_text(&self, id: u32) -> String {
+        self.tokenizer().token_text(id)
+    }
 
     /// The largest number of tokens one forward pass may hold.
     fn max_window(&self) -> usize;
@@ -163,17 +187,8 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     fn info(&self) -> &ModelInfo {
         (**self).info()
     }
-    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
-        (**self).tokenize(text)
-    }
-    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
-        (**self).tokenize_chat(text)
-    }
-    fn chat_template(&self) -> Option<ChatTemplateSpec> {
-        (**self).chat_template()
-    }
-    fn token_text(&self, id: u32) -> String {
-        (**self).token_text(id)
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        (**self).tokenizer()
     }
     fn max_window(&self) -> usize {
         (**self).max_window()

@@ -110,7 +110,7 @@ where
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::{ChatTemplateSpec, EngineError, ModelInfo, Tokenized};
+    use crate::engine::{ChatTemplateSpec, EngineError, ModelInfo, Tokenized, Tokenizer};
     use crate::metrics::PositionStats;
     use std::ops::Range;
 
@@ -135,14 +135,11 @@ pub(crate) mod tests {
         }
     }
 
-    impl Backend for Fake {
-        fn info(&self) -> &ModelInfo {
-            &self.info
-        }
-        fn tokenize(&self, _: &str) -> Result<Tokenized, EngineError> {
-            unreachable!()
-        }
-        fn tokenize_chat(&self, _: &str) -> Result<Tokenized, EngineError> {
+    /// The work functions of these tests never tokenize.
+    struct NoTokenizer;
+
+    impl Tokenizer for NoTokenizer {
+        fn tokenize(&self, _: &str, _: bool) -> Result<Tokenized, EngineError> {
             unreachable!()
         }
         fn chat_template(&self) -> Option<ChatTemplateSpec> {
@@ -150,6 +147,15 @@ pub(crate) mod tests {
         }
         fn token_text(&self, _: u32) -> String {
             String::new()
+        }
+    }
+
+    impl Backend for Fake {
+        fn info(&self) -> &ModelInfo {
+            &self.info
+        }
+        fn tokenizer(&self) -> &dyn Tokenizer {
+            &NoTokenizer
         }
         fn max_window(&self) -> usize {
             0

@@ -23,7 +23,7 @@ use self::client::{redact_url, Client, ClientError, ClientOptions};
 use self::protocol::{Prompt, Protocol, ServerPosition};
 use self::verify::SentPrompt;
 use super::llama::GgufTokenizer;
-use super::{model_store, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized};
+use super::{model_store, Backend, EngineError, ModelInfo, Tokenizer};
 use crate::metrics::PositionStats;
 
 /// Settings of a remote backend.
@@ -380,20 +380,8 @@ impl Backend for RemoteBackend {
         &self.info
     }
 
-    fn tokenize(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tok.tokenize(text, false)
-    }
-
-    fn tokenize_chat(&self, text: &str) -> Result<Tokenized, EngineError> {
-        self.tok.tokenize(text, true)
-    }
-
-    fn chat_template(&self) -> Option<ChatTemplateSpec> {
-        self.tok.chat_template()
-    }
-
-    fn token_text(&self, id: u32) -> String {
-        self.tok.token_text(id)
+    fn tokenizer(&self) -> &dyn Tokenizer {
+        &*self.tok
     }
 
     fn max_window(&self) -> usize {
