@@ -3,12 +3,16 @@
 
 use std::fmt::Display;
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use hesnr::data::trajectory::read::draw::Condition;
+use hesnr::data::trajectory::read::{
+    read_trajectories_with, DrawManifest, DrawSpec, ReadOptions, TrajectoryFormat, TrajectoryStream,
+};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
 use hesnr::engine::Backend;
@@ -234,4 +238,123 @@ pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     })
+}
+
+/// Which records of a trajectory dataset make the evaluation set, and where their messages are
+/// (`eval -T` and `track -T`).
+#[derive(Args)]
+pub struct DrawArgs {
+    /// Take only records where FIELD=VALUE (or FIELD!=VALUE) holds; FIELD is a column or a dotted
+    /// path (`info.exit_status`); VALUE is compared as a string, `true`/`false`, a number or
+    /// `null`. Repeat for several conditions (all must hold)
+    #[arg(long = "where", value_name = "FIELD=VALUE")]
+    conditions: Vec<Condition>,
+    /// At most N records per instance (the first N in input order), by --instance-field
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    per_instance: Option<u64>,
+    /// The field naming a record's instance, for --per-instance
+    #[arg(long, value_name = "FIELD", default_value = "instance_id")]
+    instance_field: String,
+    /// Stop after this many records (after --where and --per-instance)
+    #[arg(long)]
+    limit: Option<u64>,
+    /// The column holding each record's messages (found by shape when not given: `messages`,
+    /// `trajectory`, `history`, or the one column of role/content messages)
+    #[arg(long, value_name = "FIELD")]
+    messages_field: Option<String>,
+    /// Write what was drawn (the options, counts, and every record's file and line or row) to
+    /// this JSON file [default, when --where, --per-instance or --limit is given: `eval`, beside
+    /// -o or --summary as NAME.manifest.json; `track`, OUT/eval-set.manifest.json]
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+impl DrawArgs {
+    /// What to draw.
+    pub fn spec(&self) -> DrawSpec {
+        DrawSpec {
+            conditions: self.conditions.clone(),
+            per_instance: self.per_instance.map(|n| n as usize),
+            instance_field: self.instance_field.clone(),
+            limit: self.limit.map(|n| n as usize),
+        }
+    }
+
+    /// Whether any option of the draw or of the messages column was given.
+    pub fn is_used(&self) -> bool {
+        self.spec().is_active() || self.messages_field.is_some() || self.manifest.is_some()
+    }
+
+    /// How records are read: `format` and `score_rejected_actions` as given, the messages
+    /// column from `--messages-field`.
+    pub fn read_options(
+        &self,
+        format: TrajectoryFormat,
+        score_rejected_actions: bool,
+    ) -> ReadOptions {
+        ReadOptions {
+            format,
+            score_rejected_actions,
+            messages_field: self.messages_field.clone(),
+        }
+    }
+
+    /// The trajectories of `inputs` this draw takes.
+    pub fn open(&self, inputs: &[PathBuf], options: ReadOptions) -> Result<TrajectoryStream> {
+        let stream = read_trajectories_with(inputs, options)?;
+        let spec = self.spec();
+        Ok(if spec.is_active() || self.manifest.is_some() {
+            stream.drawing(spec)
+        } else {
+            stream
+        })
+    }
+
+    /// Writes the manifest of `stream`'s draw, if it drew, to `--manifest` or else `default`.
+    pub fn write_manifest(
+        &self,
+        inputs: &[PathBuf],
+        stream: &TrajectoryStream,
+        default: Option<PathBuf>,
+    ) -> Result<()> {
+        let Some(manifest) = stream.manifest() else {
+            return Ok(());
+        };
+        let Some(path) = self.manifest.clone().or(default) else {
+            return Ok(());
+        };
+        #[derive(serde::Serialize)]
+        struct Written<'a> {
+            inputs: &'a [PathBuf],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            messages_field: Option<&'a str>,
+            #[serde(flatten)]
+            manifest: &'a DrawManifest,
+        }
+        hesnr::data::write_json_atomic(
+            &path,
+            &Written {
+                inputs,
+                messages_field: self.messages_field.as_deref(),
+                manifest,
+            },
+        )
+        .with_context(|| format!("writing the manifest {}", path.display()))?;
+        eprintln!(
+            "drew {} of {} records; manifest: {}",
+            manifest.drawn.len(),
+            manifest.records_seen,
+            path.display()
+        );
+        Ok(())
+    }
+}
+
+/// `NAME.manifest.json` beside the first of `results` given (`rows.jsonl` ->
+/// `rows.manifest.json`).
+pub fn manifest_beside(results: &[Option<&Path>]) -> Option<PathBuf> {
+    let beside = results.iter().flatten().next()?;
+    let stem = beside.file_stem()?.to_string_lossy();
+    let stem = stem.strip_suffix(".jsonl").unwrap_or(&stem);
+    Some(beside.with_file_name(format!("{stem}.manifest.json")))
 }

@@ -2,16 +2,13 @@
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
-use hesnr::data::trajectory::read::draw::Condition;
-use hesnr::data::trajectory::read::{
-    read_trajectories_with, DrawManifest, DrawSpec, ReadOptions, TrajectoryFormat, TrajectoryStream,
-};
+use hesnr::data::trajectory::read::{TrajectoryFormat, TrajectoryStream};
 use hesnr::data::trajectory::render::{render, TemplateChoice};
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
@@ -26,7 +23,9 @@ use hesnr::pipeline::eval::{
 use hesnr::pipeline::run::{Flow, Outcome, Unit};
 use hesnr::report::explain;
 
-use super::common::{load_model, num4, print_skips, MetricArgs, ModelArgs, Spinner};
+use super::common::{
+    load_model, manifest_beside, num4, print_skips, DrawArgs, MetricArgs, ModelArgs, Spinner,
+};
 
 pub const EVAL_EXAMPLES: &str = "Examples:
   hesnr eval -T examples/trajectories                    # every trajectory file under the folder
@@ -106,104 +105,6 @@ pub struct EvalArgs {
     /// -o, one row per trajectory; with --json, the summary on stdout
     #[arg(long, conflicts_with_all = ["explain", "html"])]
     check: bool,
-}
-
-/// Which records of a trajectory dataset make the evaluation set, and where their messages are.
-#[derive(Args)]
-pub struct DrawArgs {
-    /// Take only records where FIELD=VALUE (or FIELD!=VALUE) holds; FIELD is a column or a dotted
-    /// path (`info.exit_status`); VALUE is compared as a string, `true`/`false`, a number or
-    /// `null`. Repeat for several conditions (all must hold)
-    #[arg(long = "where", value_name = "FIELD=VALUE")]
-    conditions: Vec<Condition>,
-    /// At most N records per instance (the first N in input order), by --instance-field
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
-    per_instance: Option<u64>,
-    /// The field naming a record's instance, for --per-instance
-    #[arg(long, value_name = "FIELD", default_value = "instance_id")]
-    instance_field: String,
-    /// Stop after this many records (after --where and --per-instance)
-    #[arg(long)]
-    limit: Option<u64>,
-    /// The column holding each record's messages (found by shape when not given: `messages`,
-    /// `trajectory`, `history`, or the one column of role/content messages)
-    #[arg(long, value_name = "FIELD")]
-    messages_field: Option<String>,
-    /// Write what was drawn (the options, counts, and every record's file and line or row) to
-    /// this JSON file [default: beside -o or --summary, as NAME.manifest.json, when --where,
-    /// --per-instance or --limit is given]
-    #[arg(long, value_name = "FILE")]
-    manifest: Option<PathBuf>,
-}
-
-impl DrawArgs {
-    fn spec(&self) -> DrawSpec {
-        DrawSpec {
-            conditions: self.conditions.clone(),
-            per_instance: self.per_instance.map(|n| n as usize),
-            instance_field: self.instance_field.clone(),
-            limit: self.limit.map(|n| n as usize),
-        }
-    }
-
-    /// The trajectories of `inputs` this draw takes.
-    fn open(&self, inputs: &[PathBuf], options: ReadOptions) -> Result<TrajectoryStream> {
-        let stream =
-            read_trajectories_with(inputs, options)?.messages_in(self.messages_field.clone());
-        let spec = self.spec();
-        Ok(if spec.is_active() || self.manifest.is_some() {
-            stream.drawing(spec)
-        } else {
-            stream
-        })
-    }
-
-    /// Where the manifest goes: `--manifest`, else beside the first result file named.
-    fn manifest_path(&self, results: &[Option<&Path>]) -> Option<PathBuf> {
-        if let Some(p) = &self.manifest {
-            return Some(p.clone());
-        }
-        let beside = results.iter().flatten().next()?;
-        let stem = beside.file_stem()?.to_string_lossy();
-        let stem = stem.strip_suffix(".jsonl").unwrap_or(&stem);
-        Some(beside.with_file_name(format!("{stem}.manifest.json")))
-    }
-
-    /// Writes the manifest of `stream`'s draw, if it drew and there is a place for it.
-    fn write_manifest(
-        &self,
-        inputs: &[PathBuf],
-        stream: &TrajectoryStream,
-        results: &[Option<&Path>],
-    ) -> Result<()> {
-        let (Some(manifest), Some(path)) = (stream.manifest(), self.manifest_path(results)) else {
-            return Ok(());
-        };
-        #[derive(serde::Serialize)]
-        struct Written<'a> {
-            inputs: &'a [PathBuf],
-            #[serde(skip_serializing_if = "Option::is_none")]
-            messages_field: Option<&'a str>,
-            #[serde(flatten)]
-            manifest: &'a DrawManifest,
-        }
-        data::write_json_atomic(
-            &path,
-            &Written {
-                inputs,
-                messages_field: self.messages_field.as_deref(),
-                manifest,
-            },
-        )
-        .with_context(|| format!("writing the manifest {}", path.display()))?;
-        eprintln!(
-            "drew {} of {} records; manifest: {}",
-            manifest.drawn.len(),
-            manifest.records_seen,
-            path.display()
-        );
-        Ok(())
-    }
 }
 
 #[derive(Clone)]
@@ -295,13 +196,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             args.draw.manifest.as_deref(),
         ],
     )?;
-    let mut trajectories = args.draw.open(
-        &args.trajectories,
-        ReadOptions {
-            format: args.format.into(),
-            score_rejected_actions: args.score_rejected_actions,
-        },
-    )?;
+    let read = args
+        .draw
+        .read_options(args.format.into(), args.score_rejected_actions);
+    let mut trajectories = args.draw.open(&args.trajectories, read)?;
     if args.check {
         return run_check(&args, &mut trajectories);
     }
@@ -382,10 +280,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     if let Some(out) = rendered_out {
         out.finish().context("writing the rendered trajectories")?;
     }
-    let results = [args.output.as_deref(), args.summary.as_deref()];
     if !explaining {
+        let beside = manifest_beside(&[args.output.as_deref(), args.summary.as_deref()]);
         args.draw
-            .write_manifest(&args.trajectories, &trajectories, &results)?;
+            .write_manifest(&args.trajectories, &trajectories, beside)?;
     }
     if let Some(id) = &args.explain {
         if !explained {
@@ -488,9 +386,9 @@ fn run_check(args: &EvalArgs, trajectories: &mut TrajectoryStream) -> Result<()>
     if let Some(out) = rendered_out {
         out.finish().context("writing the rendered trajectories")?;
     }
-    let results = [args.output.as_deref(), args.summary.as_deref()];
+    let beside = manifest_beside(&[args.output.as_deref(), args.summary.as_deref()]);
     args.draw
-        .write_manifest(&args.trajectories, trajectories, &results)?;
+        .write_manifest(&args.trajectories, trajectories, beside)?;
     let summary = totals.into_inner().finish(
         &flow.log,
         tokenizer.info().name.clone(),

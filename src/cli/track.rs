@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
@@ -17,7 +17,7 @@ use hesnr::pipeline::track::{self, CheckpointEvent, EvalSet, TrackOptions};
 use hesnr::pipeline::track_types::TrackReport;
 use hesnr::report;
 
-use super::common::{load_model, num4, MetricArgs, ModelArgs};
+use super::common::{load_model, num4, DrawArgs, MetricArgs, ModelArgs};
 use super::eval::FormatArg;
 
 pub const TRACK_EXAMPLES: &str = "Examples:
@@ -77,6 +77,8 @@ pub struct TrackArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
+    draw: DrawArgs,
+    #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     metric: MetricArgs,
@@ -88,11 +90,16 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
 
 pub fn run_track(args: TrackArgs) -> Result<()> {
     let manifest = track::read_manifest(&args.manifest)?;
+    if !args.documents.is_empty() && args.draw.is_used() {
+        bail!("--where, --per-instance, --limit, --messages-field and --manifest draw from -T trajectories, not from --documents");
+    }
     let set = if args.documents.is_empty() {
         EvalSet::Trajectories {
             inputs: args.trajectories.clone(),
-            format: args.format.into(),
-            score_rejected_actions: args.score_rejected_actions,
+            read: args
+                .draw
+                .read_options(args.format.into(), args.score_rejected_actions),
+            draw: args.draw.spec(),
             preset: args.preset,
             chat_template: args.chat_template.clone(),
             token_rule: TokenRule::All,
@@ -148,6 +155,15 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     let report = track::run_track(&manifest, &set, &opts, &mut load, &mut log)?;
     let files = report::track::write_report(&report, &args.out)
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
+    if let EvalSet::Trajectories { inputs, read, .. } = &set {
+        if args.draw.spec().is_active() || args.draw.manifest.is_some() {
+            // The set as drawn, written down once: reading it again costs a parse, no model.
+            let mut drawn = args.draw.open(inputs, read.clone())?;
+            drawn.by_ref().for_each(drop);
+            let default = args.out.join("eval-set.manifest.json");
+            args.draw.write_manifest(inputs, &drawn, Some(default))?;
+        }
+    }
     if args.json {
         super::common::print_line(serde_json::to_string_pretty(&report)?)?;
     }

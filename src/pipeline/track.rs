@@ -22,7 +22,9 @@ use super::track_types::{
 use crate::analysis::stats::{self, Correlation};
 use crate::data::open::STDIN_ARG;
 use crate::data::trajectory::mask::{Preset, TokenRule};
-use crate::data::trajectory::read::{read_trajectories_with, ReadOptions, TrajectoryFormat};
+use crate::data::trajectory::read::{
+    read_trajectories_with, DrawSpec, ReadOptions, READER_VERSION,
+};
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
@@ -260,10 +262,10 @@ pub enum EvalSet {
     /// Agent trajectories, scored the paper's way under one preset.
     Trajectories {
         inputs: Vec<PathBuf>,
-        format: TrajectoryFormat,
-        /// Score the action blocks of turns the agent rejected (see
-        /// [`ReadOptions::score_rejected_actions`]).
-        score_rejected_actions: bool,
+        /// How the records are read (format, rejected turns, the messages column).
+        read: ReadOptions,
+        /// Which records make the set (all when inactive).
+        draw: DrawSpec,
         preset: Preset,
         /// The model's, ChatML, or a template file (see `hesnr eval --chat-template`).
         chat_template: TemplateChoice,
@@ -326,8 +328,8 @@ impl EvalSet {
         let content = digest::hex(&hasher.finalize());
         Ok(match self {
             EvalSet::Trajectories {
-                format,
-                score_rejected_actions,
+                read,
+                draw,
                 preset,
                 chat_template,
                 token_rule,
@@ -339,9 +341,19 @@ impl EvalSet {
                         .unwrap_or_else(|_| path.display().to_string()),
                     other => other.to_string(),
                 };
-                serde_json::json!({"kind": "trajectories", "content": content, "format": format!("{format:?}"),
-                    "score_rejected_actions": score_rejected_actions,
-                    "preset": preset.name(), "template": template, "token_rule": token_rule})
+                let mut set = serde_json::json!({"kind": "trajectories", "content": content,
+                    "format": format!("{:?}", read.format),
+                    "score_rejected_actions": read.score_rejected_actions,
+                    "readers": READER_VERSION,
+                    "preset": preset.name(), "template": template, "token_rule": token_rule});
+                // Options not used leave the key of every earlier run as it was.
+                if let Some(field) = &read.messages_field {
+                    set["messages_field"] = field.as_str().into();
+                }
+                if draw.is_active() {
+                    set["draw"] = serde_json::to_value(draw).expect("a draw spec serializes");
+                }
+                set
             }
             EvalSet::Documents { reader, .. } => {
                 serde_json::json!({"kind": "documents", "content": content,
@@ -546,8 +558,8 @@ fn score_checkpoint(
     match set {
         EvalSet::Trajectories {
             inputs,
-            format,
-            score_rejected_actions,
+            read,
+            draw,
             preset,
             chat_template,
             token_rule,
@@ -581,11 +593,7 @@ fn score_checkpoint(
                     }
                     Ok::<(), Stopped>(())
                 };
-            let options = ReadOptions {
-                format: *format,
-                score_rejected_actions: *score_rejected_actions,
-            };
-            let items = read_trajectories_with(inputs, options)?;
+            let items = read_trajectories_with(inputs, read.clone())?.drawing(draw.clone());
             flow.drive(&mut [backend], items, work, sink)
                 .map_err(stopped)?;
         }

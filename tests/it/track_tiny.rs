@@ -232,3 +232,90 @@ fn a_killed_run_resumes_to_the_same_table() {
     assert_eq!(log.matches(": cached").count(), cached_before, "{log}");
     assert_eq!(table(resumed), table(uninterrupted));
 }
+
+/// `track -T` draws its set as `eval` does: the drawn set scores exactly as a file holding only
+/// the drawn records, under a cache key of its own, with the manifest in the report folder.
+#[test]
+fn a_drawn_set_tracks_like_a_file_of_the_drawn_records() {
+    let dir = scratch().join("track-draw");
+    let _ = std::fs::remove_dir_all(&dir);
+    let all = eval_set(&dir, 6);
+    let records: Vec<Value> = std::fs::read_to_string(&all)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut r: Value = serde_json::from_str(l).unwrap();
+            r["resolved"] = json!(i % 3 != 1);
+            r
+        })
+        .collect();
+    let write = |name: &str, keep: &dyn Fn(&Value) -> bool| {
+        let p = dir.join(name);
+        let lines: String = records
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| format!("{r}\n"))
+            .collect();
+        std::fs::write(&p, lines).unwrap();
+        p
+    };
+    let labelled = write("labelled.jsonl", &|_| true);
+    let resolved = write("resolved.jsonl", &|r| r["resolved"] == true);
+    let models = checkpoints();
+    let manifest = manifest(&dir, &models[..2]);
+    let cache = dir.join("cache");
+    let run = |set: &Path, out: &str, extra: &[&str]| {
+        let out = dir.join(out);
+        let mut args = vec![
+            "track",
+            manifest.to_str().unwrap(),
+            "-T",
+            set.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-t",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let o = hesnr(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        let report: Value =
+            serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+        (table(report), stderr, out)
+    };
+    let (want, _, _) = run(&resolved, "plain", &[]);
+    let (got, log, out) = run(&labelled, "drawn", &["--where", "resolved=true"]);
+    // Another set: scored afresh, not read from the plain set's cache entries.
+    assert_eq!(log.matches(": scoring").count(), 2, "{log}");
+    for i in 0..2 {
+        assert_eq!(
+            got["checkpoints"][i]["summary"], want["checkpoints"][i]["summary"],
+            "checkpoint {i}"
+        );
+    }
+    let drawn: Value =
+        serde_json::from_slice(&std::fs::read(out.join("eval-set.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(drawn["where"], json!(["resolved=true"]));
+    assert_eq!(drawn["excluded_by_where"], 2);
+    assert_eq!(drawn["drawn"].as_array().unwrap().len(), 4);
+    // The same draw again: every checkpoint from the cache.
+    let (again, log, _) = run(&labelled, "drawn-again", &["--where", "resolved=true"]);
+    assert_eq!(log.matches(": cached").count(), 2, "{log}");
+    assert_eq!(again["checkpoints"], got["checkpoints"]);
+    // Draw options do not apply to --documents.
+    let o = hesnr(&[
+        "track",
+        manifest.to_str().unwrap(),
+        "--documents",
+        all.to_str().unwrap(),
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not from --documents"));
+}

@@ -84,7 +84,7 @@ pub enum TrajectoryFormat {
 
 /// How trajectory records are read: the format, and the choices where a format leaves a
 /// reading open.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ReadOptions {
     pub format: TrajectoryFormat,
     /// Score the action blocks of turns the agent rejected without running them
@@ -92,7 +92,15 @@ pub struct ReadOptions {
     /// by default such a turn is all Thought, since none of its blocks was executed; with this
     /// set, each of its blocks is an Action. See `docs/trajectory-formats.md`.
     pub score_rejected_actions: bool,
+    /// The field of every record that holds its messages (a dataset's column), instead of
+    /// finding them by the record's shape.
+    pub messages_field: Option<String>,
 }
+
+/// The version of what the readers make of a record: bumped whenever a reader change gives some
+/// trajectory other segments, so that caches keyed on the data's content (`hesnr track`) are
+/// re-scored rather than misread.
+pub const READER_VERSION: u32 = 2;
 
 /// [`read_trajectories_with`] with the default [`ReadOptions`] for `format`.
 pub fn read_trajectories(
@@ -156,7 +164,6 @@ pub fn read_trajectories_with(
         pending: VecDeque::new(),
         lines: None,
         draw: None,
-        messages_field: None,
         stopped: false,
     })
 }
@@ -172,8 +179,6 @@ pub struct TrajectoryStream {
     lines: Option<LineInput>,
     /// Which records are taken ([`TrajectoryStream::drawing`]); all when `None`.
     draw: Option<Draw>,
-    /// The field holding the messages ([`TrajectoryStream::messages_in`]).
-    messages_field: Option<String>,
     /// The draw's limit was reached: nothing more is read.
     stopped: bool,
 }
@@ -192,13 +197,6 @@ impl TrajectoryStream {
     /// says what was drawn.
     pub fn drawing(mut self, spec: DrawSpec) -> Self {
         self.draw = Some(Draw::new(spec));
-        self
-    }
-
-    /// Reads the messages of every record from `field` (a column of a dataset) instead of
-    /// finding them by the record's shape.
-    pub fn messages_in(mut self, field: Option<String>) -> Self {
-        self.messages_field = field;
         self
     }
 
@@ -282,10 +280,10 @@ impl TrajectoryStream {
         }
     }
 
-    /// `record` with the messages of `--messages-field` under `messages`, where the readers
-    /// look for them.
+    /// `record` with the messages of [`ReadOptions::messages_field`] under `messages`, where
+    /// the readers look for them.
     fn with_named_messages(&self, mut record: RawRecord) -> Result<RawRecord, RecordError> {
-        let Some(field) = &self.messages_field else {
+        let Some(field) = &self.options.messages_field else {
             return Ok(record);
         };
         let missing = |obj: Option<&Map<String, Value>>| RecordError {
