@@ -1001,6 +1001,43 @@ mod tests {
         assert_eq!(Position::read(&b), p);
     }
 
+    /// A trajectory set's fingerprint names the readers' version, and the draw and the messages
+    /// column only when they are used (so that runs without them keep their keys).
+    #[test]
+    fn trajectory_fingerprints_name_only_the_options_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("set.jsonl");
+        std::fs::write(&file, "{}\n").unwrap();
+        let set = |read: ReadOptions, draw: DrawSpec| EvalSet::Trajectories {
+            inputs: vec![file.clone()],
+            read,
+            draw,
+            preset: Preset::Full,
+            chat_template: TemplateChoice::ChatMl,
+            token_rule: TokenRule::All,
+        };
+        let plain = set(ReadOptions::default(), DrawSpec::default())
+            .fingerprint()
+            .unwrap();
+        assert_eq!(plain["readers"], READER_VERSION);
+        assert!(plain.get("draw").is_none() && plain.get("messages_field").is_none());
+        let drawn = set(
+            ReadOptions {
+                messages_field: Some("conversation".into()),
+                ..ReadOptions::default()
+            },
+            DrawSpec {
+                limit: Some(5),
+                ..DrawSpec::default()
+            },
+        )
+        .fingerprint()
+        .unwrap();
+        assert_eq!(drawn["messages_field"], "conversation");
+        assert_eq!(drawn["draw"]["limit"], 5);
+        assert_eq!(drawn["content"], plain["content"]);
+    }
+
     /// Cache keys must not change between versions: a track output folder written before must
     /// resume from its cache without scoring anything again.
     #[test]
