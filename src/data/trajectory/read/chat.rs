@@ -23,8 +23,8 @@
 use serde_json::{Map, Value};
 
 use super::record::{
-    content_text, context_segments, has_action, merged_metadata, message_role, non_null, record_id,
-    single, tool_call_segments, with_tool_calls, Cx,
+    content_text, context_segments, function_segment, has_action, merged_metadata, message_role,
+    non_null, record_id, single, tool_call_segments, with_tool_calls, Cx,
 };
 use super::ReadOptions;
 use crate::data::json::missing_message;
@@ -45,6 +45,10 @@ enum Dialect {
     /// nebius/SWE-agent-trajectories: `trajectory` of `{role, text}`, the system prompt in
     /// `system_prompt`.
     Nebius,
+    /// ShareGPT conversations (SFT datasets for LLaMA-Factory, axolotl, FastChat): `{from,
+    /// value}` messages, `from` being `system`, `human`, `gpt`, `function_call` (the assistant's
+    /// tool call as a JSON `{name, arguments}` text) or `observation` (the tool's answer).
+    ShareGpt,
     /// mini-swe-agent, text-based: exactly one fenced block tagged `fence` per accepted turn.
     Mini { fence: &'static str },
     /// mini-swe-agent with tool calling (`tool_calls`, `role: "exit"`).
@@ -73,7 +77,17 @@ impl Dialect {
             }
         };
         if !mini {
-            return Dialect::Chat;
+            let sharegpt = messages
+                .first()
+                .and_then(Value::as_object)
+                .is_some_and(|m| {
+                    !m.contains_key("role") && m.get("from").is_some_and(Value::is_string)
+                });
+            return if sharegpt {
+                Dialect::ShareGpt
+            } else {
+                Dialect::Chat
+            };
         }
         let assistant = messages
             .iter()
@@ -99,6 +113,7 @@ impl Dialect {
     fn name(self) -> &'static str {
         match self {
             Dialect::Chat => "chat",
+            Dialect::ShareGpt => "sharegpt",
             Dialect::Nebius => "nebius",
             Dialect::Mini { .. } => "mini-swe-agent",
             Dialect::MiniToolCall => "mini-swe-agent-toolcall",
@@ -117,7 +132,8 @@ pub fn parse_chat(value: &Value, source: &str, line: u64) -> Result<Trajectory, 
 
 /// Parses one chat record: `{"id" | "instance_id" | "trajectory_id", "messages": [...],
 /// "metadata": {...}}`, the same with `trajectory` as the list and `text` for `content`
-/// (nebius/SWE-agent-trajectories), or a bare array of messages.
+/// (nebius/SWE-agent-trajectories), the list under [`ReadOptions::messages_field`] when it is
+/// set, or a bare array of messages.
 ///
 /// Roles: system (and developer), user (human), assistant (ai, model), tool (function), and
 /// `exit` in mini-swe-agent. Content is a string, null, or a list of `{"type": "text", "text":
@@ -143,16 +159,20 @@ pub fn parse_chat_with(
     let (record, key, list) = match value {
         Value::Array(list) => (None, "", list),
         Value::Object(obj) => {
-            let (key, list) = match (non_null(obj, "messages"), non_null(obj, "trajectory")) {
-                (Some(m), _) => ("messages", m),
-                (None, Some(t)) => ("trajectory", t),
-                (None, None) => {
-                    return Err(cx.err(
-                        RecordErrorKind::MissingField,
-                        "$.messages",
-                        missing_message(obj),
-                    ))
-                }
+            let found = match options.messages_field.as_deref() {
+                // The column named (`--messages-field`), or found by the caller.
+                Some(field) => non_null(obj, field).map(|m| (field, m)),
+                None => non_null(obj, "messages")
+                    .map(|m| ("messages", m))
+                    .or_else(|| non_null(obj, "trajectory").map(|t| ("trajectory", t))),
+            };
+            let Some((key, list)) = found else {
+                let field = options.messages_field.as_deref().unwrap_or("messages");
+                return Err(cx.err(
+                    RecordErrorKind::MissingField,
+                    &format!("$.{field}"),
+                    missing_message(obj),
+                ));
             };
             let list = list
                 .as_array()
@@ -232,11 +252,11 @@ impl ChatReader<'_> {
         } else {
             message_role(cx, obj, path)?
         };
-        let key = if obj.contains_key("content") || !obj.contains_key("text") {
-            "content"
-        } else {
-            "text"
-        };
+        // `content` (OpenAI), else `text` (nebius), else `value` (ShareGPT).
+        let key = ["content", "text", "value"]
+            .into_iter()
+            .find(|k| obj.contains_key(*k))
+            .unwrap_or("content");
         let mut content = content_text(cx, obj.get(key), &format!("{path}.{key}"))?;
         if content.is_empty() && non_null(obj, key).is_none() {
             if let Some(Value::String(prompt)) = obj.get("system_prompt") {
@@ -278,7 +298,14 @@ impl ChatReader<'_> {
             return Ok(with_tool_calls(content, calls));
         }
         Ok(match self.dialect {
-            Dialect::Chat | Dialect::Nebius => split_actions(&content, &mut self.current_file),
+            Dialect::ShareGpt
+                if obj.get("from").and_then(Value::as_str) == Some("function_call") =>
+            {
+                sharegpt_call(cx, content, path)?
+            }
+            Dialect::Chat | Dialect::Nebius | Dialect::ShareGpt => {
+                split_actions(&content, &mut self.current_file)
+            }
             // Only tool calls are executed.
             Dialect::MiniToolCall => single(SegmentKind::Thought, content),
             Dialect::Mini { fence } => {
@@ -290,6 +317,24 @@ impl ChatReader<'_> {
                 }
             }
         })
+    }
+}
+
+/// A ShareGPT `function_call` message: its text is the call as JSON `{name, arguments}`,
+/// rendered like any tool call; text that is not such an object is kept as written, an Action,
+/// with a warning.
+fn sharegpt_call(cx: &mut Cx, content: String, path: &str) -> Result<Vec<Segment>, RecordError> {
+    match serde_json::from_str::<Value>(&content) {
+        Ok(call @ Value::Object(_)) => {
+            Ok(vec![function_segment(cx, &call, &format!("{path}.value"))?])
+        }
+        _ => {
+            cx.warnings.push(format!(
+                "{path}.value: a function_call message that is not a JSON {{name, arguments}} \
+                 object; kept as written"
+            ));
+            Ok(single(SegmentKind::Action, content))
+        }
     }
 }
 

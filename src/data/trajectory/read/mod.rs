@@ -51,9 +51,7 @@ pub use swe_agent::parse_swe_agent;
 
 use super::Trajectory;
 use crate::data::inputs::{expand, InputFile};
-use crate::data::json::{
-    json_message, missing_message, type_name, JsonLayout, JsonRecord, JsonRecords,
-};
+use crate::data::json::{json_message, type_name, JsonLayout, JsonRecord, JsonRecords};
 use crate::data::open::{
     first_non_blank, open_decoded, put_back, starts_with_parquet_magic, BOM, STDIN_NAME,
 };
@@ -279,32 +277,6 @@ impl TrajectoryStream {
             }
         }
     }
-
-    /// `record` with the messages of [`ReadOptions::messages_field`] under `messages`, where
-    /// the readers look for them.
-    fn with_named_messages(&self, mut record: RawRecord) -> Result<RawRecord, RecordError> {
-        let Some(field) = &self.options.messages_field else {
-            return Ok(record);
-        };
-        let missing = |obj: Option<&Map<String, Value>>| RecordError {
-            source: record.source.clone(),
-            line: record.line,
-            field: Some(format!("$.{field}")),
-            kind: RecordErrorKind::MissingField,
-            message: match obj {
-                Some(o) => missing_message(o),
-                None => "missing: the record is not an object".to_string(),
-            },
-        };
-        let Value::Object(obj) = &mut record.value else {
-            return Err(missing(None));
-        };
-        let Some(messages) = obj.remove(field.as_str()) else {
-            return Err(missing(Some(obj)));
-        };
-        obj.insert("messages".to_string(), messages);
-        Ok(record)
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -371,7 +343,6 @@ impl Iterator for TrajectoryStream {
                 }
             }
             return Some(record.and_then(|r| {
-                let r = self.with_named_messages(r)?;
                 parse_value(
                     &r.value,
                     &r.source,
@@ -477,15 +448,20 @@ fn sniff(value: &Value) -> Option<TrajectoryFormat> {
     }
 }
 
-/// The one column of a record that holds a list of chat messages (objects with a string `role`),
-/// when the record has exactly one such column; `--messages-field` names it otherwise.
+/// The one column of a record that holds a list of chat messages (objects with a string `role`,
+/// or ShareGPT's `from`: a `conversations` column), when the record has exactly one such column;
+/// `--messages-field` names it otherwise.
 fn messages_column(value: &Value) -> Option<String> {
     let obj = value.as_object()?;
     let mut found = obj.iter().filter(|(_, v)| {
         v.as_array()
             .and_then(|a| a.first())
             .and_then(Value::as_object)
-            .is_some_and(|m| m.get("role").is_some_and(Value::is_string))
+            .is_some_and(|m| {
+                ["role", "from"]
+                    .iter()
+                    .any(|k| m.get(*k).is_some_and(Value::is_string))
+            })
     });
     let (key, _) = found.next()?;
     found.next().is_none().then(|| key.clone())
@@ -538,16 +514,19 @@ fn parse_value(
     fallback: Option<TrajectoryFormat>,
     options: &ReadOptions,
 ) -> Result<Trajectory, RecordError> {
+    if options.messages_field.is_some() {
+        // A dataset's messages column, named: chat messages whatever else the record holds.
+        return parse_chat_with(value, source, line, options);
+    }
     if format == TrajectoryFormat::Auto && sniff(value).is_none() {
         if let Some(column) = messages_column(value) {
-            // A dataset row whose messages sit under a name of its own (`conversation`,
-            // `chat`): read as chat with that column as `messages`.
-            let mut record = value.clone();
-            if let Value::Object(obj) = &mut record {
-                let messages = obj.remove(&column).unwrap_or_default();
-                obj.insert("messages".to_string(), messages);
-            }
-            return parse_chat_with(&record, source, line, options);
+            // A dataset row whose messages sit under a name of its own (`conversations`,
+            // `chat`): read as chat from that column.
+            let options = ReadOptions {
+                messages_field: Some(column),
+                ..options.clone()
+            };
+            return parse_chat_with(value, source, line, &options);
         }
     }
     let format = match format {

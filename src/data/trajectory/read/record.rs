@@ -227,7 +227,9 @@ pub(super) fn chat_role(role: &str) -> Option<Role> {
         "system" | "developer" => Role::System,
         "user" | "human" => Role::User,
         "assistant" | "ai" | "model" | "gpt" => Role::Assistant,
-        "tool" | "function" | "ipython" => Role::Tool,
+        // ShareGPT names the assistant's tool call `function_call` and its answer `observation`.
+        "function_call" => Role::Assistant,
+        "tool" | "function" | "ipython" | "observation" => Role::Tool,
         _ => return None,
     })
 }
@@ -237,8 +239,14 @@ pub(super) fn message_role(
     obj: &Map<String, Value>,
     path: &str,
 ) -> Result<Role, RecordError> {
-    let role_path = format!("{path}.role");
-    let role = opt_str(cx, obj, "role", path)?
+    // `role`, or ShareGPT's `from`.
+    let key = if !obj.contains_key("role") && obj.contains_key("from") {
+        "from"
+    } else {
+        "role"
+    };
+    let role_path = format!("{path}.{key}");
+    let role = opt_str(cx, obj, key, path)?
         .ok_or_else(|| cx.err(RecordErrorKind::MissingField, &role_path, "missing"))?;
     chat_role(role).ok_or_else(|| {
         cx.err(

@@ -1454,3 +1454,58 @@ fn swe_agent_submit_only_in_trajectory_and_demos() {
         vec!["<command>", "</command>"]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// ShareGPT conversations
+
+#[test]
+fn sharegpt_conversations_read_from_and_value_with_function_calls() {
+    let record = json!({"id": "s1", "conversations": [
+        {"from": "system", "value": "You are an agent."},
+        {"from": "human", "value": "Fix the bug."},
+        {"from": "gpt", "value": "Look first.\n```bash\nls\n```"},
+        {"from": "observation", "value": "utils.py"},
+        {"from": "function_call", "value": "{\"name\": \"bash\", \"arguments\": {\"command\": \"cat utils.py\"}}"},
+        {"from": "observation", "value": "def f(): pass"},
+        {"from": "function_call", "value": "not json"},
+    ]});
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("sft.jsonl");
+    std::fs::write(&p, format!("{record}\n")).unwrap();
+    let items: Vec<_> = read_trajectories(&[p], TrajectoryFormat::Auto)
+        .unwrap()
+        .collect();
+    let t = items[0].as_ref().unwrap();
+    assert_eq!(t.format, "sharegpt");
+    assert_eq!(
+        shape(t),
+        vec![
+            (Role::System, vec![(Prompt, "You are an agent.")]),
+            (Role::User, vec![(Prompt, "Fix the bug.")]),
+            (
+                Role::Assistant,
+                vec![(Thought, "Look first.\n"), (Action, "```bash\nls\n```")]
+            ),
+            (Role::Tool, vec![(Observation, "utils.py")]),
+            (
+                Role::Assistant,
+                vec![(
+                    Action,
+                    "<function=bash>\n<parameter=command>cat utils.py</parameter>\n</function>"
+                )]
+            ),
+            (Role::Tool, vec![(Observation, "def f(): pass")]),
+            (Role::Assistant, vec![(Action, "not json")]),
+        ]
+    );
+    assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+    assert!(
+        t.warnings[0].contains("$.conversations[6].value"),
+        "{:?}",
+        t.warnings
+    );
+    // A message with neither `role` nor `from` is named by its `role` path.
+    let bad = json!({"messages": [{"from": "human", "value": "x"}, {"value": "y"}]});
+    let e = parse_chat(&bad, "f.jsonl", 3).unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("$.messages[1].role"));
+}
