@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use hesnr::engine::remote::client::{redact_url, ClientOptions};
+use hesnr::engine::remote::client::{redact_url, ClientOptions, DEFAULT_TOTAL_TIMEOUT_SECS};
 use hesnr::engine::remote::protocol::Protocol;
 use hesnr::engine::remote::verify::CHECKS;
 use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions, TokenizerCheck};
@@ -52,6 +52,14 @@ pub struct RemoteArgs {
     /// Retries of a failed request (429, 5xx, refused connection, timeout), with backoff (0 to 100)
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=100), help_heading = "Remote server")]
     pub retries: u32,
+    /// Seconds one request may take in all, every retry and wait included (at least one full
+    /// --timeout); past it the run stops, resumable
+    #[arg(long, default_value_t = DEFAULT_TOTAL_TIMEOUT_SECS, value_parser = parse_timeout, help_heading = "Remote server")]
+    pub total_timeout: f64,
+    /// Largest server answer read, in MiB (1 to 65536) [default: what the request can need:
+    /// about 0.5 KiB per token and candidate, plus 1 MiB]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536), help_heading = "Remote server")]
+    pub max_response_mb: Option<u32>,
 }
 
 /// `--timeout`: seconds, over 0 and at most a day. `inf`, `nan`, 0 and negative values are
@@ -89,6 +97,8 @@ impl RemoteArgs {
                 timeout: Duration::from_secs_f64(self.timeout),
                 retries: self.retries,
                 backoff: Duration::from_millis(500),
+                total_timeout: Duration::from_secs_f64(self.total_timeout),
+                max_answer_bytes: self.max_response_mb.map(|mb| mb as usize * (1 << 20)),
             },
             model: self.remote_model.clone(),
             protocol: match self.remote_protocol {
@@ -151,6 +161,8 @@ pub fn run_probe(args: ProbeArgs) -> Result<()> {
         concurrency: 1,
         timeout: args.timeout,
         retries: 1,
+        total_timeout: DEFAULT_TOTAL_TIMEOUT_SECS,
+        max_response_mb: None,
     };
     let report = remote::probe(&tokenizer, &remote.options(&args.url, None))
         .with_context(|| format!("probing {}", redact_url(&args.url)))?;
