@@ -253,6 +253,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in MiB (a larger one is answered 413)
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_body_mb: u32,
+    /// Seconds a client gets to send its whole request (a slower one is answered 408 and
+    /// disconnected), and again to take its answer (1 to 3600)
+    #[arg(long, default_value_t = server::DEFAULT_READ_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout: u64,
     /// Answer wrongly on purpose, to test a client's verification
     #[arg(long, value_enum)]
     fault: Option<Fault>,
@@ -275,18 +279,16 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
             .unwrap_or_else(|| backend.info().name.clone())
     });
     let addr = format!("{}:{}", args.host, args.port);
-    let http = tiny_http::Server::http(&addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let shown = http
-        .server_addr()
-        .to_ip()
-        .map_or(addr.clone(), |a| a.to_string());
+    let http =
+        std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let shown = http.local_addr().map_or(addr.clone(), |a| a.to_string());
     super::common::print_line(format_args!("listening on http://{shown} (model {name})"))?;
     std::io::stdout().flush()?;
     let opts = ServeOptions {
         model_name: name,
         api_key,
         max_body_bytes: args.max_body_mb as usize * (1 << 20),
+        read_timeout: Duration::from_secs(args.read_timeout),
         fault: args.fault,
     };
     server::serve(backend.as_mut(), &opts, &http);

@@ -771,10 +771,23 @@ fn raw_request(addr: &str, bytes: &[u8]) -> String {
     line
 }
 
+/// Reads what the server sends on `conn` until it closes (at most 30 s).
+fn read_answer(conn: &mut TcpStream) -> String {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[test]
 fn serve_bounds_bodies_and_no_client_holds_up_the_others() {
     let model = default_tiny();
-    let server = Server::start(&model, 0, &["-t", "1", "--max-body-mb", "1"]);
+    let server = Server::start(
+        &model,
+        0,
+        &["-t", "1", "--max-body-mb", "1", "--read-timeout", "2"],
+    );
     let addr = server.url.trim_start_matches("http://").to_string();
 
     // A client that declares a body and stalls after a few bytes of it.
@@ -799,7 +812,37 @@ fn serve_bounds_bodies_and_no_client_holds_up_the_others() {
         .as_bytes(),
     );
     assert!(status.contains(" 413"), "{status}");
-    drop(stalled);
+
+    // The stalled client is answered 408 after --read-timeout and disconnected (it used to
+    // hold its reading slot for as long as it kept the connection open).
+    let cut = read_answer(&mut stalled);
+    assert!(
+        cut.starts_with("HTTP/1.1 408") && cut.contains("--read-timeout"),
+        "{cut:?}"
+    );
+
+    // Clients that take every reading slot get them back when they are cut off: meanwhile
+    // others are told 503 at once, then answered again.
+    let mut hogs: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"POST /tokenize HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut busy = String::new();
+    while !busy.contains(" 503") && t0.elapsed() < Duration::from_secs(20) {
+        busy = raw_request(&addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    assert!(busy.contains(" 503"), "{busy}");
+    for hog in &mut hogs {
+        let cut = read_answer(hog);
+        assert!(cut.starts_with("HTTP/1.1 408"), "{cut:?}");
+    }
+    let health = raw_request(&addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(health.contains(" 200"), "{health}");
 }
 
 /// The requests `connect` makes before scoring: the model list, `/tokenize`, one probe.
