@@ -225,8 +225,8 @@ pub const SERVE_EXAMPLES: &str = "Examples:
 
 Serves POST /v1/completions with vLLM's `prompt_logprobs` (and `echo` + `logprobs`), GET /v1/models,
 POST /tokenize and GET /health. Prompts are scored, not continued. The model answers one request
-at a time; bodies are read concurrently and bounded (--max-body-mb), so no client holds up the
-others. Listens on loopback unless --host says otherwise; with another host, set --api-key.";
+at a time; bodies are read concurrently, bounded (--max-body-mb) and on a deadline
+(--read-timeout: a stalled client is answered 408), so no client holds up the others. Listens on loopback unless --host says otherwise; with another host, set --api-key.";
 
 #[derive(Args)]
 pub struct ServeArgs {

@@ -387,9 +387,10 @@ pub fn answer_limit(n: usize, k: usize) -> usize {
 fn request_failure(e: ClientError) -> EngineError {
     let check = match &e {
         ClientError::Transport { .. } => return EngineError::Unavailable(e.to_string()),
-        ClientError::Status { status, .. } if matches!(status, 400 | 413 | 422) => {
-            return remote_err(e)
-        }
+        ClientError::Status {
+            status: 400 | 413 | 422,
+            ..
+        } => return remote_err(e),
         ClientError::Status { .. } => "status",
         ClientError::Body { .. } => "json",
         ClientError::TooLarge { .. } => "size",
@@ -616,4 +617,46 @@ pub fn probe(tokenizer: &Path, opts: &RemoteOptions) -> Result<ProbeReport, Engi
         tokenizer: tokenizer_check,
         forms: results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> ClientError {
+        ClientError::Status {
+            url: "http://h/v1/completions".into(),
+            status,
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_request_skips_the_document_other_failures_stop_the_run() {
+        for s in [400, 413, 422] {
+            assert!(!request_failure(status(s)).is_fatal(), "{s}");
+        }
+        for s in [401, 403, 404, 405, 302] {
+            let e = request_failure(status(s));
+            assert!(e.is_fatal(), "{s}");
+            assert!(e.to_string().contains("`status`") && e.to_string().contains("http://h"));
+        }
+        let body = ClientError::Body {
+            url: "http://h".into(),
+            message: "x".into(),
+        };
+        assert!(request_failure(body).to_string().contains("`json`"));
+        let large = ClientError::TooLarge {
+            url: "http://h".into(),
+            limit: 10,
+            why: "w".into(),
+        };
+        assert!(request_failure(large).is_fatal());
+    }
+
+    #[test]
+    fn answers_are_bounded_by_what_the_request_can_need() {
+        assert_eq!(answer_limit(2048, 10), 2049 * 12 * 512 + (1 << 20));
+        assert_eq!(answer_limit(usize::MAX, 10), usize::MAX);
+    }
 }
