@@ -7,8 +7,11 @@
 //! holding the top k and the prompt token itself. No text is generated: `max_tokens` is accepted
 //! and ignored, as the point is scoring the prompt.
 
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
@@ -35,6 +38,9 @@ pub struct ServeOptions {
     pub api_key: Option<String>,
     /// The largest request body read; a larger one is answered 413.
     pub max_body_bytes: usize,
+    /// The time a client gets to send its whole request, and to take its answer; a slower
+    /// one is answered 408 (or cut off) and disconnected.
+    pub read_timeout: Duration,
     pub fault: Option<Fault>,
 }
 
@@ -256,98 +262,313 @@ fn top_logprobs(s: &PositionStats, k: usize) -> Vec<(u32, f64)> {
 /// Serves requests until the process ends.
 ///
 /// The model answers one request at a time (on this thread: a backend is bound to one context),
-/// but no client can hold the others up: every request's body is read on a thread of its own,
-/// at most [`ServeOptions::max_body_bytes`] of it, with at most [`MAX_READING`] reads under
-/// way (more are answered 503 at once), and every answer is written on a thread of its own. A
-/// client that stalls mid-body or never reads its answer ties up only its own thread.
-pub fn serve(backend: &mut dyn Backend, opts: &ServeOptions, server: &tiny_http::Server) {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(tiny_http::Request, Body)>();
+/// but no client can hold the others up: every connection is read on a thread of its own, at
+/// most [`ServeOptions::max_body_bytes`] of body, with at most [`MAX_READING`] connections being
+/// read at once (more are answered 503 at once), and every answer is written on a thread of its
+/// own. A client gets [`ServeOptions::read_timeout`] to send its whole request (head and body)
+/// and again to take its answer: a client that stalls is answered 408 and disconnected, and its
+/// slot is free again.
+///
+/// HTTP is spoken here rather than by a library because the one at hand sets no socket
+/// timeouts: one request per connection (`Connection: close`), bodies by `Content-Length`
+/// (`Expect: 100-continue` honoured; a chunked body is answered 411).
+pub fn serve(backend: &mut dyn Backend, opts: &ServeOptions, listener: &TcpListener) {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(Incoming, TcpStream)>();
     let reading = Arc::new(AtomicUsize::new(0));
+    let timeout = opts.read_timeout;
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            for request in server.incoming_requests() {
+            for conn in listener.incoming() {
+                let Ok(mut stream) = conn else { continue };
                 if reading.fetch_add(1, Ordering::SeqCst) >= MAX_READING {
                     reading.fetch_sub(1, Ordering::SeqCst);
                     let busy = error(503, "too many requests being read; retry later");
-                    respond_in_background(request, busy);
+                    respond_in_background(stream, busy, timeout);
                     continue;
                 }
                 let (tx, reading, limit) =
                     (ready_tx.clone(), Arc::clone(&reading), opts.max_body_bytes);
                 std::thread::spawn(move || {
-                    let mut request = request;
-                    let body = read_body(&mut request, limit);
+                    let request = read_request(&mut stream, limit, timeout);
                     reading.fetch_sub(1, Ordering::SeqCst);
-                    // The receiver lives as long as the server: a failed send means shutdown.
-                    let _ = tx.send((request, body));
+                    match request {
+                        // The receiver lives as long as the server: a failed send means shutdown.
+                        Ok(request) => drop(tx.send((request, stream))),
+                        Err(Some(answer)) => {
+                            tracing::info!(status = answer.0, "request refused while reading");
+                            respond(stream, answer, timeout);
+                        }
+                        Err(None) => {}
+                    }
                 });
             }
         });
-        for (request, body) in ready_rx {
-            let method = request.method().as_str().to_uppercase();
-            let url = request.url().to_string();
-            let auth = request
-                .headers()
-                .iter()
-                .find(|h| h.field.equiv("Authorization"))
-                .map(|h| h.value.as_str().to_string());
-            let (status, value) = match body {
-                Ok(body) => handle(backend, opts, &method, &url, auth.as_deref(), &body),
-                Err(answer) => answer,
-            };
-            tracing::info!(%method, %url, status, "request");
-            respond_in_background(request, (status, value));
+        for (request, stream) in ready_rx {
+            let Incoming {
+                method,
+                path,
+                authorization,
+                body,
+            } = request;
+            let (status, value) = handle(
+                backend,
+                opts,
+                &method,
+                &path,
+                authorization.as_deref(),
+                &body,
+            );
+            tracing::info!(%method, url = %path, status, "request");
+            respond_in_background(stream, (status, value), timeout);
         }
     });
 }
 
-/// Requests whose bodies may be read at once; one more is answered 503.
+/// Connections whose requests may be read at once; one more is answered 503.
 pub const MAX_READING: usize = 64;
 
-/// A request body as text, or the answer that refuses it.
-type Body = Result<String, Answer>;
+/// The largest request head (request line and headers); a larger one is answered 431.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
 
-/// Reads at most `limit` bytes of a request's body (a declared length over it is refused before
-/// anything is read).
-fn read_body(request: &mut tiny_http::Request, limit: usize) -> Body {
-    let too_large = || {
-        error(
+/// The seconds a client gets by default to send its request, and to take its answer.
+pub const DEFAULT_READ_TIMEOUT_SECS: u64 = 60;
+
+/// A request as read from a connection.
+#[derive(Debug)]
+struct Incoming {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    body: String,
+}
+
+/// Reads one request, head and body, within `timeout` in all. `Err(Some(answer))`: answer
+/// this and close; `Err(None)`: the client is gone, nothing to answer.
+fn read_request(
+    stream: &mut TcpStream,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Incoming, Option<Answer>> {
+    let deadline = Instant::now() + timeout;
+    let too_slow = || {
+        Some(error(
+            408,
+            format!(
+                "the request was not sent within {} s (the server's --read-timeout)",
+                timeout.as_secs_f64()
+            ),
+        ))
+    };
+    // Reads more bytes into `buf`, within the deadline; `Ok(false)` at the end of the stream.
+    let read_more = |stream: &mut TcpStream, buf: &mut Vec<u8>| -> Result<bool, Option<Answer>> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(too_slow());
+        }
+        stream.set_read_timeout(Some(left)).map_err(|_| None)?;
+        let mut chunk = [0u8; 16 << 10];
+        match stream.read(&mut chunk) {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                Ok(true)
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                Err(too_slow())
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(true),
+            Err(_) => Err(None),
+        }
+    };
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(Some(error(
+                431,
+                format!("request head over {MAX_HEAD_BYTES} bytes"),
+            )));
+        }
+        if !read_more(stream, &mut buf)? {
+            return Err(None);
+        }
+    };
+    let head = parse_head(&buf[..head_end]).map_err(Some)?;
+    if head.content_length > limit {
+        return Err(Some(error(
             413,
             format!("request body over {limit} bytes (the server's --max-body-mb)"),
-        )
+        )));
+    }
+    if head.expect_continue {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .map_err(|_| None)?;
+    }
+    let mut body = buf.split_off(head_end);
+    while body.len() < head.content_length {
+        if !read_more(stream, &mut body)? {
+            return Err(Some(error(400, "the body ended before its Content-Length")));
+        }
+    }
+    body.truncate(head.content_length);
+    let body = String::from_utf8(body).map_err(|e| {
+        Some(error(
+            400,
+            format!("body is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
+        ))
+    })?;
+    Ok(Incoming {
+        method: head.method,
+        path: head.path,
+        authorization: head.authorization,
+        body,
+    })
+}
+
+/// What the head of a request says.
+#[derive(Debug, PartialEq)]
+struct Head {
+    method: String,
+    path: String,
+    authorization: Option<String>,
+    content_length: usize,
+    expect_continue: bool,
+}
+
+fn parse_head(bytes: &[u8]) -> Result<Head, Answer> {
+    let bad = |why: &str| error(400, format!("malformed request: {why}"));
+    let text = std::str::from_utf8(bytes).map_err(|_| bad("the head is not UTF-8"))?;
+    let mut lines = text.split("\r\n");
+    let mut parts = lines.next().unwrap_or_default().split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("the request line is not `METHOD TARGET HTTP/1.x`"));
     };
-    if request.body_length().is_some_and(|n| n > limit) {
-        return Err(too_large());
+    if !version.starts_with("HTTP/1.") || method.is_empty() {
+        return Err(bad("the request line is not `METHOD TARGET HTTP/1.x`"));
     }
-    let mut bytes = Vec::new();
-    let reader = request.as_reader();
-    match std::io::Read::read_to_end(
-        &mut std::io::Read::take(reader, limit as u64 + 1),
-        &mut bytes,
-    ) {
-        Ok(_) if bytes.len() > limit => Err(too_large()),
-        Ok(_) => String::from_utf8(bytes).map_err(|e| {
-            error(
-                400,
-                format!("body is not UTF-8 (byte {})", e.utf8_error().valid_up_to()),
-            )
-        }),
-        Err(e) => Err(error(400, format!("cannot read the body: {e}"))),
+    // An absolute target (`http://host/path`) names the same path.
+    let path = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    let mut head = Head {
+        method: method.to_uppercase(),
+        path: path.to_string(),
+        authorization: None,
+        content_length: 0,
+        expect_continue: false,
+    };
+    let mut length: Option<usize> = None;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| bad("a header line without `:`"))?;
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "content-length" => {
+                let n: usize = value.parse().map_err(|_| bad("Content-Length"))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(bad("two different Content-Length headers"));
+                }
+                length = Some(n);
+            }
+            "transfer-encoding" => {
+                return Err(error(
+                    411,
+                    "send the body with a Content-Length (chunked bodies are not read)",
+                ))
+            }
+            "expect" => head.expect_continue = value.eq_ignore_ascii_case("100-continue"),
+            "authorization" => head.authorization = Some(value.to_string()),
+            _ => {}
+        }
     }
+    head.content_length = length.unwrap_or(0);
+    Ok(head)
+}
+
+/// Writes an answer and closes the connection, giving the client `timeout` to take it.
+fn respond(mut stream: TcpStream, (status, value): Answer, timeout: Duration) {
+    let body = value.to_string();
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    let written = stream
+        .set_write_timeout(Some(timeout))
+        .and_then(|()| stream.write_all(head.as_bytes()))
+        .and_then(|()| stream.write_all(body.as_bytes()))
+        .and_then(|()| stream.flush());
+    if let Err(e) = written {
+        tracing::warn!("could not answer a client: {e}");
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
 /// Writes an answer on a thread of its own, so a client that does not read cannot stall the
-/// server.
-fn respond_in_background(request: tiny_http::Request, (status, value): Answer) {
-    std::thread::spawn(move || {
-        let url = request.url().to_string();
-        let header = tiny_http::Header::from_bytes("Content-Type", "application/json")
-            .expect("static header");
-        let response = tiny_http::Response::from_string(value.to_string())
-            .with_status_code(status)
-            .with_header(header);
-        if let Err(e) = request.respond(response) {
-            tracing::warn!("could not answer {url}: {e}");
+/// server (and is cut off after `timeout`).
+fn respond_in_background(stream: TcpStream, answer: Answer, timeout: Duration) {
+    std::thread::spawn(move || respond(stream, answer, timeout));
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_are_parsed_and_bad_ones_refused() {
+        let h = parse_head(
+            b"post http://h:1/v1/completions?x=1 HTTP/1.1\r\nHost: h\r\ncontent-length: 12\r\n\
+              Authorization: Bearer k\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            h,
+            Head {
+                method: "POST".into(),
+                path: "/v1/completions?x=1".into(),
+                authorization: Some("Bearer k".into()),
+                content_length: 12,
+                expect_continue: true,
+            }
+        );
+        assert_eq!(
+            parse_head(b"GET /health HTTP/1.0\r\n\r\n").unwrap().path,
+            "/health"
+        );
+        for bad in [
+            &b"GET /health\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+            b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+        ] {
+            assert_eq!(parse_head(bad).unwrap_err().0, 400);
         }
-    });
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse_head(chunked).unwrap_err().0, 411);
+    }
 }

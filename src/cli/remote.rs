@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use hesnr::engine::remote::client::{redact_url, ClientOptions};
+use hesnr::engine::remote::client::{redact_url, ClientOptions, DEFAULT_TOTAL_TIMEOUT_SECS};
 use hesnr::engine::remote::protocol::Protocol;
 use hesnr::engine::remote::verify::CHECKS;
 use hesnr::engine::remote::{self, RemoteBackend, RemoteOptions, TokenizerCheck};
@@ -52,6 +52,14 @@ pub struct RemoteArgs {
     /// Retries of a failed request (429, 5xx, refused connection, timeout), with backoff (0 to 100)
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..=100), help_heading = "Remote server")]
     pub retries: u32,
+    /// Seconds one request may take in all, every retry and wait included (at least one full
+    /// --timeout); past it the run stops, resumable
+    #[arg(long, default_value_t = DEFAULT_TOTAL_TIMEOUT_SECS, value_parser = parse_timeout, help_heading = "Remote server")]
+    pub total_timeout: f64,
+    /// Largest server answer read, in MiB (1 to 65536) [default: what the request can need:
+    /// about 0.5 KiB per token and candidate, plus 1 MiB]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=65536), help_heading = "Remote server")]
+    pub max_response_mb: Option<u32>,
 }
 
 /// `--timeout`: seconds, over 0 and at most a day. `inf`, `nan`, 0 and negative values are
@@ -89,6 +97,8 @@ impl RemoteArgs {
                 timeout: Duration::from_secs_f64(self.timeout),
                 retries: self.retries,
                 backoff: Duration::from_millis(500),
+                total_timeout: Duration::from_secs_f64(self.total_timeout),
+                max_answer_bytes: self.max_response_mb.map(|mb| mb as usize * (1 << 20)),
             },
             model: self.remote_model.clone(),
             protocol: match self.remote_protocol {
@@ -151,6 +161,8 @@ pub fn run_probe(args: ProbeArgs) -> Result<()> {
         concurrency: 1,
         timeout: args.timeout,
         retries: 1,
+        total_timeout: DEFAULT_TOTAL_TIMEOUT_SECS,
+        max_response_mb: None,
     };
     let report = remote::probe(&tokenizer, &remote.options(&args.url, None))
         .with_context(|| format!("probing {}", redact_url(&args.url)))?;
@@ -213,8 +225,8 @@ pub const SERVE_EXAMPLES: &str = "Examples:
 
 Serves POST /v1/completions with vLLM's `prompt_logprobs` (and `echo` + `logprobs`), GET /v1/models,
 POST /tokenize and GET /health. Prompts are scored, not continued. The model answers one request
-at a time; bodies are read concurrently and bounded (--max-body-mb), so no client holds up the
-others. Listens on loopback unless --host says otherwise; with another host, set --api-key.";
+at a time; bodies are read concurrently, bounded (--max-body-mb) and on a deadline
+(--read-timeout: a stalled client is answered 408), so no client holds up the others. Listens on loopback unless --host says otherwise; with another host, set --api-key.";
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -241,6 +253,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in MiB (a larger one is answered 413)
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     max_body_mb: u32,
+    /// Seconds a client gets to send its whole request (a slower one is answered 408 and
+    /// disconnected), and again to take its answer (1 to 3600)
+    #[arg(long, default_value_t = server::DEFAULT_READ_TIMEOUT_SECS, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    read_timeout: u64,
     /// Answer wrongly on purpose, to test a client's verification
     #[arg(long, value_enum)]
     fault: Option<Fault>,
@@ -263,18 +279,16 @@ pub fn run_serve(args: ServeArgs) -> Result<()> {
             .unwrap_or_else(|| backend.info().name.clone())
     });
     let addr = format!("{}:{}", args.host, args.port);
-    let http = tiny_http::Server::http(&addr)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-    let shown = http
-        .server_addr()
-        .to_ip()
-        .map_or(addr.clone(), |a| a.to_string());
+    let http =
+        std::net::TcpListener::bind(&addr).with_context(|| format!("cannot listen on {addr}"))?;
+    let shown = http.local_addr().map_or(addr.clone(), |a| a.to_string());
     super::common::print_line(format_args!("listening on http://{shown} (model {name})"))?;
     std::io::stdout().flush()?;
     let opts = ServeOptions {
         model_name: name,
         api_key,
         max_body_bytes: args.max_body_mb as usize * (1 << 20),
+        read_timeout: Duration::from_secs(args.read_timeout),
         fault: args.fault,
     };
     server::serve(backend.as_mut(), &opts, &http);

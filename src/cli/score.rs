@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use hesnr::data::{self, Document, InputFormat, JsonlWriter, ReaderOptions};
 use hesnr::engine::Backend;
 use hesnr::metrics::{Metric, Summary};
-use hesnr::pipeline::run::{Flow, Outcome};
+use hesnr::pipeline::run::{Flow, Outcome, Stopped};
 use hesnr::pipeline::score::{self, DocumentRow, RunTotals, ScoredDocument};
 
 use super::common::{load_model, num4, print_skips, MetricArgs, ModelArgs, Spinner};
@@ -154,7 +154,14 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         anyhow::Ok(())
     };
     let mut flow = Flow::new(&spinner);
-    flow.drive(&mut [backend.as_mut()], items, work, sink)?;
+    // A run stopped by a fatal failure (the server gone, or its answers failing a check) keeps
+    // what it scored: the outputs are finished with the rows so far, the summary says where it
+    // stopped, and the command fails. Any other error (an output that cannot be written)
+    // leaves no output behind.
+    let stopped = match flow.drive(&mut [backend.as_mut()], items, work, sink) {
+        Ok(()) => None,
+        Err(e) => Some(e.downcast::<Stopped>()?),
+    };
     let log = flow.log;
     if let Some(out) = rows_out {
         out.finish().context("writing the per-document rows")?;
@@ -162,7 +169,8 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     if let Some(out) = trace_out {
         out.finish().context("writing the token trace")?;
     }
-    let summary = totals.finish(&log, backend.info().clone(), settings);
+    let mut summary = totals.finish(&log, backend.info().clone(), settings);
+    summary.stopped = stopped.as_ref().map(ToString::to_string);
     if let Some(p) = &args.summary {
         data::write_json_atomic(p, &summary)?;
     }
@@ -175,6 +183,15 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         &summary.errors,
         summary.tokens_per_second,
     );
+    if let Some(s) = stopped {
+        bail!(
+            "{s}: the {} documents scored before it are written{}; the rest are not scored",
+            summary.documents,
+            args.output
+                .as_ref()
+                .map_or(String::new(), |p| format!(" ({})", p.display()))
+        );
+    }
     if summary.documents == 0 && summary.skipped > 0 {
         bail!("no document could be scored ({} skipped)", summary.skipped);
     }

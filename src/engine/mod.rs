@@ -86,12 +86,21 @@ pub enum EngineError {
     /// the same way, so runs stop (and resume later) instead of skipping documents.
     #[error("remote server unavailable: {0}")]
     Unavailable(String),
+    /// A server's answer failed one of hesnr's checks (an error status, not JSON, over its
+    /// size bound, not the shape asked for, numbers that fail verification): the server
+    /// would answer every further document the same way, so runs stop (and resume later)
+    /// rather than skip documents.
+    #[error("remote server failed the `{check}` check: {message}")]
+    ServerFault {
+        check: &'static str,
+        message: String,
+    },
 }
 
 impl EngineError {
     /// Whether the run must stop rather than skip the document at hand.
     pub fn is_fatal(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
+        matches!(self, Self::Unavailable(_) | Self::ServerFault { .. })
     }
 }
 

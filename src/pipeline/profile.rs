@@ -966,13 +966,14 @@ pub fn run_shard(
     if let Some(r) = reference.as_deref_mut() {
         backends.push(&mut *r.backend);
     }
-    flow.drive(&mut backends, todo, work, sink).map_err(|e| {
-        // Parts written so far stay, and a re-run resumes after them.
-        match e.downcast::<Stopped>() {
-            Ok(s) => anyhow::anyhow!("{s} (re-run with the same flags to resume)"),
-            Err(e) => e,
-        }
-    })?;
+    let driven = flow.drive(&mut backends, todo, work, sink);
+    if let Err(e) = driven {
+        // Parts written so far stay, with the documents done before the stop flushed into one
+        // more; the unit that stopped the run is in none of them, and a re-run resumes there.
+        let s = e.downcast::<Stopped>()?;
+        flush(&mut buf, &mut meta, part_scoring, &mut next_part)?;
+        bail!("{s} (re-run with the same flags to resume)");
+    }
     flush(&mut buf, &mut meta, part_scoring, &mut next_part)?;
     let log = flow.log;
 

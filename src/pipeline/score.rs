@@ -163,6 +163,10 @@ pub struct RunSummary {
     pub tokens: u64,
     pub seconds: f64,
     pub tokens_per_second: f64,
+    /// Why the run stopped before the end of its inputs (the server gone or failing a check);
+    /// the numbers cover the documents scored before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     #[serde(flatten)]
     pub metrics: Summary,
 }
@@ -196,6 +200,7 @@ impl RunTotals {
             tokens: log.tokens,
             seconds,
             tokens_per_second: per_second(log.tokens, seconds),
+            stopped: None,
             metrics: self.pooled.summary(),
         }
     }

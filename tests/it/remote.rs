@@ -45,6 +45,13 @@ enum Fault {
     Error500,
     /// Read the request, then say nothing for this long and close.
     Hang(Duration),
+    /// An HTML page with status 200 (a login page, a proxy's notice).
+    Html200,
+    NotFound404,
+    /// Status 200 and a JSON body of this many bytes.
+    Huge(usize),
+    /// The server's answer with every negative number made positive (log-probabilities over 0).
+    PositiveLogprobs,
 }
 
 /// A loopback HTTP proxy that forwards one request per connection and injects faults.
@@ -116,7 +123,33 @@ impl Proxy {
                             );
                         }
                         Fault::Hang(d) => std::thread::sleep(d),
-                        Fault::Pass => {
+                        Fault::Html200 => {
+                            let body = "<html><body>Please log in</body></html>";
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                        }
+                        Fault::NotFound404 => {
+                            let body = r#"{"detail":"Not Found"}"#;
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                        }
+                        Fault::Huge(n) => {
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+                            );
+                            let mut body = vec![b' '; n];
+                            body[0] = b'[';
+                            body[n - 1] = b']';
+                            let _ = client.write_all(&body);
+                        }
+                        Fault::PositiveLogprobs | Fault::Pass => {
                             let Ok(mut up) = TcpStream::connect(&upstream) else {
                                 // Server down: the client sees a reset connection.
                                 return;
@@ -127,6 +160,11 @@ impl Proxy {
                             }
                             let mut resp = Vec::new();
                             let _ = up.read_to_end(&mut resp);
+                            if plan(n) == Fault::PositiveLogprobs {
+                                // Same length: the Content-Length stays right.
+                                let text = String::from_utf8_lossy(&resp).replace(":-", ": ");
+                                resp = text.into_bytes();
+                            }
                             let _ = client.write_all(&resp);
                         }
                     }
@@ -442,7 +480,9 @@ fn a_server_with_shifted_lists_is_refused_by_name() {
     let err = failing_remote_score(&code_doc("shifted"), &model, &server.url, &[]);
     // Which check fires first depends on the form; each names itself.
     assert!(
-        err.contains("check at token") && err.contains("cannot be trusted"),
+        err.contains("failed the `")
+            && err.contains("at token")
+            && err.contains("cannot be trusted"),
         "{err}"
     );
     let probe = run(&["probe", &server.url, "-m", s(&model)], &[]);
@@ -731,10 +771,23 @@ fn raw_request(addr: &str, bytes: &[u8]) -> String {
     line
 }
 
+/// Reads what the server sends on `conn` until it closes (at most 30 s).
+fn read_answer(conn: &mut TcpStream) -> String {
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[test]
 fn serve_bounds_bodies_and_no_client_holds_up_the_others() {
     let model = default_tiny();
-    let server = Server::start(&model, 0, &["-t", "1", "--max-body-mb", "1"]);
+    let server = Server::start(
+        &model,
+        0,
+        &["-t", "1", "--max-body-mb", "1", "--read-timeout", "2"],
+    );
     let addr = server.url.trim_start_matches("http://").to_string();
 
     // A client that declares a body and stalls after a few bytes of it.
@@ -759,5 +812,250 @@ fn serve_bounds_bodies_and_no_client_holds_up_the_others() {
         .as_bytes(),
     );
     assert!(status.contains(" 413"), "{status}");
-    drop(stalled);
+
+    // The stalled client is answered 408 after --read-timeout and disconnected (it used to
+    // hold its reading slot for as long as it kept the connection open).
+    let cut = read_answer(&mut stalled);
+    assert!(
+        cut.starts_with("HTTP/1.1 408") && cut.contains("--read-timeout"),
+        "{cut:?}"
+    );
+
+    // Clients that take every reading slot get them back when they are cut off: meanwhile
+    // others are told 503 at once, then answered again.
+    let mut hogs: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).unwrap();
+            c.write_all(b"POST /tokenize HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
+                .unwrap();
+            c
+        })
+        .collect();
+    let t0 = Instant::now();
+    let mut busy = String::new();
+    while !busy.contains(" 503") && t0.elapsed() < Duration::from_secs(20) {
+        busy = raw_request(&addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+    assert!(busy.contains(" 503"), "{busy}");
+    for hog in &mut hogs {
+        let cut = read_answer(hog);
+        assert!(cut.starts_with("HTTP/1.1 408"), "{cut:?}");
+    }
+    let health = raw_request(&addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(health.contains(" 200"), "{health}");
+}
+
+/// The requests `connect` makes before scoring: the model list, `/tokenize`, one probe.
+const CONNECT_REQUESTS: usize = 3;
+
+#[test]
+fn a_server_that_goes_wrong_after_connecting_stops_the_run_naming_the_check_and_keeps_the_rows() {
+    let model = default_tiny();
+    let docs = corpus("goes-wrong", 12);
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    for (fault, check) in [
+        (Fault::Html200, "`json`"),
+        (Fault::NotFound404, "`status`"),
+        (Fault::PositiveLogprobs, "`logprob-range`"),
+        (Fault::Huge(8 << 20), "`size`"),
+    ] {
+        // Five documents are scored, then every answer is wrong.
+        let proxy = Proxy::start(server.url.clone(), move |n| {
+            if n < CONNECT_REQUESTS + 5 {
+                Fault::Pass
+            } else {
+                fault
+            }
+        });
+        let name = format!("{fault:?}").to_lowercase();
+        let rows_path = scratch().join(format!("goes-wrong-{name}.jsonl"));
+        let summary = scratch().join(format!("goes-wrong-{name}.json"));
+        let out = run(
+            &[
+                "score",
+                s(&docs),
+                "-m",
+                s(&model),
+                "--remote",
+                &proxy.url,
+                "--concurrency",
+                "1",
+                "-o",
+                s(&rows_path),
+                "--summary",
+                s(&summary),
+            ],
+            &[],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{fault:?}: the run must stop: {stderr}"
+        );
+        assert!(
+            stderr.contains(check) && stderr.contains(&proxy.url) && stderr.contains("doc-5"),
+            "{fault:?}: the server, the check and the document are named: {stderr}"
+        );
+        // Not one request per remaining document: the first wrong answer stops the run.
+        assert_eq!(
+            proxy.seen.load(Ordering::SeqCst),
+            CONNECT_REQUESTS + 6,
+            "{fault:?}"
+        );
+        // The rows scored before the stop are kept, and the summary says why it ended.
+        let kept = rows(&rows_path);
+        let ids: Vec<&str> = kept.iter().map(|r| r["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            ids,
+            ["doc-0", "doc-1", "doc-2", "doc-3", "doc-4"],
+            "{fault:?}"
+        );
+        let sum: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+        assert_eq!(sum["documents"], 5, "{fault:?}");
+        assert!(sum["stopped"].as_str().unwrap().contains(check), "{sum}");
+    }
+}
+
+#[test]
+fn a_large_answer_is_read_only_up_to_its_bound_which_can_be_raised() {
+    let model = default_tiny();
+    let docs = corpus("large-answer", 2);
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    // After connecting, every answer is 3 MiB of padding: over what a short document can need.
+    let padded = || {
+        Proxy::start(server.url.clone(), |n| {
+            if n < CONNECT_REQUESTS {
+                Fault::Pass
+            } else {
+                Fault::Huge(3 << 20)
+            }
+        })
+    };
+    let proxy = padded();
+    let err = failing_remote_score(&docs, &model, &proxy.url, &["--concurrency", "1"]);
+    assert!(
+        err.contains("`size`") && err.contains("--max-response-mb"),
+        "{err}"
+    );
+    // Raised past it, the answer is read (and then found not to be prompt log-probabilities).
+    let proxy = padded();
+    let err = failing_remote_score(
+        &docs,
+        &model,
+        &proxy.url,
+        &["--concurrency", "1", "--max-response-mb", "4"],
+    );
+    assert!(err.contains("`form`") && !err.contains("`size`"), "{err}");
+}
+
+#[test]
+fn profile_stops_at_a_wrong_answer_and_rescores_it_on_resume() {
+    let model = default_tiny();
+    let docs = corpus("profile-wrong", 30);
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = Arc::clone(&healed);
+    let proxy = Proxy::start(server.url.clone(), move |n| {
+        if n < CONNECT_REQUESTS + 12 || h.load(Ordering::SeqCst) {
+            Fault::Pass
+        } else {
+            Fault::NotFound404
+        }
+    });
+    let out_dir = scratch().join("profile-wrong");
+    let args = [
+        "profile",
+        s(&docs),
+        "-m",
+        s(&model),
+        "--out",
+        s(&out_dir),
+        "--remote",
+        &proxy.url,
+        "--concurrency",
+        "2",
+        "--part-size",
+        "5",
+    ];
+    let out = run(&args, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must stop: {stderr}");
+    assert!(
+        stderr.contains("`status`") && stderr.contains("404") && stderr.contains("resume"),
+        "{stderr}"
+    );
+    healed.store(true, Ordering::SeqCst);
+    let stderr = ok(&run(&args, &[]));
+    let stats = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".stats.json"))
+        .expect("stats file");
+    let stats: Value = serde_json::from_str(&std::fs::read_to_string(stats).unwrap()).unwrap();
+    // Every document once, none recorded as skipped: the failed ones were scored on resume.
+    assert_eq!(stats["documents"], 30, "{stderr}");
+    assert_eq!(stats["skipped"], 0, "{stats}");
+    assert!(
+        stats["resumed_documents"].as_u64().unwrap() >= 10,
+        "{stats}"
+    );
+}
+
+#[test]
+fn one_hanging_request_is_given_up_after_the_total_timeout() {
+    let model = default_tiny();
+    let docs = corpus("hang-total", 3);
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    let proxy = Proxy::start(server.url.clone(), |n| {
+        if n < CONNECT_REQUESTS {
+            Fault::Pass
+        } else {
+            Fault::Hang(Duration::from_secs(600))
+        }
+    });
+    // 100 retries of 2 s each would take minutes; the total allows 4 s.
+    let mut child = hesnr()
+        .args([
+            "score",
+            s(&docs),
+            "-m",
+            s(&model),
+            "--remote",
+            &proxy.url,
+            "--timeout",
+            "2",
+            "--retries",
+            "100",
+            "--total-timeout",
+            "4",
+            "-o",
+            "/dev/null",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let child_stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(child_stderr).read_to_string(&mut text);
+        text
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if t0.elapsed() > Duration::from_secs(90) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still retrying one request after 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = reader.join().unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unavailable") && stderr.contains("--total-timeout"),
+        "{stderr}"
+    );
 }

@@ -1,8 +1,12 @@
 //! HTTP to one server: JSON in and out, timeouts, and retries with backoff for the failures a
 //! fleet has (429, 5xx, a connection refused while a server restarts, a request that hangs).
 //! The API key goes in a header and nowhere else: never in errors, logs or outputs.
+//!
+//! Two bounds keep a faulty or hostile server from taking the client with it: an answer is read
+//! up to a size limit (derived from what the request can need, or `--max-response-mb`), and one
+//! request, retries and waits included, takes at most `--total-timeout`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -19,7 +23,20 @@ pub struct ClientOptions {
     pub retries: u32,
     /// Wait before the first retry; doubles each time, capped at 30 s.
     pub backoff: Duration,
+    /// The most one request may take, every attempt and wait included; at least one full
+    /// `timeout` is always allowed.
+    pub total_timeout: Duration,
+    /// The largest answer read, in bytes, for every request; `None` = a bound derived from
+    /// the request ([`Client::post_json_bounded`]) or [`DEFAULT_ANSWER_LIMIT`].
+    pub max_answer_bytes: Option<usize>,
 }
+
+/// The largest answer read for a request without a bound of its own (`/v1/models`,
+/// `/tokenize`), unless `--max-response-mb` says otherwise.
+pub const DEFAULT_ANSWER_LIMIT: usize = 16 << 20;
+
+/// The most one request may take by default, retries and waits included (`--total-timeout`).
+pub const DEFAULT_TOTAL_TIMEOUT_SECS: f64 = 600.0;
 
 impl std::fmt::Debug for ClientOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -28,6 +45,8 @@ impl std::fmt::Debug for ClientOptions {
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("total_timeout", &self.total_timeout)
+            .field("max_answer_bytes", &self.max_answer_bytes)
             .finish()
     }
 }
@@ -41,14 +60,25 @@ pub enum ClientError {
         status: u16,
         message: String,
     },
-    #[error("{url}: {message} (after {attempts} attempts)")]
+    #[error("{url}: {message} (after {attempts} attempts{budget})")]
     Transport {
         url: String,
         message: String,
         attempts: u32,
+        /// Set when the request's time ran out before its retries did.
+        budget: String,
     },
     #[error("{url}: the answer is not JSON: {message}")]
     Body { url: String, message: String },
+    #[error(
+        "{url}: the answer is over {limit} bytes ({why}); a server that legitimately answers \
+         more can be allowed with --max-response-mb"
+    )]
+    TooLarge {
+        url: String,
+        limit: usize,
+        why: String,
+    },
 }
 
 /// A URL without any `user:password@` part, for logs and errors.
@@ -102,10 +132,16 @@ impl Client {
         format!("{}{}", self.opts.base_url.trim_end_matches('/'), path)
     }
 
-    /// GET `path` (relative to the base URL), JSON back.
+    /// GET `path` (relative to the base URL), JSON back (at most [`DEFAULT_ANSWER_LIMIT`]).
     pub fn get_json(&self, path: &str) -> Result<Value, ClientError> {
-        self.with_retries(path, |url| {
-            let mut req = self.agent.get(url);
+        let limit = self.answer_limit(DEFAULT_ANSWER_LIMIT, "the default for small requests");
+        self.with_retries(path, limit, |url, timeout| {
+            let mut req = self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build();
             if let Some(k) = &self.opts.api_key {
                 req = req.header("Authorization", &format!("Bearer {k}"));
             }
@@ -113,10 +149,33 @@ impl Client {
         })
     }
 
-    /// POST a JSON body to `path`, JSON back.
+    /// POST a JSON body to `path`, JSON back (at most [`DEFAULT_ANSWER_LIMIT`]).
     pub fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
-        self.with_retries(path, |url| {
-            let mut req = self.agent.post(url);
+        self.post_json_bounded(
+            path,
+            body,
+            DEFAULT_ANSWER_LIMIT,
+            "the default for small requests",
+        )
+    }
+
+    /// POST a JSON body to `path`, reading at most `limit` bytes of the answer (`why` says
+    /// where the limit comes from); `--max-response-mb` replaces `limit` when given.
+    pub fn post_json_bounded(
+        &self,
+        path: &str,
+        body: &Value,
+        limit: usize,
+        why: &str,
+    ) -> Result<Value, ClientError> {
+        let limit = self.answer_limit(limit, why);
+        self.with_retries(path, limit, |url, timeout| {
+            let mut req = self
+                .agent
+                .post(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build();
             if let Some(k) = &self.opts.api_key {
                 req = req.header("Authorization", &format!("Bearer {k}"));
             }
@@ -124,50 +183,85 @@ impl Client {
         })
     }
 
+    /// The bound on an answer: `--max-response-mb` when given, else `derived`.
+    fn answer_limit(&self, derived: usize, why: &str) -> (usize, String) {
+        match self.opts.max_answer_bytes {
+            Some(n) => (n, "--max-response-mb".into()),
+            None => (derived, why.to_string()),
+        }
+    }
+
     fn with_retries(
         &self,
         path: &str,
-        send: impl Fn(&str) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        limit: (usize, String),
+        send: impl Fn(&str, Duration) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<Value, ClientError> {
         let url = self.url(path);
         let shown = redact_url(&url);
+        let started = Instant::now();
+        // One full attempt always fits, whatever the total.
+        let total = self.opts.total_timeout.max(self.opts.timeout);
         let mut wait = self.opts.backoff;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let outcome = match send(&url) {
-                Ok(resp) => self.read(resp, &shown),
+            let left = total.saturating_sub(started.elapsed());
+            let outcome = match send(&url, self.opts.timeout.min(left)) {
+                Ok(resp) => self.read(resp, &shown, &limit),
                 Err(e) => Attempt::Retry(e.to_string()),
             };
-            match outcome {
+            let why = match outcome {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Fail(e) => return Err(e),
-                Attempt::Retry(why) if attempt > self.opts.retries => {
-                    return Err(ClientError::Transport {
-                        url: shown,
-                        message: why,
-                        attempts: attempt,
-                    })
-                }
-                Attempt::Retry(why) => {
-                    tracing::warn!(url = %shown, attempt, "retrying in {:.1}s: {why}", wait.as_secs_f64());
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(30));
-                }
+                Attempt::Retry(why) => why,
+            };
+            let out_of_time = started.elapsed() + wait >= total;
+            if attempt > self.opts.retries || out_of_time {
+                return Err(ClientError::Transport {
+                    url: shown,
+                    message: why,
+                    attempts: attempt,
+                    budget: if out_of_time && attempt <= self.opts.retries {
+                        format!(
+                            " in {:.0}s: one request may take at most {:.0}s, retries included \
+                             (--total-timeout)",
+                            started.elapsed().as_secs_f64(),
+                            total.as_secs_f64()
+                        )
+                    } else {
+                        String::new()
+                    },
+                });
             }
+            tracing::warn!(url = %shown, attempt, "retrying in {:.1}s: {why}", wait.as_secs_f64());
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(Duration::from_secs(30));
         }
     }
 
-    fn read(&self, mut resp: ureq::http::Response<ureq::Body>, shown: &str) -> Attempt {
+    fn read(
+        &self,
+        mut resp: ureq::http::Response<ureq::Body>,
+        shown: &str,
+        (limit, why): &(usize, String),
+    ) -> Attempt {
         let status = resp.status().as_u16();
-        // Prompt log-probabilities of a long window run to megabytes.
         let body = resp
             .body_mut()
             .with_config()
-            .limit(1 << 30)
+            .limit(*limit as u64)
             .read_to_string();
         let body = match body {
             Ok(b) => b,
+            // Asking again would bring the same answer: a fault of the server, not of the line.
+            Err(ureq::Error::BodyExceedsLimit(_)) => {
+                return Attempt::Fail(ClientError::TooLarge {
+                    url: shown.to_string(),
+                    limit: *limit,
+                    why: why.clone(),
+                })
+            }
             Err(e) => return Attempt::Retry(format!("reading the answer: {e}")),
         };
         if status == 429 || status >= 500 {
@@ -227,6 +321,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             retries: 0,
             backoff: Duration::from_millis(1),
+            total_timeout: Duration::from_secs(1),
+            max_answer_bytes: None,
         });
         let shown =
             client.server_text("401: bad header Authorization: Bearer sk-secret (sk-secret)");
@@ -255,6 +351,8 @@ mod tests {
             timeout: Duration::from_secs(1),
             retries: 0,
             backoff: Duration::from_millis(1),
+            total_timeout: Duration::from_secs(1),
+            max_answer_bytes: None,
         };
         let shown = format!("{o:?}");
         assert!(

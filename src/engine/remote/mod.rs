@@ -289,24 +289,29 @@ impl RemoteBackend {
             Prompt::Ids(ids)
         };
         let body = protocol::request_body(self.protocol, &self.model, &prompt, k);
+        let why = format!(
+            "what {} tokens with {k} candidates each can need",
+            ids.len()
+        );
         let resp = self
             .client
-            .post_json("/v1/completions", &body)
-            .map_err(|e| match e {
-                ClientError::Transport { .. } => EngineError::Unavailable(e.to_string()),
-                other => remote_err(other),
-            })?;
+            .post_json_bounded("/v1/completions", &body, answer_limit(ids.len(), k), &why)
+            .map_err(request_failure)?;
         let parsed = match self.protocol {
             // With text sent, a differently tokenized prompt shows as ids missing from entries.
             Protocol::PromptLogprobs => protocol::parse_prompt_logprobs(&resp, Some(ids), k),
             Protocol::Echo => protocol::parse_echo(&resp, k),
         }
-        .map_err(|e| remote_err(format!("{} answer: {e}", self.protocol)))?;
+        .map_err(|e| self.fault("form", format!("{} answer: {e}", self.protocol)))?;
         let mut positions = parsed.ok_or_else(|| {
-            remote_err(format!(
-                "the server ignored the {} request form (no prompt log-probabilities in its answer)",
-                self.protocol
-            ))
+            self.fault(
+                "form",
+                format!(
+                    "the server ignored the {} request form (no prompt log-probabilities in \
+                     its answer)",
+                    self.protocol
+                ),
+            )
         })?;
         if self.send_text && self.tok.add_bos() && positions.len() + 1 == ids.len() {
             // The server tokenized text without adding the BOS that hesnr's sequence has.
@@ -348,6 +353,51 @@ impl RemoteBackend {
 
     pub fn protocol(&self) -> Protocol {
         self.protocol
+    }
+
+    /// A failed check of this server's answers, naming the server.
+    fn fault(&self, check: &'static str, detail: String) -> EngineError {
+        EngineError::ServerFault {
+            check,
+            message: format!("{}: {detail}", self.info.path.display()),
+        }
+    }
+}
+
+/// Bytes allowed per candidate entry of an answer: an entry of vLLM's form
+/// (`"12345": {"logprob": -1.2345678, "rank": 12, "decoded_token": "..."}`) takes about 80,
+/// the rest is room for long or escaped token texts and fields a server adds.
+pub const ANSWER_BYTES_PER_ENTRY: usize = 512;
+
+/// The most a `/v1/completions` answer for `n` prompt tokens with `k` candidates each can
+/// legitimately need: `(n + 1) x (k + 2)` entries (the top k, the prompt token, one generated
+/// token) at [`ANSWER_BYTES_PER_ENTRY`] each, plus 1 MiB for the rest. A 2,048-token window
+/// with k = 10 may answer 13 MiB.
+pub fn answer_limit(n: usize, k: usize) -> usize {
+    (n.saturating_add(1))
+        .saturating_mul(k.saturating_add(2))
+        .saturating_mul(ANSWER_BYTES_PER_ENTRY)
+        .saturating_add(1 << 20)
+}
+
+/// What a failed `/v1/completions` request means for the run. Unreachable (after retries and
+/// within the time allowed): stop, resumable. A refusal of this request (400, 413, 422: e.g.
+/// too long for the server): skip the document. Any other error status, an answer that is not
+/// JSON or is over its bound: the server is not one hesnr can score with, stop.
+fn request_failure(e: ClientError) -> EngineError {
+    let check = match &e {
+        ClientError::Transport { .. } => return EngineError::Unavailable(e.to_string()),
+        ClientError::Status {
+            status: 400 | 413 | 422,
+            ..
+        } => return remote_err(e),
+        ClientError::Status { .. } => "status",
+        ClientError::Body { .. } => "json",
+        ClientError::TooLarge { .. } => "size",
+    };
+    EngineError::ServerFault {
+        check,
+        message: e.to_string(),
     }
 }
 
@@ -414,9 +464,14 @@ impl Backend for RemoteBackend {
             id_of: &id_of,
         };
         verify::to_stats(&positions, &sent, targets, k, tok.vocab_size()).map_err(|e| {
-            remote_err(format!(
-                "{e}. The server's numbers cannot be trusted; `hesnr probe` shows what it returns"
-            ))
+            self.fault(
+                e.check,
+                format!(
+                    "at token {}: {}. The server's numbers cannot be trusted; `hesnr probe` \
+                     shows what it returns",
+                    e.position, e.detail
+                ),
+            )
         })
     }
 
@@ -550,4 +605,46 @@ pub fn probe(tokenizer: &Path, opts: &RemoteOptions) -> Result<ProbeReport, Engi
         tokenizer: tokenizer_check,
         forms: results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> ClientError {
+        ClientError::Status {
+            url: "http://h/v1/completions".into(),
+            status,
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_request_skips_the_document_other_failures_stop_the_run() {
+        for s in [400, 413, 422] {
+            assert!(!request_failure(status(s)).is_fatal(), "{s}");
+        }
+        for s in [401, 403, 404, 405, 302] {
+            let e = request_failure(status(s));
+            assert!(e.is_fatal(), "{s}");
+            assert!(e.to_string().contains("`status`") && e.to_string().contains("http://h"));
+        }
+        let body = ClientError::Body {
+            url: "http://h".into(),
+            message: "x".into(),
+        };
+        assert!(request_failure(body).to_string().contains("`json`"));
+        let large = ClientError::TooLarge {
+            url: "http://h".into(),
+            limit: 10,
+            why: "w".into(),
+        };
+        assert!(request_failure(large).is_fatal());
+    }
+
+    #[test]
+    fn answers_are_bounded_by_what_the_request_can_need() {
+        assert_eq!(answer_limit(2048, 10), 2049 * 12 * 512 + (1 << 20));
+        assert_eq!(answer_limit(usize::MAX, 10), usize::MAX);
+    }
 }
