@@ -40,9 +40,9 @@ pub const EVAL_EXAMPLES: &str = "Examples:
 
 Formats (sniffed per record, or --format): SWE-agent .traj (0.x and function calling),
 mini-swe-agent .traj.json (v1, v2, tool calling), OpenAI chat records (SWE-Gym, SWE-smith, SFT
-rows, ShareGPT conversations), nebius-style {role: ai, text}, LLM-completion logs, OpenHands event logs (also compact
-events and [action, observation] pairs); as files, JSON arrays, JSON Lines or Parquet datasets.
-docs/trajectory-formats.md says what each part of a record becomes.
+rows), ShareGPT conversations, nebius-style {role: ai, text}, LLM-completion logs, OpenHands
+event logs (also compact events and [action, observation] pairs); as files, JSON arrays, JSON
+Lines or Parquet datasets. docs/trajectory-formats.md says what each part of a record becomes.
 Presets: thought, action, action+xml, action+xml+ws, full (default: the paper's evaluation set),
 all.";
 
