@@ -269,9 +269,10 @@ fn top_logprobs(s: &PositionStats, k: usize) -> Vec<(u32, f64)> {
 /// and again to take its answer: a client that stalls is answered 408 and disconnected, and its
 /// slot is free again.
 ///
-/// HTTP is spoken here rather than by a library because the one at hand sets no socket
-/// timeouts: one request per connection (`Connection: close`), bodies by `Content-Length`
-/// (`Expect: 100-continue` honoured; a chunked body is answered 411).
+/// Connections are handled here rather than by an HTTP server library because the one used
+/// before (tiny_http) sets no socket timeouts; request heads are parsed by `httparse`. One
+/// request per connection (`Connection: close`), bodies by `Content-Length` (`Expect:
+/// 100-continue` honoured; a chunked body is answered 411).
 pub fn serve(backend: &mut dyn Backend, opts: &ServeOptions, listener: &TcpListener) {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<(Incoming, TcpStream)>();
     let reading = Arc::new(AtomicUsize::new(0));
@@ -438,19 +439,26 @@ struct Head {
     expect_continue: bool,
 }
 
+/// The most headers a request may have; more are answered 431.
+const MAX_HEADERS: usize = 64;
+
+/// Parses a request head with `httparse` (hyper's parser), then reads what the server needs
+/// from it.
 fn parse_head(bytes: &[u8]) -> Result<Head, Answer> {
     let bad = |why: &str| error(400, format!("malformed request: {why}"));
-    let text = std::str::from_utf8(bytes).map_err(|_| bad("the head is not UTF-8"))?;
-    let mut lines = text.split("\r\n");
-    let mut parts = lines.next().unwrap_or_default().split(' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("the request line is not `METHOD TARGET HTTP/1.x`"));
-    };
-    if !version.starts_with("HTTP/1.") || method.is_empty() {
-        return Err(bad("the request line is not `METHOD TARGET HTTP/1.x`"));
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(bytes) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(bad("the head ends early")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(error(431, format!("more than {MAX_HEADERS} headers")))
+        }
+        Err(e) => return Err(bad(&e.to_string())),
     }
+    let (Some(method), Some(target)) = (request.method, request.path) else {
+        return Err(bad("no request line"));
+    };
     // An absolute target (`http://host/path`) names the same path.
     let path = match target.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
@@ -464,12 +472,11 @@ fn parse_head(bytes: &[u8]) -> Result<Head, Answer> {
         expect_continue: false,
     };
     let mut length: Option<usize> = None;
-    for line in lines.filter(|l| !l.is_empty()) {
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| bad("a header line without `:`"))?;
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
+    for header in request.headers.iter() {
+        let value = std::str::from_utf8(header.value)
+            .map_err(|_| bad("a header value that is not UTF-8"))?
+            .trim();
+        match header.name.to_ascii_lowercase().as_str() {
             "content-length" => {
                 let n: usize = value.parse().map_err(|_| bad("Content-Length"))?;
                 if length.is_some_and(|l| l != n) {
