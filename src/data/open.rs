@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
+use std::sync::OnceLock;
 
 /// The input argument that means standard input.
 pub const STDIN_ARG: &str = "-";
@@ -17,6 +18,68 @@ pub const BUF_SIZE: usize = 1 << 16;
 /// model's context (a million tokens is a few MiB), and it bounds the memory one bad record (or
 /// `/dev/zero`) can take; a larger record is skipped and reported.
 pub const MAX_RECORD_BYTES: usize = 256 << 20;
+/// The environment variable that sets the record bound in MiB instead of
+/// [`MAX_RECORD_BYTES`]: see [`max_record_bytes`].
+pub const MAX_RECORD_ENV: &str = "HESNR_MAX_RECORD_MB";
+/// The largest file read whole as one JSON value (a trajectory `.json`/`.traj` file, a JSON
+/// array of trajectories, an OpenHands event log): such a file is parsed in memory, where it
+/// takes several times its size.
+pub const MAX_WHOLE_FILE_BYTES: usize = 1 << 30;
+/// The environment variable that sets the whole-file bound in MiB instead of
+/// [`MAX_WHOLE_FILE_BYTES`]: see [`max_whole_file_bytes`].
+pub const MAX_WHOLE_FILE_ENV: &str = "HESNR_MAX_FILE_MB";
+/// The largest value either variable takes (1 TiB).
+const MAX_LIMIT_MB: usize = 1 << 20;
+
+/// The record bound: `HESNR_MAX_RECORD_MB` MiB when set, else [`MAX_RECORD_BYTES`].
+pub fn max_record_bytes() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| limit_from_env(MAX_RECORD_ENV, MAX_RECORD_BYTES))
+}
+
+/// The whole-file bound: `HESNR_MAX_FILE_MB` MiB when set, else [`MAX_WHOLE_FILE_BYTES`].
+pub fn max_whole_file_bytes() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| limit_from_env(MAX_WHOLE_FILE_ENV, MAX_WHOLE_FILE_BYTES))
+}
+
+/// A limit in bytes from a variable holding MiB (1 to 1048576); a value that is not one is
+/// reported once and the default kept.
+fn limit_from_env(var: &str, default: usize) -> usize {
+    let Ok(value) = std::env::var(var) else {
+        return default;
+    };
+    match value.trim().parse::<usize>() {
+        Ok(mb) if (1..=MAX_LIMIT_MB).contains(&mb) => mb << 20,
+        _ => {
+            tracing::warn!(
+                "{var}={value:?} is not a size in MiB (1 to {MAX_LIMIT_MB}); using the default {} MiB",
+                default >> 20
+            );
+            default
+        }
+    }
+}
+
+/// Why something over a bound is refused: `"{what} over N MiB (the limit; VAR=MiB raises it)"`.
+pub fn over_limit(what: &str, limit: usize, var: &str) -> String {
+    format!(
+        "{what} over {} MiB (the limit; {var}=MiB raises it)",
+        limit >> 20
+    )
+}
+
+/// Appends all of `reader` to `buf` unless it holds more than `limit` bytes: `Ok(false)` then,
+/// having read `limit + 1` bytes and no more (so `/dev/zero` ends at once).
+pub fn read_to_end_bounded(
+    reader: &mut dyn Read,
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<bool> {
+    let start = buf.len();
+    reader.take(limit as u64 + 1).read_to_end(buf)?;
+    Ok(buf.len() - start <= limit)
+}
 /// The UTF-8 byte order mark some editors and Windows tools put first.
 pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 pub const GZIP_MAGIC: &[u8] = b"\x1f\x8b";
