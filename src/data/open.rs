@@ -266,7 +266,18 @@ pub fn verify_compressed(file: &mut File, compression: Compression) -> io::Resul
 /// Skips a UTF-8 BOM and blank bytes, and returns the first other byte (`None` at the end)
 /// with the blank bytes skipped, which the caller puts back with [`put_back`] when they matter
 /// (they are part of a text document, and JSON Lines line numbers count them).
+///
+/// More blanks than the record bound ([`max_record_bytes`]) are not kept: the first blank byte
+/// after them is returned as if it were the first other byte, and the readers then find an
+/// input that long over their own bounds, instead of a file of blanks filling memory here.
 pub fn first_non_blank(reader: &mut Box<dyn BufRead + Send>) -> io::Result<(Option<u8>, Vec<u8>)> {
+    first_non_blank_within(reader, max_record_bytes())
+}
+
+fn first_non_blank_within(
+    reader: &mut Box<dyn BufRead + Send>,
+    limit: usize,
+) -> io::Result<(Option<u8>, Vec<u8>)> {
     let mut prefix = Vec::new();
     if reader.fill_buf()?.starts_with(BOM) {
         reader.consume(BOM.len());
@@ -275,6 +286,9 @@ pub fn first_non_blank(reader: &mut Box<dyn BufRead + Send>) -> io::Result<(Opti
         let buf = reader.fill_buf()?;
         if buf.is_empty() {
             return Ok((None, prefix));
+        }
+        if prefix.len() > limit {
+            return Ok((Some(buf[0]), prefix));
         }
         match buf.iter().position(|b| !b.is_ascii_whitespace()) {
             Some(i) => {
@@ -493,6 +507,16 @@ mod tests {
         assert_eq!(rest, b" \n\t[1]");
         let mut r: Box<dyn BufRead + Send> = Box::new(Cursor::new(b"  \n".to_vec()));
         assert_eq!(first_non_blank(&mut r).unwrap().0, None);
+    }
+
+    /// A file of blanks is not gathered whole to find its first other byte.
+    #[test]
+    fn first_non_blank_keeps_at_most_the_record_bound_of_blanks() {
+        let mut r: Box<dyn BufRead + Send> =
+            Box::new(BufReader::new(io::repeat(b' ').take(10 << 20)));
+        let (first, prefix) = first_non_blank_within(&mut r, 1 << 20).unwrap();
+        assert_eq!(first, Some(b' '));
+        assert!(prefix.len() <= (1 << 20) + BUF_SIZE, "{}", prefix.len());
     }
 
     #[test]

@@ -507,7 +507,7 @@ proptest! {
         let path = dir.path().join(format!("docs{ext}"));
         std::fs::write(&path, &bytes).unwrap();
         let opts = hesnr::data::ReaderOptions::default();
-        for item in hesnr::data::read_documents(&[path.clone()], &opts).unwrap().take(10_000) {
+        for item in hesnr::data::read_documents(std::slice::from_ref(&path), &opts).unwrap().take(10_000) {
             let _ = item;
         }
         for item in hesnr::data::records::read_records(&path, &opts).take(10_000) {
