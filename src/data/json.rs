@@ -10,7 +10,7 @@ use std::io::{self, BufRead};
 
 use serde_json::{Map, Value};
 
-use super::open::{first_non_blank, put_back, BOM, MAX_RECORD_BYTES};
+use super::open::{first_non_blank, max_record_bytes, over_limit, put_back, BOM, MAX_RECORD_ENV};
 use super::reader::{RecordError, RecordErrorKind};
 
 /// The value at `path`: the key itself if present (a key that contains dots wins), else the
@@ -99,7 +99,7 @@ pub struct JsonRecords {
     pending: Option<RecordError>,
     /// Array: the opening `[` has been read.
     started: bool,
-    /// The longest line read whole; a longer one is skipped and reported.
+    /// The longest line or array element read whole; a longer one is skipped and reported.
     max_record: usize,
 }
 
@@ -121,7 +121,7 @@ impl JsonRecords {
             done: false,
             pending: None,
             started: false,
-            max_record: MAX_RECORD_BYTES,
+            max_record: max_record_bytes(),
         }
     }
 
@@ -209,8 +209,8 @@ impl JsonRecords {
                         self.line,
                         RecordErrorKind::TooLarge,
                         format!(
-                            "line over {} MiB, skipped (no model context holds it)",
-                            self.max_record >> 20
+                            "{}, skipped (no model context holds it)",
+                            over_limit("line", self.max_record, MAX_RECORD_ENV)
                         ),
                     )));
                 }
@@ -257,14 +257,16 @@ impl JsonRecords {
     }
 
     /// Reads one array element's bytes into `buf`, up to (and consuming) the `,` or `]` after
-    /// it at depth 0; returns that byte, or `None` when the input ends first.
-    fn scan_element(&mut self) -> io::Result<Option<u8>> {
+    /// it at depth 0; returns that byte, or `None` when the input ends first, and whether the
+    /// element was over the record bound (its bytes are then scanned past, not kept).
+    fn scan_element(&mut self) -> io::Result<(Option<u8>, bool)> {
         self.buf.clear();
+        let mut oversized = false;
         let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
         loop {
             let chunk = self.reader.fill_buf()?;
             if chunk.is_empty() {
-                return Ok(None);
+                return Ok((None, oversized));
             }
             for (i, &b) in chunk.iter().enumerate() {
                 if in_string {
@@ -281,16 +283,25 @@ impl JsonRecords {
                     b'"' => in_string = true,
                     b'{' | b'[' => depth += 1,
                     b',' | b']' | b'}' if depth == 0 => {
-                        self.buf.extend_from_slice(&chunk[..i]);
+                        if !oversized {
+                            self.buf.extend_from_slice(&chunk[..i]);
+                            oversized = self.buf.len() > self.max_record;
+                        }
                         self.reader.consume(i + 1);
-                        return Ok(Some(b));
+                        return Ok((Some(b), oversized));
                     }
                     b'}' | b']' => depth -= 1,
                     _ => {}
                 }
             }
             let n = chunk.len();
-            self.buf.extend_from_slice(chunk);
+            if !oversized {
+                self.buf.extend_from_slice(chunk);
+                if self.buf.len() > self.max_record {
+                    oversized = true;
+                    self.buf = Vec::new();
+                }
+            }
             self.reader.consume(n);
         }
     }
@@ -323,8 +334,8 @@ impl JsonRecords {
                 Err(e) => return Some(Err(self.io_error(1, e))),
             }
         }
-        let end = match self.scan_element() {
-            Ok(end) => end,
+        let (end, oversized) = match self.scan_element() {
+            Ok(x) => x,
             Err(e) => {
                 let line = self.line + 1;
                 return Some(Err(self.io_error(line, e)));
@@ -332,6 +343,14 @@ impl JsonRecords {
         };
         self.line += 1;
         let item = match end {
+            _ if oversized => Err(self.error(
+                self.line,
+                RecordErrorKind::TooLarge,
+                format!(
+                    "{}, skipped (no model context holds it)",
+                    over_limit("row", self.max_record, MAX_RECORD_ENV)
+                ),
+            )),
             Some(b'}') => Err(self.error(
                 self.line,
                 RecordErrorKind::InvalidJson,
@@ -450,5 +469,51 @@ mod tests {
         assert_eq!((e.line, e.kind), (2, RecordErrorKind::TooLarge));
         let b = items[2].as_ref().unwrap();
         assert_eq!((b.line, &b.value), (3, &serde_json::json!({"b": 2})));
+    }
+
+    /// An array element over the limit is one error with its row, scanned past without keeping
+    /// it (nested brackets and strings with brackets in it included); the rows around it are
+    /// read, and an element that never ends is one error, not a read into memory.
+    #[test]
+    fn an_oversized_array_element_is_skipped_and_reported() {
+        let big = format!(
+            "{{\"t\": \"{}]}}\", \"n\": [[{}]]}}",
+            "x".repeat(3000),
+            "1,".repeat(1000) + "1"
+        );
+        let text = format!("[{{\"a\": 1}}, {big}, {{\"b\": 2}}]");
+        let mut records = JsonRecords::new(
+            "f.json".into(),
+            Box::new(io::Cursor::new(text.into_bytes())),
+            JsonLayout::Array,
+            "read failed",
+        );
+        records.max_record = 1000;
+        let items: Vec<_> = records.collect();
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(items[0].as_ref().unwrap().line, 1);
+        let e = items[1].as_ref().unwrap_err();
+        assert_eq!((e.line, e.kind), (2, RecordErrorKind::TooLarge));
+        assert_eq!(
+            e.to_string(),
+            "f.json:2: row over 0 MiB (the limit; HESNR_MAX_RECORD_MB=MiB raises it), skipped (no model context holds it)"
+        );
+        let b = items[2].as_ref().unwrap();
+        assert_eq!((b.line, &b.value), (3, &serde_json::json!({"b": 2})));
+
+        let endless = format!("[{{\"a\": \"{}", "y".repeat(5000));
+        let mut records = JsonRecords::new(
+            "f.json".into(),
+            Box::new(io::Cursor::new(endless.into_bytes())),
+            JsonLayout::Array,
+            "read failed",
+        );
+        records.max_record = 1000;
+        let items: Vec<_> = records.collect();
+        assert_eq!(items.len(), 1, "{items:?}");
+        assert_eq!(
+            items[0].as_ref().unwrap_err().kind,
+            RecordErrorKind::TooLarge
+        );
     }
 }

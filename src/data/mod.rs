@@ -5,8 +5,11 @@
 //! source files, directories and glob patterns of either, stdin) into one stream of
 //! [`Document`]s ([`inputs`]). A bad record becomes a [`RecordError`] item naming the file,
 //! line (or row) and field, and the stream goes on: one broken line must not cost a multi-hour
-//! scoring run. Writers never leave a half-written output under its final name, so a file that
-//! exists is a file that is complete.
+//! scoring run. A gzip or zstd input is verified whole before any of it is read, so a damaged
+//! one is refused as one error instead of read as garbage; records and files read whole have
+//! size bounds ([`open::max_record_bytes`], [`open::max_whole_file_bytes`]). Writers never
+//! leave a half-written output under its final name, so a file that exists is a file that is
+//! complete, and they clean up the temporary files a killed run left.
 //!
 //! The small primitives every reader shares live here once: [`open`] (decompression by magic
 //! bytes, the file constants), [`json`] (field lookup, messages, the JSON record iterator) and

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use super::json::{lookup, missing_message, type_name};
-use super::open::{Compression, BUF_SIZE, MAX_RECORD_BYTES};
+use super::open::{max_record_bytes, over_limit, Compression, BUF_SIZE, MAX_RECORD_ENV};
 
 /// One document to score, with where it came from so that results and errors point back to it.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +43,10 @@ pub enum RecordErrorKind {
     /// The file could not be opened, or reading it failed (e.g. a corrupt or truncated
     /// gzip/zstd stream); the rest of that file is skipped.
     Io,
-    /// The record (a line, or a whole text file) is over [`crate::data::open::MAX_RECORD_BYTES`]:
-    /// no model context holds it, and reading it whole could exhaust memory.
+    /// The record (a line, an array element, or a whole text file) is over
+    /// [`crate::data::open::max_record_bytes`], or a file read whole as one JSON value over
+    /// [`crate::data::open::max_whole_file_bytes`]: no model context holds it, and reading it
+    /// whole could exhaust memory.
     TooLarge,
 }
 
@@ -258,13 +260,14 @@ pub(crate) fn read_whole_text(
     let err = |kind, message| whole_file_error(source, kind, message);
     let mut bytes = Vec::new();
     let mut valid = 0;
+    let limit = max_record_bytes();
     loop {
-        if bytes.len() > MAX_RECORD_BYTES {
+        if bytes.len() > limit {
             return Err(err(
                 RecordErrorKind::TooLarge,
                 format!(
-                    "file over {} MiB: too large to be one document",
-                    MAX_RECORD_BYTES >> 20
+                    "{}: too large to be one document",
+                    over_limit("file", limit, MAX_RECORD_ENV)
                 ),
             ));
         }

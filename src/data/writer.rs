@@ -10,6 +10,13 @@ use super::reader::DataError;
 
 const BUF_SIZE: usize = 1 << 16;
 const ZSTD_LEVEL: i32 = 3;
+/// The temporary file of output `NAME` is `.NAME.XXXXXX.part` (six random letters or digits),
+/// next to it.
+const PART_SUFFIX: &str = ".part";
+const PART_RANDOM_LEN: usize = 6;
+/// A temporary file younger than this is never taken for a leftover, whatever its lock says
+/// (it may be one whose writer has not locked it yet).
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Prefixes an I/O error with the path it concerns: `io::Error`s carry no path of their own.
 fn with_path(path: &Path, e: io::Error) -> io::Error {
@@ -22,6 +29,11 @@ fn with_path(path: &Path, e: io::Error) -> io::Error {
 /// rename stays on one filesystem and is atomic). [`AtomicFile::commit`] flushes, fsyncs and
 /// renames it over the destination; dropped without a commit, it removes the temporary file
 /// and leaves any existing destination as it was.
+///
+/// A process killed before it commits (SIGKILL, a node lost, `scancel`) cannot remove its
+/// temporary file, so the file is recognisable (`.NAME.XXXXXX.part`) and held under the
+/// operating system's advisory lock while written: the next write of the same output removes
+/// every such file of it that no live process holds.
 pub struct AtomicFile {
     dest: PathBuf,
     /// `None` once committed.
@@ -40,11 +52,20 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let prefix = format!(".{name}.");
+        remove_stale_parts(parent, &prefix);
         let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".part")
+            .prefix(&prefix)
+            .suffix(PART_SUFFIX)
+            .rand_bytes(PART_RANDOM_LEN)
             .tempfile_in(parent)
             .map_err(|e| with_path(dest, e))?;
+        // Held until the file is committed or dropped (or the process ends, however it ends):
+        // what tells a live temporary file from a leftover. A filesystem without locks only
+        // loses that cleanup.
+        if let Err(e) = tmp.as_file().try_lock() {
+            tracing::debug!("cannot lock {}: {e}", tmp.path().display());
+        }
         Ok(Self {
             dest: dest.to_path_buf(),
             inner: Some(BufWriter::with_capacity(BUF_SIZE, tmp)),
@@ -110,6 +131,45 @@ impl Drop for AtomicFile {
         if self.inner.is_some() {
             // The temporary file is removed by its own Drop.
             tracing::debug!("output {} not committed; discarded", self.dest.display());
+        }
+    }
+}
+
+/// Removes the temporary files `{prefix}XXXXXX.part` in `dir` that an interrupted write of the
+/// same output left behind: those no process holds locked, and not brand new. Best effort: a
+/// file that cannot be inspected or removed stays.
+fn remove_stale_parts(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(random) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(PART_SUFFIX))
+        else {
+            continue;
+        };
+        // Only this output's: `.a.jsonl.b.XXXXXX.part` belongs to `a.jsonl.b`.
+        if random.len() != PART_RANDOM_LEN || !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let old = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age >= STALE_AFTER);
+        if old && file.try_lock().is_ok() && std::fs::remove_file(&path).is_ok() {
+            tracing::info!(
+                "removed {}, left by an interrupted write of this output",
+                path.display()
+            );
         }
     }
 }
@@ -331,6 +391,49 @@ mod tests {
             files_in(&d.path().join("new/dir")).is_empty(),
             "temp file removed"
         );
+    }
+
+    /// A run killed before its commit leaves its temporary file: the next write of the same
+    /// output removes it, and leaves a live writer's file and other outputs' files alone.
+    #[test]
+    fn leftover_temporary_files_are_removed_at_the_next_write() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("rows.jsonl");
+        let aged = |name: &str| {
+            let p = d.path().join(name);
+            let f = std::fs::File::create(&p).unwrap();
+            f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+                .unwrap();
+            p
+        };
+        // What a SIGKILL during the final write leaves (the writer's lock died with it).
+        let leftover = aged(".rows.jsonl.a1B2c3.part");
+        // Not this output's: another output's leftover, and a user's file.
+        let other = aged(".rows.jsonl.b.a1B2c3.part");
+        let user = aged(".rows.jsonl.notes.part");
+        // A live writer of the same output, its file as old as the leftover.
+        let mut live = AtomicFile::create(&dest).unwrap();
+        live.write_all(b"live").unwrap();
+        live.flush().unwrap();
+        let live_tmp = live.writer().get_ref().path().to_path_buf();
+        std::fs::File::options()
+            .write(true)
+            .open(&live_tmp)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3600))
+            .unwrap();
+        // A brand-new unlocked one (a writer between creating and locking it).
+        let fresh = d.path().join(".rows.jsonl.Zz9Zz9.part");
+        std::fs::write(&fresh, b"").unwrap();
+
+        let mut f = AtomicFile::create(&dest).unwrap();
+        f.write_all(b"done\n").unwrap();
+        f.commit().unwrap();
+        assert!(!leftover.exists(), "the leftover is removed");
+        assert!(other.exists() && user.exists() && fresh.exists());
+        assert!(live_tmp.exists(), "a live writer's file is kept");
+        live.commit().unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"live");
     }
 
     #[test]

@@ -39,7 +39,7 @@ mod swe_agent;
 mod tests;
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead};
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
@@ -53,7 +53,8 @@ use super::Trajectory;
 use crate::data::inputs::{expand, InputFile};
 use crate::data::json::{json_message, type_name, JsonLayout, JsonRecord, JsonRecords};
 use crate::data::open::{
-    first_non_blank, open_decoded, put_back, starts_with_parquet_magic, BOM, STDIN_NAME,
+    first_non_blank, max_whole_file_bytes, open_decoded, over_limit, put_back, read_to_end_bounded,
+    starts_with_parquet_magic, BOM, MAX_WHOLE_FILE_ENV, STDIN_NAME,
 };
 use crate::data::parquet::{is_parquet, read_parquet_records};
 use crate::data::reader::whole_file_error;
@@ -563,12 +564,22 @@ fn read_whole(
         fallback,
     };
     let mut bytes = Vec::new();
-    if let Err(e) = reader.read_to_end(&mut bytes) {
-        return vec![Err(whole_file_error(
-            source,
-            RecordErrorKind::Io,
-            format!("{READ_FAILED}: {e}"),
-        ))];
+    let limit = max_whole_file_bytes();
+    match read_to_end_bounded(&mut reader, limit, &mut bytes) {
+        Ok(true) => {}
+        Ok(false) => {
+            let why = over_limit("file", limit, MAX_WHOLE_FILE_ENV);
+            let message = format!("{why}: too large to read whole as one JSON value");
+            return vec![Err(whole_file_error(
+                source,
+                RecordErrorKind::TooLarge,
+                message,
+            ))];
+        }
+        Err(e) => {
+            let message = format!("{READ_FAILED}: {e}");
+            return vec![Err(whole_file_error(source, RecordErrorKind::Io, message))];
+        }
     }
     let bytes = bytes.strip_prefix(BOM).unwrap_or(&bytes);
     let text = match std::str::from_utf8(bytes) {
