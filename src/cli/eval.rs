@@ -20,7 +20,7 @@ use hesnr::pipeline::check::{
 use hesnr::pipeline::eval::{
     self, choose_template, EvalSettings, EvalSummary, EvalTotals, EvaluatedTrajectory,
 };
-use hesnr::pipeline::run::{Flow, Outcome, Unit};
+use hesnr::pipeline::run::{Flow, Outcome, Stopped, Unit};
 use hesnr::report::explain;
 
 use super::common::{
@@ -272,7 +272,14 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         }
         anyhow::Ok(())
     };
-    flow.drive(&mut [backend.as_mut()], items, work, sink)?;
+    // A run stopped by a fatal failure (the server gone, or its answers failing a check) keeps
+    // what it scored, as `score` does: the rows and the manifest so far are written, the
+    // summary says where it stopped, and the command fails. Any other error (an output that
+    // cannot be written) leaves no output behind.
+    let stopped = match flow.drive(&mut [backend.as_mut()], items, work, sink) {
+        Ok(()) => None,
+        Err(e) => Some(e.downcast::<Stopped>()?),
+    };
     let log = flow.log;
     if let Some(out) = rows_out {
         out.finish().context("writing the per-trajectory rows")?;
@@ -284,6 +291,9 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         let beside = manifest_beside(&[args.output.as_deref(), args.summary.as_deref()]);
         args.draw
             .write_manifest(&args.trajectories, &trajectories, beside)?;
+    }
+    if let (Some(s), Some(_)) = (&stopped, &args.explain) {
+        bail!("{s}");
     }
     if let Some(id) = &args.explain {
         if !explained {
@@ -299,12 +309,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let summary = totals.finish(
+    let mut summary = totals.finish(
         &log,
         backend.info().clone(),
         template.origin.clone(),
         settings,
     );
+    summary.stopped = stopped.as_ref().map(ToString::to_string);
     if let Some(p) = &args.summary {
         data::write_json_atomic(p, &summary)?;
     }
@@ -312,6 +323,15 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         super::common::print_line(serde_json::to_string_pretty(&summary)?)?;
     }
     print_table(&summary);
+    if let Some(s) = stopped {
+        bail!(
+            "{s}: the {} trajectories scored before it are written{}; the rest are not scored",
+            summary.trajectories,
+            args.output
+                .as_ref()
+                .map_or(String::new(), |p| format!(" ({})", p.display()))
+        );
+    }
     if summary.trajectories == 0 {
         bail!(
             "no trajectory could be scored ({} skipped)",

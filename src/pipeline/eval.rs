@@ -259,6 +259,10 @@ pub struct EvalSummary {
     pub context_tokens: u64,
     pub seconds: f64,
     pub context_tokens_per_second: f64,
+    /// Why the run stopped before the end of its inputs (the server gone or failing a check);
+    /// the numbers cover the trajectories scored before it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     pub presets: Vec<PresetSummary>,
 }
 
@@ -308,6 +312,7 @@ impl EvalTotals {
             context_tokens: log.tokens,
             seconds,
             context_tokens_per_second: per_second(log.tokens, seconds),
+            stopped: None,
             presets: self
                 .pooled
                 .iter()

@@ -1059,3 +1059,69 @@ fn one_hanging_request_is_given_up_after_the_total_timeout() {
         "{stderr}"
     );
 }
+
+/// `eval` through a server that goes wrong mid-run stops as `score` does: the trajectories
+/// scored before it are written, the summary says why, and the command fails.
+#[test]
+fn an_eval_stopped_by_a_failing_server_keeps_the_trajectories_scored_before_it() {
+    let model = default_tiny();
+    let server = Server::start(&model, 0, &["-t", "1"]);
+    let set = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/trajectories/chat.jsonl"
+    );
+    let eval = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "-T",
+            set,
+            "-m",
+            s(&model),
+            "--remote",
+            url,
+            "--concurrency",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &[])
+    };
+    // The requests of connecting and of the first trajectory, through a proxy that passes all.
+    let counting = Proxy::start(server.url.clone(), |_| Fault::Pass);
+    let first_rows = scratch().join("eval-stop-first.jsonl");
+    let out = eval(&counting.url, &["--limit", "1", "-o", s(&first_rows)]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let first = counting.seen.load(Ordering::SeqCst);
+    // Then every answer after the first trajectory's is an HTML page.
+    let proxy = Proxy::start(server.url.clone(), move |n| {
+        if n < first {
+            Fault::Pass
+        } else {
+            Fault::Html200
+        }
+    });
+    let rows_path = scratch().join("eval-stop-rows.jsonl");
+    let summary = scratch().join("eval-stop-summary.json");
+    let out = eval(&proxy.url, &["-o", s(&rows_path), "--summary", s(&summary)]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the run must stop: {stderr}");
+    assert!(
+        stderr.contains("`json`") && stderr.contains("1 trajectories scored before it are written"),
+        "{stderr}"
+    );
+    let kept = rows(&rows_path);
+    assert_eq!(
+        kept,
+        rows(&first_rows),
+        "the first trajectory's row, as scored alone"
+    );
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(summary["trajectories"], 1);
+    assert!(
+        summary["stopped"].as_str().unwrap().contains("`json`"),
+        "{summary:#}"
+    );
+}
