@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
@@ -210,12 +210,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         (None, true) => None,
     }
     .map(JsonlWriter::new);
-    let mut rendered_out = args
-        .rendered
-        .as_ref()
-        .map(|p| data::create_output(Some(p.as_path())).map(JsonlWriter::new))
-        .transpose()
-        .context("opening the rendered-text output")?;
+    let mut rendered_out = jsonl_output(args.rendered.as_deref(), "the rendered-text output")?;
     let mut backend = load_model(&args.model)?;
     let template = choose_template(&args.chat_template, &backend)?;
     let settings = EvalSettings {
@@ -341,20 +336,18 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// A JSON Lines output at `path`, if one is asked for (`what` names it in errors).
+fn jsonl_output(path: Option<&Path>, what: &str) -> Result<Option<JsonlWriter<data::Output>>> {
+    path.map(|p| data::create_output(Some(p)).map(JsonlWriter::new))
+        .transpose()
+        .with_context(|| format!("opening {what}"))
+}
+
 /// `eval --check`: everything `eval` does before the forward pass, with the model's tokenizer
 /// alone (no weights), counted per file and per format.
 fn run_check(args: &EvalArgs, trajectories: &mut TrajectoryStream) -> Result<()> {
-    let mut rows_out = args
-        .output
-        .as_ref()
-        .map(|p| data::create_output(Some(p.as_path())).map(JsonlWriter::new))
-        .transpose()?;
-    let mut rendered_out = args
-        .rendered
-        .as_ref()
-        .map(|p| data::create_output(Some(p.as_path())).map(JsonlWriter::new))
-        .transpose()
-        .context("opening the rendered-text output")?;
+    let mut rows_out = jsonl_output(args.output.as_deref(), "the per-trajectory rows")?;
+    let mut rendered_out = jsonl_output(args.rendered.as_deref(), "the rendered-text output")?;
     let path = model_store::resolve_model(args.model.model.as_deref())?;
     let mut tokenizer = TokenizerOnly::load(&path)
         .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
