@@ -41,6 +41,8 @@ mod tests;
 use std::collections::VecDeque;
 use std::io::{self, BufRead};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -261,9 +263,11 @@ impl TrajectoryStream {
                 }
             };
             let reader = put_back(reader, prefix);
-            // A JSON array (of records, or an OpenHands event log) is read whole, whatever the
-            // name: `.jsonl` and stdin too.
-            if input.layout == Layout::Lines && first != Some(b'[') {
+            // A JSON array, whatever the name (`.jsonl` and stdin too): records one element at
+            // a time, or one trajectory (an OpenHands event log, a bare message list).
+            if first == Some(b'[') {
+                self.open_array(reader, source, input.format, input.fallback);
+            } else if input.layout == Layout::Lines {
                 let records =
                     JsonRecords::new(source.clone(), reader, JsonLayout::Lines, READ_FAILED);
                 self.lines = Some(LineInput {
@@ -277,6 +281,95 @@ impl TrajectoryStream {
                     .extend(read_whole(reader, &source, input.format, input.fallback));
             }
         }
+    }
+}
+
+impl TrajectoryStream {
+    /// Reads a JSON array: when its first element is a trajectory record (a dataset), the
+    /// elements are streamed one at a time like JSON Lines (place `file:row`), so that a dataset
+    /// larger than memory is read; otherwise the array is one trajectory (an OpenHands event
+    /// log, a bare message list), gathered whole up to the whole-file bound.
+    fn open_array(
+        &mut self,
+        reader: Box<dyn BufRead + Send>,
+        source: String,
+        format: TrajectoryFormat,
+        fallback: Option<TrajectoryFormat>,
+    ) {
+        let read = Arc::new(AtomicU64::new(0));
+        let counted = Box::new(CountingReader {
+            inner: reader,
+            read: Arc::clone(&read),
+        });
+        let mut elements =
+            JsonRecords::new(source.clone(), counted, JsonLayout::Array, READ_FAILED).peekable();
+        let records = match elements.peek() {
+            Some(Ok(first)) => is_record_array(std::slice::from_ref(&first.value), format),
+            // The first row is reported as what it is; the rest are read as records.
+            Some(Err(_)) => true,
+            None => false,
+        };
+        if records {
+            self.lines = Some(LineInput {
+                source,
+                records: Box::new(elements),
+                format,
+                fallback,
+            });
+            return;
+        }
+        let limit = max_whole_file_bytes();
+        let mut items = Vec::new();
+        for element in elements {
+            if read.load(Ordering::Relaxed) > limit as u64 {
+                let why = over_limit("file", limit, MAX_WHOLE_FILE_ENV);
+                let message = format!("{why}: too large to read whole as one trajectory");
+                self.pending.push_back(Err(whole_file_error(
+                    &source,
+                    RecordErrorKind::TooLarge,
+                    message,
+                )));
+                return;
+            }
+            match element {
+                Ok(e) => items.push(e.value),
+                Err(e) => {
+                    self.pending.push_back(Err(e));
+                    return;
+                }
+            }
+        }
+        self.pending.push_back(Ok(RawRecord {
+            value: Value::Array(items),
+            source,
+            line: 0,
+            format,
+            fallback,
+        }));
+    }
+}
+
+/// A reader that counts the bytes taken from it, for a bound on what is gathered.
+struct CountingReader {
+    inner: Box<dyn BufRead + Send>,
+    read: Arc<AtomicU64>,
+}
+
+impl io::Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl BufRead for CountingReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.read.fetch_add(amt as u64, Ordering::Relaxed);
+        self.inner.consume(amt);
     }
 }
 
@@ -549,7 +642,8 @@ fn parse_value(
 // ---------------------------------------------------------------------------------------------
 // Files
 
-/// A whole file as one JSON value (or, when it turns out to be JSON Lines, one per line).
+/// A whole file that is not a JSON array as one JSON value (or, when it turns out to be JSON
+/// Lines, one per line).
 fn read_whole(
     mut reader: Box<dyn BufRead + Send>,
     source: &str,
@@ -600,11 +694,7 @@ fn read_whole(
         ))];
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Array(rows)) if is_record_array(&rows, format) => rows
-            .into_iter()
-            .zip(1..)
-            .map(|(row, n)| Ok(raw(row, n, fallback)))
-            .collect(),
+        // (Arrays never get here: see `TrajectoryStream::open_array`.)
         Ok(v) => vec![Ok(raw(v, 0, fallback))],
         Err(e) if e.line() > 1 && e.to_string().starts_with("trailing characters") => {
             // JSON Lines under a `.json` name.

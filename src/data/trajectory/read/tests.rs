@@ -706,7 +706,8 @@ fn empty_files_and_unknown_shapes() {
         b"[\n {\"action\": \"run\",\n  \"args\": {",
     );
     let e = read(&[truncated]).remove(0).unwrap_err();
-    assert_eq!((e.kind, e.line), (RecordErrorKind::InvalidJson, 3));
+    // An array is read element by element: the place is the row that is cut short.
+    assert_eq!((e.kind, e.line), (RecordErrorKind::InvalidJson, 1));
     assert!(e.message.contains("at column"), "{}", e.message);
 }
 
@@ -1508,4 +1509,39 @@ fn sharegpt_conversations_read_from_and_value_with_function_calls() {
     let bad = json!({"messages": [{"from": "human", "value": "x"}, {"value": "y"}]});
     let e = parse_chat(&bad, "f.jsonl", 3).unwrap_err();
     assert_eq!(e.field.as_deref(), Some("$.messages[1].role"));
+}
+
+/// A JSON array of records is read one element at a time (a dataset may not fit in memory), an
+/// array that is one trajectory (an event log) whole, within the whole-file bound.
+#[test]
+fn json_arrays_of_records_are_streamed_and_event_logs_gathered() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |i: usize| {
+        json!({"id": format!("r{i}"), "messages": [
+            {"role": "user", "content": "task"},
+            {"role": "assistant", "content": "```bash\nls\n```"}]})
+    };
+    // A broken element in the middle is one error item; the rows after it are still read.
+    let text = format!(
+        "[{},\n{{\"id\": \"bad\", \"messages\": 5}},\n{}]",
+        record(0),
+        record(2)
+    );
+    let p = write(dir.path(), "set.json", text.as_bytes());
+    let items = read(&[p]);
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0].as_ref().unwrap().line, 1);
+    assert_eq!(items[1].as_ref().unwrap_err().line, 2);
+    assert_eq!(items[2].as_ref().unwrap().id, "r2");
+    // An event log stays one trajectory.
+    let log = json!([
+        {"id": 1, "source": "user", "action": "message", "args": {"content": "task"}},
+        {"id": 2, "source": "agent", "action": "run", "args": {"command": "ls", "thought": ""}},
+        {"id": 3, "source": "environment", "observation": "run", "content": "a.py", "extras": {}}
+    ]);
+    let p = write(dir.path(), "log.json", log.to_string().as_bytes());
+    let items = read(&[p]);
+    assert_eq!(items.len(), 1);
+    let t = items[0].as_ref().unwrap();
+    assert_eq!((t.line, t.action_count()), (0, 1));
 }
