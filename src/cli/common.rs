@@ -310,14 +310,15 @@ impl DrawArgs {
         })
     }
 
-    /// Writes the manifest of `stream`'s draw, if it drew, to `--manifest` or else `default`.
+    /// Writes the manifest of a draw (`None`: nothing was drawn) to `--manifest` or else
+    /// `default`.
     pub fn write_manifest(
         &self,
         inputs: &[PathBuf],
-        stream: &TrajectoryStream,
+        manifest: Option<&DrawManifest>,
         default: Option<PathBuf>,
     ) -> Result<()> {
-        let Some(manifest) = stream.manifest() else {
+        let Some(manifest) = manifest else {
             return Ok(());
         };
         let Some(path) = self.manifest.clone().or(default) else {

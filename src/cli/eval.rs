@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::{TrajectoryFormat, TrajectoryStream};
-use hesnr::data::trajectory::render::{render, TemplateChoice};
+use hesnr::data::trajectory::render::TemplateChoice;
 use hesnr::data::trajectory::Trajectory;
 use hesnr::data::{self, JsonlWriter};
 use hesnr::engine::llama::TokenizerOnly;
@@ -285,7 +285,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     if !explaining {
         let beside = manifest_beside(&[args.output.as_deref(), args.summary.as_deref()]);
         args.draw
-            .write_manifest(&args.trajectories, &trajectories, beside)?;
+            .write_manifest(&args.trajectories, trajectories.manifest(), beside)?;
     }
     if let (Some(s), Some(_)) = (&stopped, &args.explain) {
         bail!("{s}");
@@ -385,9 +385,7 @@ fn run_check(args: &EvalArgs, trajectories: &mut TrajectoryStream) -> Result<()>
             out.write(&checked)?;
         }
         if let Some(out) = rendered_out.as_mut() {
-            // Rendered again only when asked: the check keeps counts, not texts.
-            let rendered = render(&traj, &template)?;
-            out.write(&serde_json::json!({"id": traj.id, "text": rendered.text}))?;
+            out.write(&serde_json::json!({"id": traj.id, "text": checked.rendered}))?;
         }
         anyhow::Ok(())
     };
@@ -401,7 +399,7 @@ fn run_check(args: &EvalArgs, trajectories: &mut TrajectoryStream) -> Result<()>
     }
     let beside = manifest_beside(&[args.output.as_deref(), args.summary.as_deref()]);
     args.draw
-        .write_manifest(&args.trajectories, trajectories, beside)?;
+        .write_manifest(&args.trajectories, trajectories.manifest(), beside)?;
     let summary = totals.into_inner().finish(
         &flow.log,
         tokenizer.info().name.clone(),

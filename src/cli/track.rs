@@ -157,11 +157,12 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
         .with_context(|| format!("writing the report to {}", args.out.display()))?;
     if let EvalSet::Trajectories { inputs, read, .. } = &set {
         if args.draw.spec().is_active() || args.draw.manifest.is_some() {
-            // The set as drawn, written down once: reading it again costs a parse, no model.
-            let mut drawn = args.draw.open(inputs, read.clone())?;
-            drawn.by_ref().for_each(drop);
+            // The set as drawn, written down once: the draw runs over the raw records again,
+            // without parsing them or a model.
+            let drawn = args.draw.open(inputs, read.clone())?.into_manifest();
             let default = args.out.join("eval-set.manifest.json");
-            args.draw.write_manifest(inputs, &drawn, Some(default))?;
+            args.draw
+                .write_manifest(inputs, drawn.as_ref(), Some(default))?;
         }
     }
     if args.json {

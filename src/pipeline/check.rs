@@ -69,6 +69,9 @@ pub struct CheckedTrajectory {
     pub presets: Vec<PresetTokens>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The text as rendered for the model (for `--rendered`; not part of the row).
+    #[serde(skip)]
+    pub rendered: String,
 }
 
 impl Worked for CheckedTrajectory {
@@ -85,8 +88,11 @@ pub fn check_trajectory(
     presets: &[Preset],
     token_rule: TokenRule,
 ) -> Result<CheckedTrajectory, EvalError> {
-    let Prepared { tokens, masks, .. } =
-        prepare_trajectory(backend, template, traj, presets, token_rule)?;
+    let Prepared {
+        rendered,
+        tokens,
+        masks,
+    } = prepare_trajectory(backend, template, traj, presets, token_rule)?;
     Ok(CheckedTrajectory {
         id: traj.id.clone(),
         source: traj.source.clone(),
@@ -103,6 +109,7 @@ pub fn check_trajectory(
             })
             .collect(),
         warnings: traj.warnings.clone(),
+        rendered: rendered.text,
     })
 }
 
@@ -284,6 +291,7 @@ mod tests {
                 scored_tokens: scored,
             }],
             warnings: t.warnings.clone(),
+            rendered: String::new(),
         }
     }
 

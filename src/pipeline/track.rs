@@ -593,7 +593,10 @@ fn score_checkpoint(
                     }
                     Ok::<(), Stopped>(())
                 };
-            let items = read_trajectories_with(inputs, read.clone())?.drawing(draw.clone());
+            let mut items = read_trajectories_with(inputs, read.clone())?;
+            if draw.is_active() {
+                items = items.drawing(draw.clone());
+            }
             flow.drive(&mut [backend], items, work, sink)
                 .map_err(stopped)?;
         }

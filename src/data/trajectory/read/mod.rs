@@ -206,6 +206,23 @@ impl TrajectoryStream {
         self.draw.as_ref().map(Draw::manifest)
     }
 
+    /// Runs the draw over every record without parsing what it takes: what would be drawn,
+    /// for a caller that parses the set elsewhere (`track` writes it down once). `None` when
+    /// not drawing.
+    pub fn into_manifest(mut self) -> Option<DrawManifest> {
+        let mut draw = self.draw.take()?;
+        while let Some(record) = self.next_record() {
+            let verdict = match &record {
+                Ok(r) => draw.decide(Some(&r.value), &r.source, r.line),
+                Err(e) => draw.decide(None, &e.source, e.line),
+            };
+            if verdict == draw::Verdict::Stop {
+                break;
+            }
+        }
+        Some(draw.manifest().clone())
+    }
+
     /// The next record of the inputs, read but not parsed.
     fn next_record(&mut self) -> Option<Result<RawRecord, RecordError>> {
         loop {
@@ -612,21 +629,24 @@ fn parse_value(
         // A dataset's messages column, named: chat messages whatever else the record holds.
         return parse_chat_with(value, source, line, options);
     }
-    if format == TrajectoryFormat::Auto && sniff(value).is_none() {
-        if let Some(column) = messages_column(value) {
-            // A dataset row whose messages sit under a name of its own (`conversations`,
-            // `chat`): read as chat from that column.
-            let options = ReadOptions {
-                messages_field: Some(column),
-                ..options.clone()
-            };
-            return parse_chat_with(value, source, line, &options);
-        }
-    }
     let format = match format {
-        TrajectoryFormat::Auto => match sniff(value).or(fallback) {
+        TrajectoryFormat::Auto => match sniff(value) {
             Some(f) => f,
-            None => return Err(unknown_shape(value, source, line)),
+            None => {
+                if let Some(column) = messages_column(value) {
+                    // A dataset row whose messages sit under a name of its own
+                    // (`conversations`, `chat`): read as chat from that column.
+                    let options = ReadOptions {
+                        messages_field: Some(column),
+                        ..options.clone()
+                    };
+                    return parse_chat_with(value, source, line, &options);
+                }
+                match fallback {
+                    Some(f) => f,
+                    None => return Err(unknown_shape(value, source, line)),
+                }
+            }
         },
         f => f,
     };
