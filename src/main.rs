@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
+use hesnr::data::trajectory::template_worker;
 use hesnr::engine::model_store;
 
 mod cli;
@@ -79,6 +80,10 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Internal: renders chat templates for another hesnr process (JSON Lines on stdin and
+    /// stdout), under the memory bound that process set.
+    #[command(name = "render-worker", hide = true)]
+    RenderWorker,
 }
 
 fn main() {
@@ -98,6 +103,12 @@ fn main() {
         // Colour codes only on a terminal: a log redirected to a file stays plain text.
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    // Chat templates from model files and users render in a memory-bounded child process: a
+    // template that exhausts memory fails one trajectory instead of aborting the run.
+    match std::env::current_exe() {
+        Ok(exe) => template_worker::run_templates_in_worker(exe),
+        Err(e) => tracing::warn!("chat templates render in process (no path to this binary: {e})"),
+    }
     let result = match cli.command {
         Command::Score(args) => cli::score::run_score(*args),
         Command::Eval(args) => cli::eval::run_eval(*args),
@@ -115,6 +126,10 @@ fn main() {
         Command::ConvertHf(args) => cli::convert::run_convert_hf(args),
         Command::Info { model } => load_model(&model)
             .and_then(|b| Ok(print_line(serde_json::to_string_pretty(b.info())?)?)),
+        Command::RenderWorker => {
+            template_worker::serve(std::io::stdin().lock(), std::io::stdout().lock())
+                .map_err(anyhow::Error::from)
+        }
     };
     if let Err(e) = result {
         // Writing into a closed pipe (`hesnr score ... | head`): the reader is done, and so are

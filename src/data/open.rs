@@ -45,7 +45,7 @@ pub fn max_whole_file_bytes() -> usize {
 
 /// A limit in bytes from a variable holding MiB (1 to 1048576); a value that is not one is
 /// reported once and the default kept.
-fn limit_from_env(var: &str, default: usize) -> usize {
+pub(crate) fn limit_from_env(var: &str, default: usize) -> usize {
     let Ok(value) = std::env::var(var) else {
         return default;
     };

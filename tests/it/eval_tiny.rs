@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::common::{default_tiny, hesnr, scratch};
+use crate::common::{default_tiny, hesnr, run_hesnr, scratch};
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::parse_chat;
 use hesnr::data::trajectory::render::{render, ChatTemplate};
@@ -274,6 +274,45 @@ fn a_template_that_fails_skips_only_what_it_fails_on() {
         "{errors}"
     );
     assert!(errors.contains("'with-tools'"), "{errors}");
+}
+
+/// A template that doubles a string in a variable takes memory without end while fuel and the
+/// output bound see a handful of instructions and no output (issue 13: it aborted the whole run
+/// at 7.2 GB). It renders in a worker under `HESNR_MAX_TEMPLATE_MB`: the trajectory that sets it
+/// off is skipped with an error naming the bound, and the next one renders in a fresh worker.
+#[test]
+fn a_template_that_exhausts_memory_skips_only_its_trajectory() {
+    let dir = scratch().join("template-memory-set");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut boom = chat_record("boom", 1);
+    boom["messages"][0]["content"] = json!("BOOM: fix the bug.");
+    let lines = format!("{}\n{}\n", boom, chat_record("calm", 1));
+    write(&dir, "set.jsonl", lines.as_bytes());
+    let template = scratch().join("doubling.jinja");
+    std::fs::write(&template, "{% set ns = namespace(s='0123456789abcdef') %}{% for m in messages %}{% if 'BOOM' in m.content %}{% for i in range(48) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{% endif %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}").unwrap();
+    let out = run_hesnr(
+        &[
+            "eval",
+            "-T",
+            dir.to_str().unwrap(),
+            "-m",
+            default_tiny().to_str().unwrap(),
+            "--chat-template",
+            template.to_str().unwrap(),
+            "--json",
+        ],
+        &[("HESNR_MAX_TEMPLATE_MB", "256")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["trajectories"], 1, "{summary}");
+    assert_eq!(summary["skipped"], 1, "{summary}");
+    let errors = summary["errors"].to_string();
+    assert!(
+        errors.contains("'boom'") && errors.contains("256 MiB") && errors.contains("HESNR_MAX_TEMPLATE_MB"),
+        "{errors}"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub mod lang;
 pub mod mask;
 pub mod read;
 pub mod render;
+pub mod template_worker;
 
 use std::ops::Range;
 

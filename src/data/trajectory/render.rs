@@ -13,6 +13,7 @@ use std::path::Path;
 
 use minijinja::{Environment, ErrorKind, Value as JValue};
 
+use super::template_worker::{TemplateMessage, Worker};
 use super::{SegmentKind, Trajectory};
 use crate::data::open::MAX_RECORD_BYTES;
 
@@ -74,6 +75,9 @@ impl std::fmt::Display for TemplateChoice {
 /// A compiled chat template and the special tokens it may refer to.
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The process that renders this template when the binary runs templates in a worker
+    /// (see [`super::template_worker`]); `None` renders here.
+    worker: Option<Worker>,
     /// Where the template came from (`model`, `chatml`, a file path), for messages.
     pub origin: String,
     pub source: String,
@@ -118,6 +122,7 @@ impl ChatTemplate {
             })?;
         Ok(Self {
             env,
+            worker: Worker::for_template(source, bos_token, eos_token),
             origin: origin.to_string(),
             source: source.to_string(),
             bos_token: bos_token.to_string(),
@@ -125,9 +130,12 @@ impl ChatTemplate {
         })
     }
 
-    /// ChatML with the given special tokens.
+    /// ChatML with the given special tokens. It is hesnr's own template, so it always renders
+    /// in process.
     pub fn chatml() -> Self {
-        Self::new(CHATML, "chatml", "", "<|im_end|>").expect("ChatML compiles")
+        let mut chatml = Self::new(CHATML, "chatml", "", "<|im_end|>").expect("ChatML compiles");
+        chatml.worker = None;
+        chatml
     }
 
     /// A template from a file: a Jinja file, or a Hugging Face `tokenizer_config.json` (its
@@ -187,22 +195,38 @@ impl ChatTemplate {
         traj: &Trajectory,
         contents: &[String],
     ) -> Result<String, RenderError> {
-        let messages: Vec<JValue> = traj
+        let messages: Vec<TemplateMessage> = traj
             .messages
             .iter()
             .zip(contents)
-            .map(|(m, c)| {
-                JValue::from_serialize(serde_json::json!({"role": m.role.as_str(), "content": c}))
+            .map(|(m, c)| TemplateMessage {
+                role: m.role.as_str().to_string(),
+                content: c.clone(),
+            })
+            .collect();
+        let rendered = match &self.worker {
+            Some(worker) => worker.render(&messages),
+            None => self.render_here(&messages),
+        };
+        rendered.map_err(|message| RenderError::Template {
+            origin: self.origin.clone(),
+            message: format!("failed to render: {message}"),
+        })
+    }
+
+    /// Renders in this process; `Err` says why rendering failed (also what a template worker
+    /// answers, so the message is the same wherever the template ran).
+    pub(super) fn render_here(&self, messages: &[TemplateMessage]) -> Result<String, String> {
+        let messages: Vec<JValue> = messages
+            .iter()
+            .map(|m| {
+                JValue::from_serialize(serde_json::json!({"role": m.role, "content": m.content}))
             })
             .collect();
         let template = self.env.get_template("chat").expect("added in new()");
         let mut out = BoundedOutput {
             bytes: Vec::new(),
             limit: MAX_RECORD_BYTES,
-        };
-        let failed = |message: String| RenderError::Template {
-            origin: self.origin.clone(),
-            message: format!("failed to render: {message}"),
         };
         template
             .render_captured_to(
@@ -215,16 +239,15 @@ impl ChatTemplate {
                 &mut out,
             )
             .map_err(|e| match e.kind() {
-                ErrorKind::OutOfFuel => failed(format!(
+                ErrorKind::OutOfFuel => format!(
                     "it ran over {TEMPLATE_FUEL} instructions (a template that loops without end?)"
-                )),
-                ErrorKind::WriteFailure => failed(format!(
-                    "its output grew over {} MiB",
-                    MAX_RECORD_BYTES >> 20
-                )),
-                _ => failed(format!("{e:#}")),
+                ),
+                ErrorKind::WriteFailure => {
+                    format!("its output grew over {} MiB", MAX_RECORD_BYTES >> 20)
+                }
+                _ => format!("{e:#}"),
             })?;
-        String::from_utf8(out.bytes).map_err(|e| failed(e.to_string()))
+        String::from_utf8(out.bytes).map_err(|e| e.to_string())
     }
 }
 
