@@ -339,7 +339,7 @@ fn open_stream(
     let fail = |source: &str, e: io::Error| -> Box<dyn Iterator<Item = Item> + Send> {
         Box::new(std::iter::once(Err(read_failed(source, e))))
     };
-    let (layout, mut reader, compression) = match decode_as(raw, layout) {
+    let (layout, mut reader, compression) = match decode_as(&source, raw, layout) {
         Ok(x) => x,
         Err(e) => return fail(&source, e),
     };
@@ -370,10 +370,12 @@ pub(crate) fn read_failed(source: &str, e: io::Error) -> RecordError {
 /// Decompresses a byte source (gzip and zstd by their magic bytes) and settles its layout,
 /// looking at the content when the name said nothing ([`Layout::Sniff`]).
 pub(crate) fn decode_as(
+    source: &str,
     raw: RawInput,
     layout: Layout,
 ) -> io::Result<(Layout, Box<dyn BufRead + Send>, Compression)> {
     let decoded = decode(raw)?;
+    decoded.warn_if_unchecked(source);
     let mut reader = decoded.reader;
     let layout = match layout {
         Layout::Sniff => {

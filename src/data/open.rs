@@ -121,6 +121,23 @@ impl Compression {
 pub struct Decoded {
     pub reader: Box<dyn BufRead + Send>,
     pub compression: Compression,
+    /// A zstd stream whose frames carry no checksum (Python's `zstandard` writes none unless
+    /// asked): the verifying pass found its frames whole, but damage that still decodes (a
+    /// changed literal byte) cannot be told; [`Decoded::warn_if_unchecked`] says so.
+    pub unchecked: bool,
+}
+
+impl Decoded {
+    /// Warns, naming `source`, when the input could not be fully checked ([`Decoded::unchecked`]).
+    pub fn warn_if_unchecked(&self, source: &str) {
+        if self.unchecked {
+            tracing::warn!(
+                "{source}: its zstd frames carry no checksum, so damage that still decodes cannot \
+                 be detected (the zstd tool writes one by default; Python's zstandard with \
+                 write_checksum=True)"
+            );
+        }
+    }
 }
 
 /// Where the bytes of an input come from: a file, which can be read twice (once to verify a
@@ -165,29 +182,31 @@ pub fn decode(raw: RawInput) -> io::Result<Decoded> {
         }
         raw => raw,
     };
-    let (compression, raw) = match raw {
+    let (compression, checked, raw) = match raw {
         RawInput::File(mut f) => {
             let compression = Compression::from_magic(&read_head(&mut f)?);
             f.seek(SeekFrom::Start(0))?;
+            let mut checked = true;
             if compression != Compression::None {
-                verify_compressed(&mut f, compression)?;
+                checked = verify_compressed(&mut f, compression)?;
                 f.seek(SeekFrom::Start(0))?;
             }
-            (compression, Box::new(f) as Box<dyn Read + Send>)
+            (compression, checked, Box::new(f) as Box<dyn Read + Send>)
         }
         RawInput::Stream(mut s) => {
             let head = read_head(&mut s)?;
             let compression = Compression::from_magic(&head);
             let mut raw: Box<dyn Read + Send> = Box::new(Cursor::new(head).chain(s));
+            let mut checked = true;
             if compression != Compression::None {
                 let mut spool = tempfile::tempfile()?;
                 io::copy(&mut raw, &mut spool)?;
                 spool.seek(SeekFrom::Start(0))?;
-                verify_compressed(&mut spool, compression)?;
+                checked = verify_compressed(&mut spool, compression)?;
                 spool.seek(SeekFrom::Start(0))?;
                 raw = Box::new(spool);
             }
-            (compression, raw)
+            (compression, checked, raw)
         }
     };
     let decoded: Box<dyn Read + Send> = match compression {
@@ -198,6 +217,7 @@ pub fn decode(raw: RawInput) -> io::Result<Decoded> {
     Ok(Decoded {
         reader: Box::new(BufReader::with_capacity(BUF_SIZE, decoded)),
         compression,
+        unchecked: !checked,
     })
 }
 
@@ -235,14 +255,20 @@ impl<R: Read> BufRead for Consumed<R> {
 /// Decompresses all of `file` into nothing: `Ok` when every gzip member (CRC and length) or
 /// zstd frame (checksum, when present) is whole and sound, else an
 /// [`io::ErrorKind::InvalidData`] error saying at which compressed byte the decoder failed.
-pub fn verify_compressed(file: &mut File, compression: Compression) -> io::Result<()> {
+/// `Ok(false)`: sound as far as can be told, but a zstd stream whose first frame carries no
+/// checksum (a file is written with one setting, so its first frame speaks for the rest).
+pub fn verify_compressed(file: &mut File, compression: Compression) -> io::Result<bool> {
     let len = file.metadata().map(|m| m.len()).ok();
     let mut input = Consumed {
         inner: BufReader::with_capacity(BUF_SIZE, &mut *file),
         consumed: 0,
     };
+    let checksummed = match compression {
+        Compression::Zstd => zstd_frame_has_checksum(input.fill_buf()?),
+        _ => true,
+    };
     let result = match compression {
-        Compression::None => return Ok(()),
+        Compression::None => return Ok(true),
         Compression::Gzip => io::copy(
             &mut flate2::bufread::MultiGzDecoder::new(&mut input),
             &mut io::sink(),
@@ -250,7 +276,7 @@ pub fn verify_compressed(file: &mut File, compression: Compression) -> io::Resul
         Compression::Zstd => zstd::stream::read::Decoder::with_buffer(&mut input)
             .and_then(|mut d| io::copy(&mut d, &mut io::sink())),
     };
-    result.map(|_| ()).map_err(|e| {
+    result.map(|_| checksummed).map_err(|e| {
         let of = len.map_or_else(String::new, |l| format!(" of {l}"));
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -261,6 +287,18 @@ pub fn verify_compressed(file: &mut File, compression: Compression) -> io::Resul
             ),
         )
     })
+}
+
+/// Whether a zstd frame starting at `head` declares a content checksum (bit 2 of its frame
+/// header descriptor, RFC 8878 3.1.1.1.1). Anything else (a skippable frame, too few bytes) is
+/// taken as checked: only a frame that says it has none is reported.
+fn zstd_frame_has_checksum(head: &[u8]) -> bool {
+    match head {
+        [m0, m1, m2, m3, descriptor, ..] if [*m0, *m1, *m2, *m3] == ZSTD_MAGIC => {
+            descriptor & 0b100 != 0
+        }
+        _ => true,
+    }
 }
 
 /// Skips a UTF-8 BOM and blank bytes, and returns the first other byte (`None` at the end)
@@ -409,6 +447,33 @@ mod tests {
         let empty = decode(RawInput::Stream(Box::new(Cursor::new(Vec::new())))).unwrap();
         assert_eq!(empty.compression, Compression::None);
         assert!(read_all(empty).is_empty());
+    }
+
+    /// A zstd stream is checked by its frames' checksums; one written without them is read,
+    /// and marked unchecked so that the run can say so (gzip always carries its CRC).
+    #[test]
+    fn zstd_without_checksums_is_read_and_marked_unchecked() {
+        let data = b"one\ntwo\n".repeat(100);
+        let plain = {
+            let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+            z.include_checksum(false).unwrap();
+            z.write_all(&data).unwrap();
+            z.finish().unwrap()
+        };
+        for (bytes, unchecked) in [
+            (plain, true),
+            (zstd_checked(&data), false),
+            (gzip(&data), false),
+            (data.clone(), false),
+        ] {
+            let d = decode(RawInput::Stream(Box::new(Cursor::new(bytes)))).unwrap();
+            assert_eq!(d.unchecked, unchecked, "{:?}", d.compression);
+            assert_eq!(read_all(d), data);
+        }
+        assert!(
+            zstd_frame_has_checksum(ZSTD_MAGIC),
+            "too short to say: taken as checked"
+        );
     }
 
     fn gzip_stored(bytes: &[u8]) -> Vec<u8> {

@@ -44,7 +44,7 @@ pub fn read_records(
             return fail(whole_file_error(&source, RecordErrorKind::Io, message));
         }
     };
-    let (layout, mut reader, compression) = match decode_as(file.into(), layout) {
+    let (layout, mut reader, compression) = match decode_as(&source, file.into(), layout) {
         Ok(x) => x,
         Err(e) => return fail(read_failed(&source, e)),
     };

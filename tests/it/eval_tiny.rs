@@ -310,7 +310,9 @@ fn a_template_that_exhausts_memory_skips_only_its_trajectory() {
     assert_eq!(summary["skipped"], 1, "{summary}");
     let errors = summary["errors"].to_string();
     assert!(
-        errors.contains("'boom'") && errors.contains("256 MiB") && errors.contains("HESNR_MAX_TEMPLATE_MB"),
+        errors.contains("'boom'")
+            && errors.contains("256 MiB")
+            && errors.contains("HESNR_MAX_TEMPLATE_MB"),
         "{errors}"
     );
 }

@@ -109,6 +109,33 @@ fn a_corrupt_gzip_is_refused_whole_before_any_of_it_is_scored() {
     assert!(!rows.exists() || ids(&rows).is_empty(), "{stderr}");
 }
 
+/// A zstd file written without frame checksums (Python's `zstandard` default) is scored, and
+/// the run says, naming the file, that damage which still decodes could not be detected.
+#[test]
+fn a_zstd_file_without_checksums_is_scored_with_a_warning() {
+    let d = dir("unchecked-zst");
+    let mut z = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    z.include_checksum(false).unwrap();
+    z.write_all(&lines(&docs(3))).unwrap();
+    let path = d.join("docs.jsonl.zst");
+    std::fs::write(&path, z.finish().unwrap()).unwrap();
+    let rows = d.join("rows.jsonl");
+    let model = default_tiny();
+    let out = run_hesnr(
+        &["score", s(&path), "-m", s(&model), "-o", s(&rows), "--json"],
+        &[],
+    );
+    let stderr = ok(&out);
+    assert_eq!(ids(&rows), ["d0", "d1", "d2"]);
+    assert!(
+        stderr.contains(&format!(
+            "{}: its zstd frames carry no checksum",
+            path.display()
+        )),
+        "{stderr}"
+    );
+}
+
 /// A truncated trajectory file (a download cut short) gives no trajectory, not the ones
 /// before the cut; the other files are scored.
 #[test]

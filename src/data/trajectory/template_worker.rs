@@ -223,9 +223,7 @@ impl WorkerProcess {
         let _ = self.child.kill();
         let status = self.child.wait();
         let mut stderr = String::new();
-        let _ = (&mut self.stderr)
-            .take(4096)
-            .read_to_string(&mut stderr);
+        let _ = (&mut self.stderr).take(4096).read_to_string(&mut stderr);
         // Rust's own words when an allocation fails (then it aborts).
         if stderr.contains("memory allocation of") {
             return over_limit("its memory grew", max_bytes, MAX_TEMPLATE_ENV);
@@ -319,7 +317,10 @@ mod tests {
 
         let here = ChatTemplate::new(source, "here", "<s>", "</s>").unwrap();
         let expected_text = here.render_here(&messages()).unwrap();
-        assert_eq!(expected_text, "[user]Fix the bug.</s>[assistant]```bash\nls\n```</s>");
+        assert_eq!(
+            expected_text,
+            "[user]Fix the bug.</s>[assistant]```bash\nls\n```</s>"
+        );
         let expected_failure = here.render_here(&failing).unwrap_err();
         assert!(expected_failure.contains("no boom"), "{expected_failure}");
         match &replies[..] {

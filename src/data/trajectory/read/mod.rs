@@ -260,7 +260,10 @@ impl TrajectoryStream {
                 continue;
             }
             let mut reader = match open_decoded(input.path.as_deref()) {
-                Ok(d) => d.reader,
+                Ok(d) => {
+                    d.warn_if_unchecked(&source);
+                    d.reader
+                }
                 Err(e) => {
                     return Some(Err(whole_file_error(
                         &source,
