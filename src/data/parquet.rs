@@ -20,10 +20,44 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use parquet::arrow::ProjectionMask;
 use serde_json::Value;
 
+use super::open::{max_record_bytes, over_limit, MAX_RECORD_ENV};
 use super::reader::{Document, ReaderOptions, RecordError, RecordErrorKind};
 
-/// Rows decoded per record batch.
+/// Rows decoded per record batch, at most.
 const BATCH_ROWS: usize = 1024;
+/// What one decoded record batch may take, by the row sizes the file's metadata declares:
+/// rows of a few MiB (whole agent trajectories) come fewer to a batch, so a batch's memory does
+/// not grow with the row size.
+const BATCH_BYTES: usize = 64 << 20;
+
+/// Rows per batch for a file: `max_rows`, or fewer when the largest average row (over the
+/// columns read, per row group, uncompressed, as the metadata says) would make a batch of them
+/// larger than `batch_bytes` ([`BATCH_BYTES`]). `columns`: the leaf columns read (`None`: all).
+fn batch_rows(
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    columns: Option<&[usize]>,
+    max_rows: usize,
+    batch_bytes: usize,
+) -> usize {
+    let widest_row = metadata
+        .row_groups()
+        .iter()
+        .filter(|g| g.num_rows() > 0)
+        .map(|g| {
+            let bytes: i64 = match columns {
+                Some(cols) => cols
+                    .iter()
+                    .filter_map(|&c| g.columns().get(c))
+                    .map(|c| c.uncompressed_size())
+                    .sum(),
+                None => g.total_byte_size(),
+            };
+            bytes.max(0) as u64 / g.num_rows() as u64
+        })
+        .max()
+        .unwrap_or(0);
+    (batch_bytes as u64 / widest_row.max(1)).clamp(1, max_rows as u64) as usize
+}
 
 /// Whether a path names a Parquet file (by extension).
 pub fn is_parquet(path: &Path) -> bool {
@@ -138,10 +172,14 @@ fn open(path: &Path, opts: &ReaderOptions) -> Result<ParquetRecordBatchReader, O
     if let Some(i) = find("metadata") {
         wanted.push(i);
     }
-    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+    let mask = ProjectionMask::roots(builder.parquet_schema(), wanted.iter().copied());
+    let leaves: Vec<usize> = (0..builder.parquet_schema().num_columns())
+        .filter(|&leaf| mask.leaf_included(leaf))
+        .collect();
+    let rows = batch_rows(builder.metadata(), Some(&leaves), BATCH_ROWS, BATCH_BYTES);
     builder
         .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
+        .with_batch_size(rows)
         .build()
         .map_err(|e| (None, RecordErrorKind::Io, format!("cannot read: {e}")))
 }
@@ -239,6 +277,14 @@ impl Iterator for ParquetDocuments {
                                 "empty or whitespace-only text".into(),
                             )))
                         }
+                        Some(t) if t.len() > max_record_bytes() => {
+                            return Some(Err(self.error(
+                                line,
+                                Some(self.opts.text_field.clone()),
+                                RecordErrorKind::TooLarge,
+                                over_limit("text", max_record_bytes(), MAX_RECORD_ENV),
+                            )))
+                        }
                         Some(t) => t.to_string(),
                     };
                     let id =
@@ -299,7 +345,8 @@ pub struct ParquetRecords {
     source: String,
     reader: Option<ParquetRecordBatchReader>,
     pending: Option<RecordError>,
-    rows: std::collections::VecDeque<Value>,
+    /// Rows of the current batch not handed out yet; `Err`: a row over the record bound.
+    rows: std::collections::VecDeque<Result<Value, String>>,
     /// Rows handed out so far (the next row's 1-based number minus one).
     row: u64,
 }
@@ -309,7 +356,8 @@ pub struct ParquetRecords {
 pub fn read_parquet_records(path: &Path) -> ParquetRecords {
     let source = path.display().to_string();
     let opened = builder(path).and_then(|b| {
-        b.with_batch_size(RECORD_BATCH_ROWS)
+        let rows = batch_rows(b.metadata(), None, RECORD_BATCH_ROWS, BATCH_BYTES);
+        b.with_batch_size(rows)
             .build()
             .map_err(|e| (None, RecordErrorKind::Io, format!("cannot read: {e}")))
     });
@@ -335,8 +383,9 @@ pub fn read_parquet_records(path: &Path) -> ParquetRecords {
     }
 }
 
-/// One record batch as JSON objects, in row order.
-fn batch_to_json(batch: &RecordBatch) -> Result<Vec<Value>, String> {
+/// One record batch as JSON objects, in row order; a row over the record bound
+/// ([`max_record_bytes`], as a JSON Lines line is) is an `Err` with the reason, in its place.
+fn batch_to_json(batch: &RecordBatch) -> Result<Vec<Result<Value, String>>, String> {
     use arrow_json::writer::{LineDelimited, WriterBuilder};
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
@@ -344,20 +393,24 @@ fn batch_to_json(batch: &RecordBatch) -> Result<Vec<Value>, String> {
     writer.write(batch).map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     let bytes = writer.into_inner();
-    let mut rows: Vec<Value> = bytes
+    bytes
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .map(serde_json::from_slice)
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
-    for row in &mut rows {
-        if let Some(m) = row.get_mut("metadata") {
-            if let Some(Value::Object(o)) = m.as_str().and_then(|s| serde_json::from_str(s).ok()) {
-                *m = Value::Object(o);
+        .map(|line| {
+            if line.len() > max_record_bytes() {
+                return Ok(Err(over_limit("row", max_record_bytes(), MAX_RECORD_ENV)));
             }
-        }
-    }
-    Ok(rows)
+            let mut row: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+            if let Some(m) = row.get_mut("metadata") {
+                if let Some(Value::Object(o)) =
+                    m.as_str().and_then(|s| serde_json::from_str(s).ok())
+                {
+                    *m = Value::Object(o);
+                }
+            }
+            Ok(Ok(row))
+        })
+        .collect()
 }
 
 impl Iterator for ParquetRecords {
@@ -368,12 +421,21 @@ impl Iterator for ParquetRecords {
             return Some(Err(e));
         }
         loop {
-            if let Some(value) = self.rows.pop_front() {
+            if let Some(row) = self.rows.pop_front() {
                 self.row += 1;
-                return Some(Ok(super::json::JsonRecord {
-                    line: self.row,
-                    value,
-                }));
+                return Some(match row {
+                    Ok(value) => Ok(super::json::JsonRecord {
+                        line: self.row,
+                        value,
+                    }),
+                    Err(message) => Err(RecordError {
+                        source: self.source.clone(),
+                        line: self.row,
+                        field: None,
+                        kind: RecordErrorKind::TooLarge,
+                        message,
+                    }),
+                });
             }
             let failed = |row: u64, e: String| RecordError {
                 source: self.source.clone(),
@@ -411,6 +473,44 @@ mod tests {
     use arrow_schema::Field;
     use serde_json::json;
     use std::sync::Arc;
+
+    /// Wide rows come fewer to a batch: by the sizes the metadata declares for the columns
+    /// read, not for columns left out.
+    #[test]
+    fn batch_rows_shrink_with_the_width_of_the_rows_read() {
+        // Distinct values, or the writer's dictionary stores one of them for all.
+        let wide: Vec<String> = (0..20).map(|i| format!("{i:05}").repeat(2_000)).collect();
+        let batch = RecordBatch::try_from_iter([
+            (
+                "wide",
+                Arc::new(StringArray::from_iter_values(&wide)) as ArrayRef,
+            ),
+            (
+                "narrow",
+                Arc::new(StringArray::from(vec!["a"; 20])) as ArrayRef,
+            ),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let b = builder(&path).unwrap();
+        let meta = b.metadata();
+        // About 10 kB a row: 64 kB takes 6 rows, a row of its own when the budget is smaller.
+        assert_eq!(batch_rows(meta, None, 1024, 64_000), 6);
+        assert_eq!(batch_rows(meta, Some(&[0]), 1024, 64_000), 6);
+        assert_eq!(batch_rows(meta, None, 1024, 100), 1);
+        // Only the narrow column read: the cap is max_rows.
+        assert_eq!(batch_rows(meta, Some(&[1]), 1024, 64_000), 1024);
+        assert_eq!(batch_rows(meta, None, 4, 64 << 20), 4);
+    }
 
     #[test]
     fn rows_read_as_json_objects_with_nested_columns() {

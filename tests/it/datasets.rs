@@ -14,7 +14,7 @@ use crate::inputs::{dir, json_lines, rows, write_batch};
 
 /// `records` as Parquet with the schema arrow infers from them: nested lists and structs, null
 /// where a record lacks a field, as a JSON-to-Parquet conversion of a dataset writes them.
-fn write_parquet_of(path: &Path, records: &[Value]) {
+pub(crate) fn write_parquet_of(path: &Path, records: &[Value]) {
     let lines = json_lines(records);
     let (schema, _) =
         arrow_json::reader::infer_json_schema(std::io::Cursor::new(&lines), None).unwrap();

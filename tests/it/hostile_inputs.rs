@@ -266,3 +266,69 @@ fn size_bounds_skip_what_is_over_them_and_name_the_limit() {
     let read = eval(&[("HESNR_MAX_FILE_MB", "3")]);
     assert_eq!(read["trajectories"], 2, "{read:#}");
 }
+
+/// `HESNR_MAX_RECORD_MB` bounds a Parquet row as it bounds a JSON Lines line: a document whose
+/// text is over it, and a trajectory row (read whole) over it, are skipped naming the file and
+/// row; the rows beside them are read. Small text of big size: repeated so it compresses.
+#[test]
+fn parquet_rows_over_the_record_bound_are_skipped_and_named() {
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use std::sync::Arc;
+    let d = dir("parquet-bounds");
+    let big = "x = 1\n".repeat(300_000);
+    let batch = RecordBatch::try_from_iter([
+        (
+            "id",
+            Arc::new(StringArray::from(vec!["p1", "big", "p3"])) as ArrayRef,
+        ),
+        (
+            "text",
+            Arc::new(StringArray::from(vec!["a = 1\n", big.as_str(), "b = 2\n"])) as ArrayRef,
+        ),
+    ])
+    .unwrap();
+    let docs_path = d.join("docs.parquet");
+    crate::inputs::write_batch(&docs_path, &batch);
+    let rows = d.join("rows.jsonl");
+    let (summary, got) = score(&[&docs_path], &rows, &[("HESNR_MAX_RECORD_MB", "1")]);
+    assert_eq!(got, ["p1", "p3"], "{summary:#}");
+    let errors = summary["errors"].to_string();
+    assert!(
+        errors.contains(&format!("{}:2", docs_path.display()))
+            && errors.contains("text over 1 MiB (the limit; HESNR_MAX_RECORD_MB=MiB raises it)"),
+        "{errors}"
+    );
+
+    // Trajectory rows (read whole, as JSON): the one over the bound is skipped.
+    let chat = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/trajectories/chat.jsonl"
+    ))
+    .unwrap();
+    let record = |id: &str, pad: &str| {
+        let mut r: Value = serde_json::from_str(chat.lines().next().unwrap()).unwrap();
+        r["id"] = json!(id);
+        r["messages"][0]["content"] = json!(format!(
+            "{}{pad}",
+            r["messages"][0]["content"].as_str().unwrap()
+        ));
+        r
+    };
+    let trajectories = [record("t1", ""), record("t-big", &big), record("t3", "")];
+    let set = d.join("set.parquet");
+    crate::datasets::write_parquet_of(&set, &trajectories);
+    let model = default_tiny();
+    let out = run_hesnr(
+        &["eval", "-T", s(&set), "-m", s(&model), "--json"],
+        &[("HESNR_MAX_RECORD_MB", "1")],
+    );
+    ok(&out);
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["trajectories"], 2, "{summary:#}");
+    let errors = summary["errors"].to_string();
+    assert!(
+        errors.contains(&format!("{}:2", set.display()))
+            && errors.contains("row over 1 MiB (the limit; HESNR_MAX_RECORD_MB=MiB raises it)"),
+        "{errors}"
+    );
+}
