@@ -136,16 +136,7 @@ impl Client {
     pub fn get_json(&self, path: &str) -> Result<Value, ClientError> {
         let limit = self.answer_limit(DEFAULT_ANSWER_LIMIT, "the default for small requests");
         self.with_retries(path, limit, |url, timeout| {
-            let mut req = self
-                .agent
-                .get(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build();
-            if let Some(k) = &self.opts.api_key {
-                req = req.header("Authorization", &format!("Bearer {k}"));
-            }
-            req.call()
+            self.prepared(self.agent.get(url), timeout).call()
         })
     }
 
@@ -170,17 +161,21 @@ impl Client {
     ) -> Result<Value, ClientError> {
         let limit = self.answer_limit(limit, why);
         self.with_retries(path, limit, |url, timeout| {
-            let mut req = self
-                .agent
-                .post(url)
-                .config()
-                .timeout_global(Some(timeout))
-                .build();
-            if let Some(k) = &self.opts.api_key {
-                req = req.header("Authorization", &format!("Bearer {k}"));
-            }
-            req.send_json(body)
+            self.prepared(self.agent.post(url), timeout).send_json(body)
         })
+    }
+
+    /// A request with this attempt's timeout and the API key, whatever its method.
+    fn prepared<B>(
+        &self,
+        request: ureq::RequestBuilder<B>,
+        timeout: Duration,
+    ) -> ureq::RequestBuilder<B> {
+        let request = request.config().timeout_global(Some(timeout)).build();
+        match &self.opts.api_key {
+            Some(k) => request.header("Authorization", &format!("Bearer {k}")),
+            None => request,
+        }
     }
 
     /// The bound on an answer: `--max-response-mb` when given, else `derived`.
