@@ -167,3 +167,53 @@ fn a_remote_top_k_list_leaves_full_distribution_metrics_unavailable() {
     let why = summary["unavailable"]["hes"].as_str().unwrap();
     assert!(why.contains("full distribution"), "{why}");
 }
+
+/// `eval` emits the metrics per trajectory and preset, and pooled per preset; the uniform
+/// cross-entropy of each is the preset's own mean NLL (only its scored Action tokens).
+#[test]
+fn eval_emits_the_metrics_per_preset() {
+    let dir = scratch().join("proxy-eval");
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = |id: &str| {
+        serde_json::json!({"id": id, "messages": [
+            {"role": "user", "content": "List the files, then show the readme."},
+            {"role": "assistant", "content": "I will list them first.\n```bash\nls -la\n```"},
+            {"role": "user", "content": "README.md src"},
+            {"role": "assistant", "content": "Now the readme.\n```bash\ncat README.md\n```"},
+        ]})
+        .to_string()
+    };
+    std::fs::write(
+        dir.join("set.jsonl"),
+        format!("{}\n{}\n", record("t1"), record("t2")),
+    )
+    .unwrap();
+    let out = scratch().join("proxy-eval-rows.jsonl");
+    let summary = json_run(&[
+        "eval",
+        "-T",
+        s(&dir),
+        "-m",
+        s(&default_tiny()),
+        "--metrics",
+        "xent__uniform,top1__uniform,hes",
+        "-o",
+        s(&out),
+        "--json",
+    ]);
+    let all = rows(&out);
+    assert!(
+        all.iter().filter(|r| r["scored_tokens"].as_u64() > Some(0)).count() >= 2,
+        "{all:?}"
+    );
+    let presets = summary["presets"].as_array().unwrap();
+    for r in all.iter().chain(presets) {
+        if r["scored_tokens"].as_u64().unwrap() == 0 {
+            assert!(r["xent__uniform"].is_null(), "{r}");
+            continue;
+        }
+        assert!(close(&r["xent__uniform"], &r["mean_nll"]), "{r}");
+        assert!(close(&r["top1__uniform"], &r["top1_acc"]), "{r}");
+        assert!(r["hes"].as_f64().unwrap() >= 0.0, "{r}");
+    }
+}
