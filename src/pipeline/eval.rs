@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::proxy_columns::ProxyValues;
 use super::run::{per_second, RunLog};
 use crate::data::trajectory::clean::CleanStats;
 use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
@@ -14,7 +15,6 @@ use crate::data::trajectory::render::{
 };
 use crate::data::trajectory::{SegmentKind, Trajectory};
 use crate::engine::{score_selected, Backend, EngineError, ModelInfo, Tokenized};
-use super::proxy_columns::ProxyValues;
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
 use crate::pipeline::score::ScoreSettings;
 

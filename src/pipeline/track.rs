@@ -29,7 +29,7 @@ use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
-use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics};
+use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics, TokenRecord};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
 use crate::pipeline::run::{Flow, Outcome, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
@@ -374,7 +374,8 @@ pub struct TrackOptions {
     pub cache_dir: PathBuf,
 }
 
-/// The per-position numbers of one scored position: enough to recompute every metric at any eps.
+/// The per-position numbers of one scored position: enough to recompute every metric at any eps,
+/// and every metric of the proxy registry ([`TokenRecord`]) without scoring again.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Position {
     h_k: f64,
@@ -383,12 +384,21 @@ struct Position {
     nll: f64,
     in_top_k: bool,
     top1: bool,
+    record: TokenRecord,
 }
 
-const RECORD: usize = 4 * 8 + 1;
+/// Bytes per position in the cache: the HE-SNR numbers (4 f64 + flags), then the registry's
+/// record (token u32, entropy f64 (NaN: unknown), rank u32, top index u8 (255: not listed), top
+/// length u8, best-other p, argmax p, top mass f64).
+const RECORD: usize = 4 * 8 + 1 + 4 + 8 + 4 + 1 + 1 + 3 * 8;
+
+/// The cache format's version, part of every cache key: entries of another version (version 1
+/// had no registry record) are never read, so they are scored again once, not misread.
+const CACHE_VERSION: u64 = 2;
 
 impl Position {
-    fn from_metrics(m: &PositionMetrics) -> Self {
+    fn from_stats(stats: &crate::metrics::PositionStats, k: usize) -> Self {
+        let m = PositionMetrics::from_stats(stats, k);
         Self {
             h_k: m.h_k,
             p_true: m.p_true,
@@ -396,6 +406,7 @@ impl Position {
             nll: m.nll,
             in_top_k: m.in_top_k,
             top1: m.top1,
+            record: TokenRecord::from_stats(stats, k),
         }
     }
 
@@ -415,17 +426,40 @@ impl Position {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.push(u8::from(self.in_top_k) | (u8::from(self.top1) << 1));
+        let r = &self.record;
+        out.extend_from_slice(&r.token.to_le_bytes());
+        out.extend_from_slice(&r.entropy.unwrap_or(f64::NAN).to_le_bytes());
+        out.extend_from_slice(&r.rank.to_le_bytes());
+        out.push(r.top_index.unwrap_or(u8::MAX));
+        out.push(r.top_len);
+        for v in [r.best_other_p, r.argmax_p, r.top_mass] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
     }
 
     fn read(b: &[u8]) -> Self {
-        let f = |i: usize| f64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let f = |at: usize| f64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let u = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+        let nll = f(24);
+        let entropy = f(37);
         Self {
             h_k: f(0),
-            p_true: f(1),
-            p_true_renorm: f(2),
-            nll: f(3),
+            p_true: f(8),
+            p_true_renorm: f(16),
+            nll,
             in_top_k: b[32] & 1 != 0,
             top1: b[32] & 2 != 0,
+            record: TokenRecord {
+                token: u(33),
+                nll,
+                entropy: (!entropy.is_nan()).then_some(entropy),
+                rank: u(45),
+                top_index: (b[49] != u8::MAX).then_some(b[49]),
+                top_len: b[50],
+                best_other_p: f(51),
+                argmax_p: f(59),
+                top_mass: f(67),
+            },
         }
     }
 }
@@ -471,6 +505,13 @@ fn load_cached(dir: &Path, key: &str) -> Result<Option<Scored>, TrackError> {
     let meta: CacheMeta =
         serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| err(e.to_string()))?)
             .map_err(|e| err(format!("unreadable ({e}); delete it to re-score")))?;
+    if meta.fingerprint["version"] != CACHE_VERSION {
+        tracing::info!(
+            "cache entry {} is of another format version; scoring again",
+            meta_path.display()
+        );
+        return Ok(None);
+    }
     let bytes =
         std::fs::read(&pos_path).map_err(|e| err(format!("{}: {e}", pos_path.display())))?;
     if digest::sha256_hex(&bytes) != meta.positions_sha256 {
@@ -546,7 +587,7 @@ fn score_checkpoint(
     let k = opts.metrics.k;
     let positions_of = |stats: &mut dyn Iterator<Item = &crate::metrics::PositionStats>| {
         stats
-            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
+            .map(|p| Position::from_stats(p, k))
             .collect::<Vec<_>>()
     };
     let mut units = Vec::new();
@@ -680,7 +721,7 @@ fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::V
         "window": opts.window,
         "stride": opts.stride,
         "engine": opts.engine,
-        "version": 1,
+        "version": CACHE_VERSION,
     })
 }
 
@@ -977,6 +1018,20 @@ fn long_context_tax(checkpoints: &[CheckpointResult]) -> Vec<TaxFlag> {
 mod tests {
     use super::*;
 
+    fn record(nll: f64) -> TokenRecord {
+        TokenRecord {
+            token: 7,
+            nll,
+            entropy: Some(1.5),
+            rank: 2,
+            top_index: Some(1),
+            top_len: 10,
+            best_other_p: 0.25,
+            argmax_p: 0.5,
+            top_mass: 0.875,
+        }
+    }
+
     fn pos(h_k: f64, p: f64) -> Position {
         Position {
             h_k,
@@ -985,6 +1040,7 @@ mod tests {
             nll: -p.ln(),
             in_top_k: true,
             top1: p > 0.5,
+            record: record(-p.ln()),
         }
     }
 
@@ -997,11 +1053,27 @@ mod tests {
             nll: 2.5e-300,
             in_top_k: true,
             top1: false,
+            record: record(2.5e-300),
         };
         let mut b = Vec::new();
         p.write(&mut b);
         assert_eq!(b.len(), RECORD);
         assert_eq!(Position::read(&b), p);
+        // Unknown entropy (a server's top-k list) and an unlisted true token survive too.
+        let q = Position {
+            record: TokenRecord {
+                entropy: None,
+                top_index: None,
+                rank: 4_000_000_000,
+                token: u32::MAX - 1,
+                ..record(3.0)
+            },
+            nll: 3.0,
+            ..p
+        };
+        b.clear();
+        q.write(&mut b);
+        assert_eq!(Position::read(&b), q);
     }
 
     /// A trajectory set's fingerprint names the readers' version, and the draw and the messages
@@ -1057,19 +1129,27 @@ mod tests {
         let fp = run_fingerprint(set, &opts);
         assert_eq!(
             fp.to_string(),
-            "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":1}"
+            "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":2}"
         );
         assert_eq!(
             cache_key("b179c952", &fp),
+            "e1a9f84d4f7ee79dbc8cb518e2266849"
+        );
+        // Version 1 (positions without the registry record) had this key: a cache written by it
+        // is not found, so it is scored again once rather than misread.
+        let mut v1 = fp.clone();
+        v1["version"] = 1.into();
+        assert_eq!(
+            cache_key("b179c952", &v1),
             "4324c61f10f2a549d43e916a25d07500"
         );
     }
 
-    /// A cache entry as the earlier versions wrote it (metadata JSON, then the position file)
-    /// loads as it is: it holds positions only, no metric names, so renaming a metric leaves it
-    /// valid.
+    /// A cache entry (metadata JSON, then the position file) loads as it is: it holds positions
+    /// only, no metric names, so renaming or adding a metric leaves it valid. An entry of
+    /// another format version is not read, even under the same key.
     #[test]
-    fn a_cache_entry_of_an_earlier_version_loads() {
+    fn a_cache_entry_loads_and_one_of_another_version_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let units = [vec![pos(0.5, 0.9), pos(1.5, 0.3)], vec![pos(2.0, 0.5)]];
         let mut bytes = Vec::new();
@@ -1079,7 +1159,7 @@ mod tests {
             r#"{{
   "model": "m.gguf",
   "model_sha256": "b179c952",
-  "fingerprint": {{"set": {{"kind": "documents"}}, "k": 10, "version": 1}},
+  "fingerprint": {{"set": {{"kind": "documents"}}, "k": 10, "version": VERSION}},
   "units": [["d1", 2], ["d2", 1]],
   "skipped": [],
   "skipped_count": 0,
@@ -1088,7 +1168,11 @@ mod tests {
 }}"#,
             digest::sha256_hex(&bytes)
         );
-        std::fs::write(dir.path().join("k.json"), meta).unwrap();
+        std::fs::write(
+            dir.path().join("k.json"),
+            meta.replace("VERSION", &CACHE_VERSION.to_string()),
+        )
+        .unwrap();
         let s = load_cached(dir.path(), "k")
             .unwrap()
             .expect("the entry loads");
@@ -1097,6 +1181,8 @@ mod tests {
         let summary = pool(&s.units, MetricConfig::default()).summary();
         assert_eq!(summary.decision_tokens, 2);
         assert_eq!(summary.decision_density, Some(2.0 / 3.0));
+        std::fs::write(dir.path().join("k.json"), meta.replace("VERSION", "1")).unwrap();
+        assert!(load_cached(dir.path(), "k").unwrap().is_none());
     }
 
     #[test]

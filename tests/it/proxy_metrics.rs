@@ -203,7 +203,10 @@ fn eval_emits_the_metrics_per_preset() {
     ]);
     let all = rows(&out);
     assert!(
-        all.iter().filter(|r| r["scored_tokens"].as_u64() > Some(0)).count() >= 2,
+        all.iter()
+            .filter(|r| r["scored_tokens"].as_u64() > Some(0))
+            .count()
+            >= 2,
         "{all:?}"
     );
     let presets = summary["presets"].as_array().unwrap();
