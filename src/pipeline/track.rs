@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::proxy_columns::ProxyValues;
 use super::track_types::{
-    CheckpointResult, EpsCorrelation, MetricCorrelation, SweepCorrelation, SweepPoint, TaxFlag,
-    TrackReport,
+    CheckpointResult, EpsCorrelation, Leaderboard, LeaderboardRow, MetricCorrelation,
+    SweepCorrelation, SweepPoint, TaxFlag, TrackReport,
 };
 use crate::analysis::stats::{self, Correlation};
 use crate::data::open::STDIN_ARG;
@@ -29,7 +30,10 @@ use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
-use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics, TokenRecord};
+use crate::metrics::proxy::{self, ProxyContext};
+use crate::metrics::{
+    Accumulator, AnyMetric, Metric, MetricConfig, PositionMetrics, ProxyMetric, TokenRecord,
+};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
 use crate::pipeline::run::{Flow, Outcome, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
@@ -372,6 +376,11 @@ pub struct TrackOptions {
     /// Engine settings that change results (precision, attention, decode chunk), from the CLI.
     pub engine: serde_json::Value,
     pub cache_dir: PathBuf,
+    /// The metrics of the leaderboard (`--metrics`); not part of the cache key: every one is
+    /// computed from the cached positions, so adding one scores nothing again.
+    pub selection: Vec<AnyMetric>,
+    /// Registry metrics use only the last N scored tokens of each unit.
+    pub metric_window: Option<usize>,
 }
 
 /// The per-position numbers of one scored position: enough to recompute every metric at any eps,
@@ -479,6 +488,9 @@ struct CacheMeta {
     skipped_count: u64,
     context_tokens: u64,
     positions_sha256: String,
+    /// The model's vocabulary size (for the normalised entropy).
+    #[serde(default)]
+    vocab_size: usize,
 }
 
 struct Scored {
@@ -567,6 +579,7 @@ fn store(dir: &Path, key: &str, scored: &mut Scored) -> Result<(), TrackError> {
 /// One checkpoint's scored positions per unit (trajectory or document), before caching.
 struct CheckpointScores {
     units: Vec<(String, Vec<Position>)>,
+    vocab_size: usize,
     skips: SkipLog,
     context_tokens: u64,
 }
@@ -673,6 +686,7 @@ fn score_checkpoint(
     }
     Ok(CheckpointScores {
         units,
+        vocab_size: backend.info().vocab_size,
         skips: log.skips,
         context_tokens: log.tokens,
     })
@@ -785,6 +799,7 @@ pub fn run_track(
                 })?;
                 let CheckpointScores {
                     units,
+                    vocab_size,
                     skips,
                     context_tokens,
                 } = score_checkpoint(backend.as_mut(), set, opts, &c.name)?;
@@ -801,6 +816,7 @@ pub fn run_track(
                         skipped_count: skips.count,
                         context_tokens,
                         positions_sha256: String::new(),
+                        vocab_size,
                     },
                     units: units.into_iter().map(|(_, p)| p).collect(),
                 };
@@ -811,15 +827,17 @@ pub fn run_track(
         };
         results.push((c, scored, cached));
     }
-    Ok(build_report(manifest, set, opts.metrics, &results))
+    Ok(build_report(manifest, set, opts, &results))
 }
 
 fn build_report(
     manifest: &Manifest,
     set: &EvalSet,
-    config: MetricConfig,
+    opts: &TrackOptions,
     results: &[(&Checkpoint, Scored, bool)],
 ) -> TrackReport {
+    let config = opts.metrics;
+    let proxies = proxy::proxies_of(&opts.selection);
     let grid = sweep_grid();
     let mut checkpoints: Vec<CheckpointResult> = results
         .iter()
@@ -846,6 +864,7 @@ fn build_report(
                 entropy_hist: acc.entropy_hist.clone(),
                 sweep,
                 cached: *cached,
+                proxy: proxy_values(&proxies, s, opts.metric_window),
             }
         })
         .collect();
@@ -938,6 +957,10 @@ fn build_report(
         notes.push("No downstream scores in the manifest: add a `scores` table (TOML) or score columns (CSV) to see which metric predicts them.".into());
     }
     let tax = long_context_tax(&checkpoints);
+    let leaderboard = downstream_names
+        .iter()
+        .map(|d| leaderboard(&checkpoints, &opts.selection, d))
+        .collect();
     TrackReport {
         title: manifest
             .title
@@ -950,7 +973,175 @@ fn build_report(
         correlations,
         sweep,
         tax,
+        leaderboard,
         notes,
+    }
+}
+
+/// The registry metrics of one checkpoint from its cached positions (units are the samples).
+fn proxy_values(metrics: &[ProxyMetric], s: &Scored, window: Option<usize>) -> ProxyValues {
+    let records: Vec<Vec<TokenRecord>> = s
+        .units
+        .iter()
+        .map(|u| u.iter().map(|p| p.record).collect())
+        .collect();
+    let samples: Vec<&[TokenRecord]> = records.iter().map(Vec::as_slice).collect();
+    let ctx = ProxyContext {
+        vocab_size: s.meta.vocab_size,
+        frequencies: None,
+        window,
+    };
+    ProxyValues(
+        metrics
+            .iter()
+            .map(|m| (m.name(), m.compute(&samples, &ctx).ok()))
+            .collect(),
+    )
+}
+
+/// A metric's value for one checkpoint.
+fn metric_value(c: &CheckpointResult, m: AnyMetric) -> Option<f64> {
+    match m {
+        AnyMetric::Core(core) => core.value(&c.summary),
+        AnyMetric::Proxy(p) => c.proxy.get(&p.name()),
+    }
+}
+
+/// Significance level of the leaderboard's family-wise test.
+const LEADERBOARD_ALPHA: f64 = 0.05;
+
+/// Every chosen metric against one downstream score: Spearman and Kendall with bootstrap
+/// intervals, leave-one-out stability and permutation p-values Holm-adjusted over the metrics
+/// compared; and whether the leader can be told apart from the rest at all.
+pub fn leaderboard(
+    checkpoints: &[CheckpointResult],
+    selection: &[AnyMetric],
+    d: &str,
+) -> Leaderboard {
+    let with: Vec<&CheckpointResult> = checkpoints
+        .iter()
+        .filter(|c| c.downstream.contains_key(d))
+        .collect();
+    let mut rows: Vec<LeaderboardRow> = selection
+        .iter()
+        // Counts of positions say how much was scored, not how well.
+        .filter(|m| !matches!(m, AnyMetric::Core(c) if c.is_count()))
+        .map(|&m| {
+            let (x, y): (Vec<f64>, Vec<f64>) = with
+                .iter()
+                .filter_map(|c| metric_value(c, m).map(|x| (x, c.downstream[d])))
+                .unzip();
+            LeaderboardRow {
+                place: 0,
+                metric: m.name(),
+                better: match m.better() {
+                    crate::metrics::Better::Higher => "higher",
+                    crate::metrics::Better::Lower => "lower",
+                    crate::metrics::Better::Neither => "neither",
+                },
+                report: stats::correlate(&x, &y, STATS_SEED),
+                spearman_p_holm: None,
+                kendall_p_holm: None,
+            }
+        })
+        .collect();
+    let p_of = |r: &LeaderboardRow, c: Correlation| r.report.get(c).permutation.map(|p| p.p_value);
+    let holm_s = stats::holm(
+        &rows
+            .iter()
+            .map(|r| p_of(r, Correlation::Spearman))
+            .collect::<Vec<_>>(),
+    );
+    let holm_k = stats::holm(
+        &rows
+            .iter()
+            .map(|r| p_of(r, Correlation::Kendall))
+            .collect::<Vec<_>>(),
+    );
+    for ((r, s), k) in rows.iter_mut().zip(holm_s).zip(holm_k) {
+        r.spearman_p_holm = s;
+        r.kendall_p_holm = k;
+    }
+    let strength = |r: &LeaderboardRow| {
+        (
+            r.report.spearman.value.map(f64::abs),
+            r.report.kendall.value.map(f64::abs),
+        )
+    };
+    rows.sort_by(|a, b| {
+        let (sa, ka) = strength(a);
+        let (sb, kb) = strength(b);
+        let key = |v: Option<f64>| v.unwrap_or(-1.0);
+        key(sb)
+            .total_cmp(&key(sa))
+            .then(key(kb).total_cmp(&key(ka)))
+    });
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.place = i + 1;
+    }
+    let n = with.len();
+    let m = rows.len();
+    let smallest = stats::smallest_permutation_p(n);
+    let significant = |r: &LeaderboardRow| {
+        r.spearman_p_holm.is_some_and(|p| p < LEADERBOARD_ALPHA)
+            && r.kendall_p_holm.is_some_and(|p| p < LEADERBOARD_ALPHA)
+    };
+    // The leader's |Spearman| interval lies above the runner-up's.
+    let apart = match (rows.first(), rows.get(1)) {
+        (Some(a), Some(b)) => match (a.report.spearman.ci95, b.report.spearman.ci95) {
+            (Some(ca), Some(cb)) => {
+                let low_a = ca.low.abs().min(ca.high.abs());
+                let low_a = if ca.contains_zero() { 0.0 } else { low_a };
+                let high_b = cb.low.abs().max(cb.high.abs());
+                low_a > high_b
+            }
+            _ => false,
+        },
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let leader_separated = rows.first().is_some_and(significant) && apart;
+    let leader = rows
+        .first()
+        .map(|r| {
+            format!(
+                "{} (Spearman {})",
+                r.metric,
+                r.report
+                    .spearman
+                    .value
+                    .map_or("undefined".into(), |v| format!("{v:+.3}"))
+            )
+        })
+        .unwrap_or_default();
+    let verdict = if m == 0 {
+        "no metric to compare".to_string()
+    } else if leader_separated {
+        format!(
+            "{leader} predicts {d} best, and it can be told apart from the others: Holm-adjusted p < {LEADERBOARD_ALPHA} over {m} metrics and its Spearman interval lies above the runner-up's."
+        )
+    } else if m > 0 && smallest * 1.0 >= LEADERBOARD_ALPHA / m as f64 {
+        format!(
+            "No metric can be told apart from the others with {n} checkpoints: the smallest permutation p-value {n} points can give is {smallest:.2e}, and Holm over {m} metrics needs below {:.2e} for the first. The order is a guide, not a result; {leader} leads.",
+            LEADERBOARD_ALPHA / m as f64
+        )
+    } else {
+        format!(
+            "No metric can be told apart from the others on these {n} checkpoints: the leader, {leader}, {}.",
+            if rows.first().is_some_and(significant) {
+                "is significant after Holm, but its Spearman interval overlaps the runner-up's"
+            } else {
+                "is not significant after Holm's correction over the metrics compared"
+            }
+        )
+    };
+    Leaderboard {
+        downstream: d.to_string(),
+        checkpoints: n,
+        metrics: m,
+        rows,
+        leader_separated,
+        verdict,
     }
 }
 
