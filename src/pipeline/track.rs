@@ -368,6 +368,7 @@ impl EvalSet {
 }
 
 /// Settings of a tracking run that are not the checkpoints'.
+#[derive(Debug, Clone)]
 pub struct TrackOptions {
     pub metrics: MetricConfig,
     /// Tokens per window and the stride; `None` = the model's training context and half of it.
@@ -1314,10 +1315,19 @@ mod tests {
             stride: Some(256),
             engine: serde_json::json!({"precision": "f32", "exact_attention": false, "ubatch": 512}),
             cache_dir: PathBuf::new(),
+            selection: proxy::default_selection(),
+            metric_window: None,
         };
         let set = serde_json::json!({"kind": "documents", "content": "0f", "text_field": "text",
             "id_field": "id", "format": "Auto"});
-        let fp = run_fingerprint(set, &opts);
+        let fp = run_fingerprint(set.clone(), &opts);
+        // The metrics asked for are computed from the cache: they are not part of the key.
+        let more = TrackOptions {
+            selection: proxy::parse_selection("all").unwrap(),
+            metric_window: Some(1000),
+            ..opts.clone()
+        };
+        assert_eq!(run_fingerprint(set, &more), fp);
         assert_eq!(
             fp.to_string(),
             "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":2}"
@@ -1450,6 +1460,7 @@ mod tests {
             entropy_hist: Vec::new(),
             sweep: Vec::new(),
             cached: false,
+            proxy: Default::default(),
         }
     }
 
