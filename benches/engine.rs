@@ -47,7 +47,11 @@ fn main() -> anyhow::Result<()> {
         backend.info().precision,
         backend.info().compute
     );
-    let micros = reduce_row_micros(backend.info().vocab_size);
+    let (micros, micros_no_entropy) = reduce_row_micros(backend.info().vocab_size);
+    println!(
+        "metrics pass with the full-vocabulary entropy sum {micros:.1} us, without it {micros_no_entropy:.1} us per position (ratio {:.3})",
+        micros / micros_no_entropy
+    );
     println!(
         "metrics pass: {micros:.1} us per position on one thread ({} vocabulary); on {threads} threads that is {:.1}% of a forward pass running at 500 tok/s",
         backend.info().vocab_size,
@@ -120,8 +124,10 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// The metrics pass alone, timed directly (the difference of two noisy end-to-end runs cannot
-/// resolve a few percent): microseconds per logits row of the model's vocabulary size, one thread.
-fn reduce_row_micros(vocab: usize) -> f64 {
+/// resolve a few percent): microseconds per logits row of the model's vocabulary size, one
+/// thread, as (the pass as shipped, the same pass without the full-vocabulary entropy sum). The
+/// two are timed in alternating rounds of the same rows and each reported as its median round.
+fn reduce_row_micros(vocab: usize) -> (f64, f64) {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let rows: Vec<Vec<f32>> = (0..64)
         .map(|_| {
@@ -135,17 +141,35 @@ fn reduce_row_micros(vocab: usize) -> f64 {
                 .collect()
         })
         .collect();
-    let reps = 2000;
-    let t0 = Instant::now();
+    let reps = 500;
     let mut sink = 0f64;
-    for i in 0..reps {
-        let row = &rows[i % rows.len()];
-        sink += hesnr::engine::fused::reduce_row(row, (i * 7919 % vocab) as u32, 10)
-            .expect("finite")
-            .lse;
+    let mut time = |with_entropy: bool| {
+        let t0 = Instant::now();
+        for i in 0..reps {
+            let row = &rows[i % rows.len()];
+            let id = (i * 7919 % vocab) as u32;
+            sink += if with_entropy {
+                let s = hesnr::engine::fused::reduce_row(row, id, 10).expect("finite");
+                s.lse + s.entropy.unwrap_or(0.0)
+            } else {
+                hesnr::engine::fused::reduce_row_without_entropy(row, id, 10)
+                    .expect("finite")
+                    .0
+            };
+        }
+        t0.elapsed().as_secs_f64() * 1e6 / reps as f64
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..9 {
+        with.push(time(true));
+        without.push(time(false));
     }
     std::hint::black_box(sink);
-    t0.elapsed().as_secs_f64() * 1e6 / reps as f64
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (med(&mut with), med(&mut without))
 }
 
 fn peak_rss_gb() -> f64 {

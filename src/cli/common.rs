@@ -16,7 +16,9 @@ use hesnr::data::trajectory::read::{
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
 use hesnr::engine::Backend;
-use hesnr::metrics::{MetricConfig, Pooling, SignalProb};
+use hesnr::metrics::proxy::{self, AnyMetric};
+use hesnr::metrics::{MetricConfig, Pooling, SignalProb, TokenFrequencies};
+use hesnr::pipeline::proxy_columns::ProxyColumns;
 use hesnr::pipeline::run::{Reporter, RunLog};
 use hesnr::pipeline::score::ScoreSettings;
 
@@ -110,6 +112,17 @@ pub struct MetricArgs {
     /// Window stride for texts longer than the window [default: half the window]
     #[arg(long)]
     pub stride: Option<usize>,
+    /// Metrics to report, comma-separated: names (`he_snr`, `rank__inv_freq`, `hes`,
+    /// `topk_mass`) or families (`default`, `proxy`, a measure such as `rank`, `all`)
+    #[arg(long, default_value = "default")]
+    pub metrics: String,
+    /// Proxy metrics use only the last N scored tokens of each document or trajectory
+    #[arg(long)]
+    pub metric_window: Option<usize>,
+    /// Token frequencies for the `freq`/`inv_freq` weightings from this corpus (JSON Lines with
+    /// a `text` field, or text) [default: the evaluated texts themselves]
+    #[arg(long)]
+    pub token_frequencies: Option<PathBuf>,
 }
 
 impl MetricArgs {
@@ -128,6 +141,40 @@ impl MetricArgs {
         };
         metrics.validate().map_err(anyhow::Error::msg)?;
         Ok(metrics)
+    }
+
+    /// The metrics asked for with `--metrics`, checked before any model is loaded.
+    pub fn selection(&self) -> Result<Vec<AnyMetric>> {
+        if self.metric_window == Some(0) {
+            anyhow::bail!("--metric-window must be at least 1");
+        }
+        proxy::parse_selection(&self.metrics).map_err(anyhow::Error::msg)
+    }
+
+    /// The registry metrics asked for, ready to fill rows (token frequencies of a given corpus
+    /// are counted with the loaded model's tokenizer).
+    pub fn proxy_columns(&self, backend: &dyn Backend) -> Result<ProxyColumns> {
+        let metrics = proxy::proxies_of(&self.selection()?);
+        let vocab = backend.info().vocab_size;
+        let frequencies = match (&self.token_frequencies, metrics.is_empty()) {
+            (Some(path), false) => {
+                let mut table = TokenFrequencies::from_tokens([], vocab);
+                let files = hesnr::data::expand_inputs(std::slice::from_ref(path))?;
+                for doc in hesnr::data::read_files(&files, &Default::default()) {
+                    let doc = doc.with_context(|| format!("reading {}", path.display()))?;
+                    table.add(backend.tokenize(&doc.text)?.ids);
+                }
+                Some(table)
+            }
+            _ => None,
+        };
+        Ok(ProxyColumns::new(
+            metrics,
+            self.k,
+            vocab,
+            self.metric_window,
+            frequencies,
+        ))
     }
 
     /// The window settings for a loaded backend.

@@ -185,6 +185,7 @@ pub enum ColorArg {
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let presets = args.preset.0.clone();
     let metrics = args.metric.config()?;
+    args.metric.selection()?;
     // Open inputs and outputs before the (slow) model load, so that typos fail at once.
     data::refuse_overwriting_inputs(
         &data::expand_inputs(&args.trajectories)?,
@@ -229,6 +230,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         )
     });
     let mut totals = EvalTotals::new(&presets, metrics);
+    let proxy_template = args.metric.proxy_columns(backend.as_ref())?;
+    let mut proxy = vec![proxy_template; presets.len()];
     let mut flow = Flow::new(&spinner);
     let mut explained = false;
     let wanted = |t: &Trajectory| args.explain.as_ref().is_none_or(|id| *id == t.id);
@@ -246,8 +249,14 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             return Ok(());
         }
         totals.add(&traj, &evaluated);
+        let proxy_values: Vec<_> = proxy
+            .iter_mut()
+            .enumerate()
+            .map(|(j, columns)| columns.document(evaluated.scored_positions(j)))
+            .collect();
         if let Some(out) = rows_out.as_mut() {
-            for row in eval::rows(&traj, &evaluated) {
+            for (mut row, values) in eval::rows(&traj, &evaluated).into_iter().zip(proxy_values) {
+                row.proxy = values;
                 out.write(&row)?;
             }
         }
@@ -311,6 +320,13 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         settings,
     );
     summary.stopped = stopped.as_ref().map(ToString::to_string);
+    for (preset, columns) in summary.presets.iter_mut().zip(&proxy) {
+        preset.proxy = columns.pooled();
+        let reasons = columns.unavailable();
+        if !reasons.is_empty() {
+            preset.unavailable = hesnr::pipeline::proxy_columns::reasons_map(&reasons);
+        }
+    }
     if let Some(p) = &args.summary {
         data::write_json_atomic(p, &summary)?;
     }

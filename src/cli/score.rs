@@ -83,6 +83,7 @@ pub struct ScoreArgs {
 
 pub fn run_score(args: ScoreArgs) -> Result<()> {
     let metrics = args.metric.config()?;
+    args.metric.selection()?;
     let reader_opts = ReaderOptions {
         text_field: args.text_field.clone(),
         id_field: args.id_field.clone(),
@@ -117,6 +118,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
 
     let mut backend = load_model(&args.model)?;
     let settings = args.metric.settings(&backend)?;
+    let mut proxy = args.metric.proxy_columns(backend.as_ref())?;
 
     let mut totals = RunTotals::new(metrics);
     let spinner = Spinner::new(|log| {
@@ -138,6 +140,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             return Ok(());
         };
         totals.add(&scored);
+        let proxy_values = proxy.document(&scored.positions);
         if let Some(out) = rows_out.as_mut() {
             out.write(&DocumentRow {
                 id: doc.id.clone(),
@@ -145,6 +148,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
                 line: doc.line,
                 tokens: scored.tokens.ids.len(),
                 metrics: scored.acc.summary(),
+                proxy: proxy_values,
                 metadata: doc.metadata.clone(),
             })?;
         }
@@ -171,6 +175,11 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     }
     let mut summary = totals.finish(&log, backend.info().clone(), settings);
     summary.stopped = stopped.as_ref().map(ToString::to_string);
+    summary.proxy = proxy.pooled();
+    let reasons = proxy.unavailable();
+    if !reasons.is_empty() {
+        summary.unavailable = hesnr::pipeline::proxy_columns::reasons_map(&reasons);
+    }
     if let Some(p) = &args.summary {
         data::write_json_atomic(p, &summary)?;
     }

@@ -116,6 +116,8 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     };
     let opts = TrackOptions {
         metrics: args.metric.config()?,
+        selection: args.metric.selection()?,
+        metric_window: args.metric.metric_window,
         window: args.model.window,
         stride: args.metric.stride,
         engine: serde_json::json!({

@@ -13,6 +13,7 @@ mod config;
 mod exact_sum;
 mod metric;
 mod position;
+pub mod proxy;
 
 pub use accumulator::{Accumulator, Summary, ENTROPY_BINS};
 pub use config::{MetricConfig, Pooling, SignalProb};
@@ -21,3 +22,4 @@ pub use metric::{Better, Metric};
 #[cfg(test)]
 pub(crate) use position::reference_stats;
 pub use position::{entropy_order, PositionMetrics, PositionStats, TokenLogit};
+pub use proxy::{AnyMetric, ProxyContext, ProxyMetric, TokenFrequencies, TokenRecord};

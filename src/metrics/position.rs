@@ -22,6 +22,11 @@ pub struct PositionStats {
     pub true_logit: f32,
     /// 1 + number of vocabulary entries with a strictly larger logit than the true token.
     pub true_rank: u32,
+    /// Entropy in nats of the softmax over the whole vocabulary, -sum_v p_v ln p_v. `None` where
+    /// the backend never saw the whole distribution (a remote server's top-k list): metrics that
+    /// need it are then unavailable, never approximated from the top-k.
+    #[serde(default)]
+    pub entropy: Option<f64>,
 }
 
 /// The per-position quantities derived from [`PositionStats`] for a given k.
@@ -120,12 +125,20 @@ pub(crate) fn reference_stats(logits: &[f32], true_id: u32) -> PositionStats {
     top.sort_by(|a, b| b.logit.total_cmp(&a.logit).then(a.id.cmp(&b.id)));
     let true_logit = logits[true_id as usize];
     let true_rank = 1 + logits.iter().filter(|&&l| l > true_logit).count() as u32;
+    let entropy = -logits
+        .iter()
+        .map(|&l| {
+            let log_p = l as f64 - lse;
+            log_p.exp() * log_p
+        })
+        .sum::<f64>();
     PositionStats {
         lse,
         top,
         true_id,
         true_logit,
         true_rank,
+        entropy: Some(entropy.max(0.0)),
     }
 }
 

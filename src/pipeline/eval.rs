@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::proxy_columns::ProxyValues;
 use super::run::{per_second, RunLog};
 use crate::data::trajectory::clean::CleanStats;
 use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
@@ -67,6 +68,14 @@ pub struct EvaluatedTrajectory {
 }
 
 impl EvaluatedTrajectory {
+    /// The statistics of the positions `preset_index` scores, in order.
+    pub fn scored_positions(&self, preset_index: usize) -> impl Iterator<Item = &PositionStats> {
+        let scored = &self.presets[preset_index].scored;
+        (0..scored.len())
+            .filter(|&i| scored[i])
+            .filter_map(|i| self.position(i))
+    }
+
     /// The statistics of token `pos`, if it is a prediction target.
     pub fn position(&self, pos: usize) -> Option<&PositionStats> {
         pos.checked_sub(self.tokens.first_target())
@@ -207,6 +216,9 @@ pub struct TrajectoryRow<'a> {
     pub action_segments: usize,
     #[serde(flatten)]
     pub metrics: Summary,
+    /// The registry metrics asked for with `--metrics` (null where unavailable).
+    #[serde(flatten)]
+    pub proxy: ProxyValues,
     pub clean: &'a CleanStats,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub warnings: &'a [String],
@@ -226,6 +238,7 @@ pub fn rows<'a>(traj: &'a Trajectory, eval: &'a EvaluatedTrajectory) -> Vec<Traj
             context_tokens: eval.tokens.ids.len(),
             action_segments: traj.action_count(),
             metrics: r.acc.summary(),
+            proxy: ProxyValues::default(),
             clean: &r.clean,
             warnings: &traj.warnings,
             metadata: traj.metadata.as_ref(),
@@ -240,6 +253,12 @@ pub struct PresetSummary {
     pub description: &'static str,
     #[serde(flatten)]
     pub metrics: Summary,
+    /// The registry metrics asked for with `--metrics`, pooled over the set.
+    #[serde(flatten)]
+    pub proxy: ProxyValues,
+    /// Why a registry metric has no value, by name.
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub unavailable: serde_json::Value,
     pub clean: CleanStats,
 }
 
@@ -320,6 +339,8 @@ impl EvalTotals {
                     preset: p.name(),
                     description: p.description(),
                     metrics: acc.summary(),
+                    proxy: ProxyValues::default(),
+                    unavailable: serde_json::Value::Null,
                     clean: clean.clone(),
                 })
                 .collect(),

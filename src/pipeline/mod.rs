@@ -4,6 +4,7 @@ pub mod check;
 pub mod eval;
 pub mod parallel;
 pub mod profile;
+pub mod proxy_columns;
 pub mod run;
 pub mod score;
 pub mod select;

@@ -5,6 +5,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
+use super::proxy_columns::ProxyValues;
 use super::run::{per_second, RunLog};
 use crate::engine::{score_tokens, window, Backend, EngineError, ModelInfo, Tokenized};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
@@ -48,6 +49,9 @@ pub struct DocumentRow {
     pub tokens: usize,
     #[serde(flatten)]
     pub metrics: Summary,
+    /// The registry metrics asked for with `--metrics` (null where unavailable).
+    #[serde(flatten)]
+    pub proxy: ProxyValues,
     /// The input record's `metadata`, passed through so rows can be joined and filtered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,
@@ -169,6 +173,12 @@ pub struct RunSummary {
     pub stopped: Option<String>,
     #[serde(flatten)]
     pub metrics: Summary,
+    /// The registry metrics asked for with `--metrics`, pooled over the run (null where
+    /// unavailable; `unavailable` says why).
+    #[serde(flatten)]
+    pub proxy: ProxyValues,
+    #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    pub unavailable: serde_json::Value,
 }
 
 /// The pooled totals of a run; counts, skips and the clock are the driver's [`RunLog`].
@@ -202,6 +212,8 @@ impl RunTotals {
             tokens_per_second: per_second(log.tokens, seconds),
             stopped: None,
             metrics: self.pooled.summary(),
+            proxy: ProxyValues::default(),
+            unavailable: serde_json::Value::Null,
         }
     }
 }

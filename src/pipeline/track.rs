@@ -15,9 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::proxy_columns::ProxyValues;
 use super::track_types::{
-    CheckpointResult, EpsCorrelation, MetricCorrelation, SweepCorrelation, SweepPoint, TaxFlag,
-    TrackReport,
+    CheckpointResult, EpsCorrelation, Leaderboard, LeaderboardRow, MetricCorrelation,
+    SweepCorrelation, SweepPoint, TaxFlag, TrackReport,
 };
 use crate::analysis::stats::{self, Correlation};
 use crate::data::open::STDIN_ARG;
@@ -29,7 +30,10 @@ use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
 use crate::engine::{model_store, Backend, EngineError};
-use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics};
+use crate::metrics::proxy::{self, ProxyContext};
+use crate::metrics::{
+    Accumulator, AnyMetric, Metric, MetricConfig, PositionMetrics, ProxyMetric, TokenRecord,
+};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
 use crate::pipeline::run::{Flow, Outcome, Stopped};
 use crate::pipeline::score::{score_text, ScoreSettings, ScoredDocument};
@@ -364,6 +368,7 @@ impl EvalSet {
 }
 
 /// Settings of a tracking run that are not the checkpoints'.
+#[derive(Debug, Clone)]
 pub struct TrackOptions {
     pub metrics: MetricConfig,
     /// Tokens per window and the stride; `None` = the model's training context and half of it.
@@ -372,9 +377,15 @@ pub struct TrackOptions {
     /// Engine settings that change results (precision, attention, decode chunk), from the CLI.
     pub engine: serde_json::Value,
     pub cache_dir: PathBuf,
+    /// The metrics of the leaderboard (`--metrics`); not part of the cache key: every one is
+    /// computed from the cached positions, so adding one scores nothing again.
+    pub selection: Vec<AnyMetric>,
+    /// Registry metrics use only the last N scored tokens of each unit.
+    pub metric_window: Option<usize>,
 }
 
-/// The per-position numbers of one scored position: enough to recompute every metric at any eps.
+/// The per-position numbers of one scored position: enough to recompute every metric at any eps,
+/// and every metric of the proxy registry ([`TokenRecord`]) without scoring again.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Position {
     h_k: f64,
@@ -383,12 +394,21 @@ struct Position {
     nll: f64,
     in_top_k: bool,
     top1: bool,
+    record: TokenRecord,
 }
 
-const RECORD: usize = 4 * 8 + 1;
+/// Bytes per position in the cache: the HE-SNR numbers (4 f64 + flags), then the registry's
+/// record (token u32, entropy f64 (NaN: unknown), rank u32, top index u8 (255: not listed), top
+/// length u8, best-other p, argmax p, top mass f64).
+const RECORD: usize = 4 * 8 + 1 + 4 + 8 + 4 + 1 + 1 + 3 * 8;
+
+/// The cache format's version, part of every cache key: entries of another version (version 1
+/// had no registry record) are never read, so they are scored again once, not misread.
+const CACHE_VERSION: u64 = 2;
 
 impl Position {
-    fn from_metrics(m: &PositionMetrics) -> Self {
+    fn from_stats(stats: &crate::metrics::PositionStats, k: usize) -> Self {
+        let m = PositionMetrics::from_stats(stats, k);
         Self {
             h_k: m.h_k,
             p_true: m.p_true,
@@ -396,6 +416,7 @@ impl Position {
             nll: m.nll,
             in_top_k: m.in_top_k,
             top1: m.top1,
+            record: TokenRecord::from_stats(stats, k),
         }
     }
 
@@ -415,17 +436,40 @@ impl Position {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.push(u8::from(self.in_top_k) | (u8::from(self.top1) << 1));
+        let r = &self.record;
+        out.extend_from_slice(&r.token.to_le_bytes());
+        out.extend_from_slice(&r.entropy.unwrap_or(f64::NAN).to_le_bytes());
+        out.extend_from_slice(&r.rank.to_le_bytes());
+        out.push(r.top_index.unwrap_or(u8::MAX));
+        out.push(r.top_len);
+        for v in [r.best_other_p, r.argmax_p, r.top_mass] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
     }
 
     fn read(b: &[u8]) -> Self {
-        let f = |i: usize| f64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        let f = |at: usize| f64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        let u = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"));
+        let nll = f(24);
+        let entropy = f(37);
         Self {
             h_k: f(0),
-            p_true: f(1),
-            p_true_renorm: f(2),
-            nll: f(3),
+            p_true: f(8),
+            p_true_renorm: f(16),
+            nll,
             in_top_k: b[32] & 1 != 0,
             top1: b[32] & 2 != 0,
+            record: TokenRecord {
+                token: u(33),
+                nll,
+                entropy: (!entropy.is_nan()).then_some(entropy),
+                rank: u(45),
+                top_index: (b[49] != u8::MAX).then_some(b[49]),
+                top_len: b[50],
+                best_other_p: f(51),
+                argmax_p: f(59),
+                top_mass: f(67),
+            },
         }
     }
 }
@@ -445,6 +489,9 @@ struct CacheMeta {
     skipped_count: u64,
     context_tokens: u64,
     positions_sha256: String,
+    /// The model's vocabulary size (for the normalised entropy).
+    #[serde(default)]
+    vocab_size: usize,
 }
 
 struct Scored {
@@ -471,6 +518,13 @@ fn load_cached(dir: &Path, key: &str) -> Result<Option<Scored>, TrackError> {
     let meta: CacheMeta =
         serde_json::from_slice(&std::fs::read(&meta_path).map_err(|e| err(e.to_string()))?)
             .map_err(|e| err(format!("unreadable ({e}); delete it to re-score")))?;
+    if meta.fingerprint["version"] != CACHE_VERSION {
+        tracing::info!(
+            "cache entry {} is of another format version; scoring again",
+            meta_path.display()
+        );
+        return Ok(None);
+    }
     let bytes =
         std::fs::read(&pos_path).map_err(|e| err(format!("{}: {e}", pos_path.display())))?;
     if digest::sha256_hex(&bytes) != meta.positions_sha256 {
@@ -526,6 +580,7 @@ fn store(dir: &Path, key: &str, scored: &mut Scored) -> Result<(), TrackError> {
 /// One checkpoint's scored positions per unit (trajectory or document), before caching.
 struct CheckpointScores {
     units: Vec<(String, Vec<Position>)>,
+    vocab_size: usize,
     skips: SkipLog,
     context_tokens: u64,
 }
@@ -546,7 +601,7 @@ fn score_checkpoint(
     let k = opts.metrics.k;
     let positions_of = |stats: &mut dyn Iterator<Item = &crate::metrics::PositionStats>| {
         stats
-            .map(|p| Position::from_metrics(&PositionMetrics::from_stats(p, k)))
+            .map(|p| Position::from_stats(p, k))
             .collect::<Vec<_>>()
     };
     let mut units = Vec::new();
@@ -632,6 +687,7 @@ fn score_checkpoint(
     }
     Ok(CheckpointScores {
         units,
+        vocab_size: backend.info().vocab_size,
         skips: log.skips,
         context_tokens: log.tokens,
     })
@@ -680,7 +736,7 @@ fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::V
         "window": opts.window,
         "stride": opts.stride,
         "engine": opts.engine,
-        "version": 1,
+        "version": CACHE_VERSION,
     })
 }
 
@@ -744,6 +800,7 @@ pub fn run_track(
                 })?;
                 let CheckpointScores {
                     units,
+                    vocab_size,
                     skips,
                     context_tokens,
                 } = score_checkpoint(backend.as_mut(), set, opts, &c.name)?;
@@ -760,6 +817,7 @@ pub fn run_track(
                         skipped_count: skips.count,
                         context_tokens,
                         positions_sha256: String::new(),
+                        vocab_size,
                     },
                     units: units.into_iter().map(|(_, p)| p).collect(),
                 };
@@ -770,15 +828,17 @@ pub fn run_track(
         };
         results.push((c, scored, cached));
     }
-    Ok(build_report(manifest, set, opts.metrics, &results))
+    Ok(build_report(manifest, set, opts, &results))
 }
 
 fn build_report(
     manifest: &Manifest,
     set: &EvalSet,
-    config: MetricConfig,
+    opts: &TrackOptions,
     results: &[(&Checkpoint, Scored, bool)],
 ) -> TrackReport {
+    let config = opts.metrics;
+    let proxies = proxy::proxies_of(&opts.selection);
     let grid = sweep_grid();
     let mut checkpoints: Vec<CheckpointResult> = results
         .iter()
@@ -805,6 +865,7 @@ fn build_report(
                 entropy_hist: acc.entropy_hist.clone(),
                 sweep,
                 cached: *cached,
+                proxy: proxy_values(&proxies, s, opts.metric_window),
             }
         })
         .collect();
@@ -897,6 +958,10 @@ fn build_report(
         notes.push("No downstream scores in the manifest: add a `scores` table (TOML) or score columns (CSV) to see which metric predicts them.".into());
     }
     let tax = long_context_tax(&checkpoints);
+    let leaderboard = downstream_names
+        .iter()
+        .map(|d| leaderboard(&checkpoints, &opts.selection, d))
+        .collect();
     TrackReport {
         title: manifest
             .title
@@ -909,7 +974,175 @@ fn build_report(
         correlations,
         sweep,
         tax,
+        leaderboard,
         notes,
+    }
+}
+
+/// The registry metrics of one checkpoint from its cached positions (units are the samples).
+fn proxy_values(metrics: &[ProxyMetric], s: &Scored, window: Option<usize>) -> ProxyValues {
+    let records: Vec<Vec<TokenRecord>> = s
+        .units
+        .iter()
+        .map(|u| u.iter().map(|p| p.record).collect())
+        .collect();
+    let samples: Vec<&[TokenRecord]> = records.iter().map(Vec::as_slice).collect();
+    let ctx = ProxyContext {
+        vocab_size: s.meta.vocab_size,
+        frequencies: None,
+        window,
+    };
+    ProxyValues(
+        metrics
+            .iter()
+            .map(|m| (m.name(), m.compute(&samples, &ctx).ok()))
+            .collect(),
+    )
+}
+
+/// A metric's value for one checkpoint.
+fn metric_value(c: &CheckpointResult, m: AnyMetric) -> Option<f64> {
+    match m {
+        AnyMetric::Core(core) => core.value(&c.summary),
+        AnyMetric::Proxy(p) => c.proxy.get(&p.name()),
+    }
+}
+
+/// Significance level of the leaderboard's family-wise test.
+const LEADERBOARD_ALPHA: f64 = 0.05;
+
+/// Every chosen metric against one downstream score: Spearman and Kendall with bootstrap
+/// intervals, leave-one-out stability and permutation p-values Holm-adjusted over the metrics
+/// compared; and whether the leader can be told apart from the rest at all.
+pub fn leaderboard(
+    checkpoints: &[CheckpointResult],
+    selection: &[AnyMetric],
+    d: &str,
+) -> Leaderboard {
+    let with: Vec<&CheckpointResult> = checkpoints
+        .iter()
+        .filter(|c| c.downstream.contains_key(d))
+        .collect();
+    let mut rows: Vec<LeaderboardRow> = selection
+        .iter()
+        // Counts of positions say how much was scored, not how well.
+        .filter(|m| !matches!(m, AnyMetric::Core(c) if c.is_count()))
+        .map(|&m| {
+            let (x, y): (Vec<f64>, Vec<f64>) = with
+                .iter()
+                .filter_map(|c| metric_value(c, m).map(|x| (x, c.downstream[d])))
+                .unzip();
+            LeaderboardRow {
+                place: 0,
+                metric: m.name(),
+                better: match m.better() {
+                    crate::metrics::Better::Higher => "higher",
+                    crate::metrics::Better::Lower => "lower",
+                    crate::metrics::Better::Neither => "neither",
+                },
+                report: stats::correlate(&x, &y, STATS_SEED),
+                spearman_p_holm: None,
+                kendall_p_holm: None,
+            }
+        })
+        .collect();
+    let p_of = |r: &LeaderboardRow, c: Correlation| r.report.get(c).permutation.map(|p| p.p_value);
+    let holm_s = stats::holm(
+        &rows
+            .iter()
+            .map(|r| p_of(r, Correlation::Spearman))
+            .collect::<Vec<_>>(),
+    );
+    let holm_k = stats::holm(
+        &rows
+            .iter()
+            .map(|r| p_of(r, Correlation::Kendall))
+            .collect::<Vec<_>>(),
+    );
+    for ((r, s), k) in rows.iter_mut().zip(holm_s).zip(holm_k) {
+        r.spearman_p_holm = s;
+        r.kendall_p_holm = k;
+    }
+    let strength = |r: &LeaderboardRow| {
+        (
+            r.report.spearman.value.map(f64::abs),
+            r.report.kendall.value.map(f64::abs),
+        )
+    };
+    rows.sort_by(|a, b| {
+        let (sa, ka) = strength(a);
+        let (sb, kb) = strength(b);
+        let key = |v: Option<f64>| v.unwrap_or(-1.0);
+        key(sb)
+            .total_cmp(&key(sa))
+            .then(key(kb).total_cmp(&key(ka)))
+    });
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.place = i + 1;
+    }
+    let n = with.len();
+    let m = rows.len();
+    let smallest = stats::smallest_permutation_p(n);
+    let significant = |r: &LeaderboardRow| {
+        r.spearman_p_holm.is_some_and(|p| p < LEADERBOARD_ALPHA)
+            && r.kendall_p_holm.is_some_and(|p| p < LEADERBOARD_ALPHA)
+    };
+    // The leader's |Spearman| interval lies above the runner-up's.
+    let apart = match (rows.first(), rows.get(1)) {
+        (Some(a), Some(b)) => match (a.report.spearman.ci95, b.report.spearman.ci95) {
+            (Some(ca), Some(cb)) => {
+                let low_a = ca.low.abs().min(ca.high.abs());
+                let low_a = if ca.contains_zero() { 0.0 } else { low_a };
+                let high_b = cb.low.abs().max(cb.high.abs());
+                low_a > high_b
+            }
+            _ => false,
+        },
+        (Some(_), None) => true,
+        _ => false,
+    };
+    let leader_separated = rows.first().is_some_and(significant) && apart;
+    let leader = rows
+        .first()
+        .map(|r| {
+            format!(
+                "{} (Spearman {})",
+                r.metric,
+                r.report
+                    .spearman
+                    .value
+                    .map_or("undefined".into(), |v| format!("{v:+.3}"))
+            )
+        })
+        .unwrap_or_default();
+    let verdict = if m == 0 {
+        "no metric to compare".to_string()
+    } else if leader_separated {
+        format!(
+            "{leader} predicts {d} best, and it can be told apart from the others: Holm-adjusted p < {LEADERBOARD_ALPHA} over {m} metrics and its Spearman interval lies above the runner-up's."
+        )
+    } else if m > 0 && smallest * 1.0 >= LEADERBOARD_ALPHA / m as f64 {
+        format!(
+            "No metric can be told apart from the others with {n} checkpoints: the smallest permutation p-value {n} points can give is {smallest:.2e}, and Holm over {m} metrics needs below {:.2e} for the first. The order is a guide, not a result; {leader} leads.",
+            LEADERBOARD_ALPHA / m as f64
+        )
+    } else {
+        format!(
+            "No metric can be told apart from the others on these {n} checkpoints: the leader, {leader}, {}.",
+            if rows.first().is_some_and(significant) {
+                "is significant after Holm, but its Spearman interval overlaps the runner-up's"
+            } else {
+                "is not significant after Holm's correction over the metrics compared"
+            }
+        )
+    };
+    Leaderboard {
+        downstream: d.to_string(),
+        checkpoints: n,
+        metrics: m,
+        rows,
+        leader_separated,
+        verdict,
     }
 }
 
@@ -977,6 +1210,20 @@ fn long_context_tax(checkpoints: &[CheckpointResult]) -> Vec<TaxFlag> {
 mod tests {
     use super::*;
 
+    fn record(nll: f64) -> TokenRecord {
+        TokenRecord {
+            token: 7,
+            nll,
+            entropy: Some(1.5),
+            rank: 2,
+            top_index: Some(1),
+            top_len: 10,
+            best_other_p: 0.25,
+            argmax_p: 0.5,
+            top_mass: 0.875,
+        }
+    }
+
     fn pos(h_k: f64, p: f64) -> Position {
         Position {
             h_k,
@@ -985,6 +1232,7 @@ mod tests {
             nll: -p.ln(),
             in_top_k: true,
             top1: p > 0.5,
+            record: record(-p.ln()),
         }
     }
 
@@ -997,11 +1245,27 @@ mod tests {
             nll: 2.5e-300,
             in_top_k: true,
             top1: false,
+            record: record(2.5e-300),
         };
         let mut b = Vec::new();
         p.write(&mut b);
         assert_eq!(b.len(), RECORD);
         assert_eq!(Position::read(&b), p);
+        // Unknown entropy (a server's top-k list) and an unlisted true token survive too.
+        let q = Position {
+            record: TokenRecord {
+                entropy: None,
+                top_index: None,
+                rank: 4_000_000_000,
+                token: u32::MAX - 1,
+                ..record(3.0)
+            },
+            nll: 3.0,
+            ..p
+        };
+        b.clear();
+        q.write(&mut b);
+        assert_eq!(Position::read(&b), q);
     }
 
     /// A trajectory set's fingerprint names the readers' version, and the draw and the messages
@@ -1051,25 +1315,42 @@ mod tests {
             stride: Some(256),
             engine: serde_json::json!({"precision": "f32", "exact_attention": false, "ubatch": 512}),
             cache_dir: PathBuf::new(),
+            selection: proxy::default_selection(),
+            metric_window: None,
         };
         let set = serde_json::json!({"kind": "documents", "content": "0f", "text_field": "text",
             "id_field": "id", "format": "Auto"});
-        let fp = run_fingerprint(set, &opts);
+        let fp = run_fingerprint(set.clone(), &opts);
+        // The metrics asked for are computed from the cache: they are not part of the key.
+        let more = TrackOptions {
+            selection: proxy::parse_selection("all").unwrap(),
+            metric_window: Some(1000),
+            ..opts.clone()
+        };
+        assert_eq!(run_fingerprint(set, &more), fp);
         assert_eq!(
             fp.to_string(),
-            "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":1}"
+            "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":2}"
         );
         assert_eq!(
             cache_key("b179c952", &fp),
+            "e1a9f84d4f7ee79dbc8cb518e2266849"
+        );
+        // Version 1 (positions without the registry record) had this key: a cache written by it
+        // is not found, so it is scored again once rather than misread.
+        let mut v1 = fp.clone();
+        v1["version"] = 1.into();
+        assert_eq!(
+            cache_key("b179c952", &v1),
             "4324c61f10f2a549d43e916a25d07500"
         );
     }
 
-    /// A cache entry as the earlier versions wrote it (metadata JSON, then the position file)
-    /// loads as it is: it holds positions only, no metric names, so renaming a metric leaves it
-    /// valid.
+    /// A cache entry (metadata JSON, then the position file) loads as it is: it holds positions
+    /// only, no metric names, so renaming or adding a metric leaves it valid. An entry of
+    /// another format version is not read, even under the same key.
     #[test]
-    fn a_cache_entry_of_an_earlier_version_loads() {
+    fn a_cache_entry_loads_and_one_of_another_version_does_not() {
         let dir = tempfile::tempdir().unwrap();
         let units = [vec![pos(0.5, 0.9), pos(1.5, 0.3)], vec![pos(2.0, 0.5)]];
         let mut bytes = Vec::new();
@@ -1079,7 +1360,7 @@ mod tests {
             r#"{{
   "model": "m.gguf",
   "model_sha256": "b179c952",
-  "fingerprint": {{"set": {{"kind": "documents"}}, "k": 10, "version": 1}},
+  "fingerprint": {{"set": {{"kind": "documents"}}, "k": 10, "version": VERSION}},
   "units": [["d1", 2], ["d2", 1]],
   "skipped": [],
   "skipped_count": 0,
@@ -1088,7 +1369,11 @@ mod tests {
 }}"#,
             digest::sha256_hex(&bytes)
         );
-        std::fs::write(dir.path().join("k.json"), meta).unwrap();
+        std::fs::write(
+            dir.path().join("k.json"),
+            meta.replace("VERSION", &CACHE_VERSION.to_string()),
+        )
+        .unwrap();
         let s = load_cached(dir.path(), "k")
             .unwrap()
             .expect("the entry loads");
@@ -1097,6 +1382,8 @@ mod tests {
         let summary = pool(&s.units, MetricConfig::default()).summary();
         assert_eq!(summary.decision_tokens, 2);
         assert_eq!(summary.decision_density, Some(2.0 / 3.0));
+        std::fs::write(dir.path().join("k.json"), meta.replace("VERSION", "1")).unwrap();
+        assert!(load_cached(dir.path(), "k").unwrap().is_none());
     }
 
     #[test]
@@ -1173,6 +1460,7 @@ mod tests {
             entropy_hist: Vec::new(),
             sweep: Vec::new(),
             cached: false,
+            proxy: Default::default(),
         }
     }
 

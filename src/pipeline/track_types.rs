@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::analysis::stats::CorrelationReport;
 use crate::metrics::{Metric, Summary};
+use crate::pipeline::proxy_columns::ProxyValues;
 
 /// One checkpoint's results on the evaluation set.
 #[derive(Debug, Clone, Serialize)]
@@ -31,6 +32,8 @@ pub struct CheckpointResult {
     pub sweep: Vec<SweepPoint>,
     /// Whether this checkpoint was read from the cache (not scored in this run).
     pub cached: bool,
+    /// The registry metrics asked for (`--metrics`), computed from the cached positions.
+    pub proxy: ProxyValues,
 }
 
 /// HE-SNR at one decision threshold.
@@ -48,6 +51,37 @@ pub struct MetricCorrelation {
     pub metric: Metric,
     pub downstream: String,
     pub report: CorrelationReport,
+}
+
+/// One metric's row of a [`Leaderboard`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaderboardRow {
+    /// Place by |Spearman| (1 = closest), ties by |Kendall|; metrics without a value last.
+    pub place: usize,
+    pub metric: String,
+    /// `higher`, `lower` or `neither` is better.
+    pub better: &'static str,
+    pub report: CorrelationReport,
+    /// The Spearman permutation p-value, Holm-adjusted over the metrics of this board.
+    pub spearman_p_holm: Option<f64>,
+    /// The Kendall permutation p-value, Holm-adjusted over the metrics of this board.
+    pub kendall_p_holm: Option<f64>,
+}
+
+/// Every chosen metric ranked by how well it orders the checkpoints as one downstream score does.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leaderboard {
+    pub downstream: String,
+    /// Checkpoints with this score.
+    pub checkpoints: usize,
+    /// Metrics compared (the Holm family).
+    pub metrics: usize,
+    pub rows: Vec<LeaderboardRow>,
+    /// Whether the leader can be told apart from the rest: its Holm-adjusted p-values are below
+    /// 0.05 and its Spearman interval does not overlap the runner-up's.
+    pub leader_separated: bool,
+    /// The plain-language verdict.
+    pub verdict: String,
 }
 
 /// (eps, Pearson, Spearman, Kendall) of HE-SNR with a downstream score at one sweep point.
@@ -89,6 +123,8 @@ pub struct TrackReport {
     pub correlations: Vec<MetricCorrelation>,
     pub sweep: Vec<SweepCorrelation>,
     pub tax: Vec<TaxFlag>,
+    /// The metric leaderboard per downstream score (the metrics chosen with `--metrics`).
+    pub leaderboard: Vec<Leaderboard>,
     /// Lines for the reader about what can and cannot be concluded (few points, wide intervals).
     pub notes: Vec<String>,
 }

@@ -20,6 +20,7 @@ mod hostile_inputs;
 mod input_forms;
 mod inputs;
 mod profile_cli;
+mod proxy_metrics;
 mod real_model;
 mod remote;
 mod report_browser;

@@ -123,3 +123,64 @@ fn perplexity_agrees_with_an_independent_implementation() {
         );
     }
 }
+
+/// The full-vocabulary entropy of the fused pass against a direct f64 computation over every
+/// whole logits row the model produces for the benchmark's code documents: within 1e-6 relative.
+#[test]
+fn full_vocabulary_entropy_agrees_with_a_direct_f64_computation() {
+    let Some(path) = real_model() else { return };
+    let corpus = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/corpus/code-512.jsonl");
+    let mut b = LlamaCppBackend::load(
+        &path,
+        &LlamaOptions {
+            threads: Some(2),
+            window: Some(512),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut worst = 0f64;
+    let mut rows_seen = 0usize;
+    let mut rows_wanted = 0usize;
+    for line in std::fs::read_to_string(corpus).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let t = b.tokenize(v["text"].as_str().unwrap()).unwrap();
+        let n = t.ids.len().min(512);
+        let ids = &t.ids[..n];
+        rows_wanted += n - 1;
+        b.forward(ids, 1..n, None, |rows| {
+            for &(target, row) in rows {
+                let fused = hesnr::engine::fused::reduce_row(row, ids[target], 10).unwrap();
+                let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let lse = max
+                    + row
+                        .iter()
+                        .map(|&l| (l as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                let direct: f64 = -row
+                    .iter()
+                    .map(|&l| {
+                        let log_p = l as f64 - lse;
+                        log_p.exp() * log_p
+                    })
+                    .sum::<f64>();
+                let got = fused
+                    .entropy
+                    .expect("the embedded engine sees the whole row");
+                let rel = (got - direct).abs() / direct.max(1e-300);
+                assert!(
+                    rel < 1e-6 || (got - direct).abs() < 1e-12,
+                    "position {target}: fused {got} vs direct {direct} (relative {rel:e})"
+                );
+                worst = worst.max(rel);
+                rows_seen += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert_eq!(rows_seen, rows_wanted);
+    assert!(rows_seen > 1000, "{rows_seen} rows");
+    eprintln!("entropy: {rows_seen} rows, worst relative difference {worst:e}");
+}

@@ -61,18 +61,34 @@ fn manifest(dir: &Path, models: &[PathBuf]) -> PathBuf {
 }
 
 fn track(manifest: &Path, set: &Path, cache: &Path, out: &Path) -> (Value, String) {
-    let o = hesnr(&[
-        "track",
-        manifest.to_str().unwrap(),
-        "-T",
-        set.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "-t",
-        "2",
-    ]);
+    track_with(manifest, set, cache, out, &[])
+}
+
+fn track_with(
+    manifest: &Path,
+    set: &Path,
+    cache: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> (Value, String) {
+    let o = hesnr(
+        &[
+            "track",
+            manifest.to_str().unwrap(),
+            "-T",
+            set.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "-t",
+            "2",
+        ]
+        .iter()
+        .copied()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
+    );
     let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(o.status.success(), "{stderr}");
     let report: Value =
@@ -173,6 +189,54 @@ fn adding_a_checkpoint_scores_only_that_one() {
     for f in ["report.html", "report.json", "checkpoints.csv"] {
         assert!(dir.join("r3").join(f).is_file(), "{f}");
     }
+}
+
+/// Metrics added to a finished run are computed from the cached positions: no checkpoint is
+/// scored (or loaded) again, and the numbers equal those of a run that scores from scratch.
+#[test]
+fn adding_metrics_to_a_finished_run_reuses_the_cache() {
+    let dir = scratch().join("track-add-metrics");
+    let _ = std::fs::remove_dir_all(&dir);
+    let set = eval_set(&dir, 3);
+    let models = checkpoints();
+    let m = manifest(&dir, &models);
+    let cache = dir.join("cache");
+    let (plain, log) = track(&m, &set, &cache, &dir.join("r1"));
+    assert_eq!(log.matches(": scoring").count(), 3, "{log}");
+    assert_eq!(
+        plain["leaderboard"][0]["metrics"], 7,
+        "{}",
+        plain["leaderboard"]
+    );
+    let (more, log) = track_with(&m, &set, &cache, &dir.join("r2"), &["--metrics", "all"]);
+    assert_eq!(log.matches(": cached").count(), 3, "{log}");
+    assert_eq!(log.matches(": scoring").count(), 0, "{log}");
+    let (fresh, log) = track_with(
+        &m,
+        &set,
+        &dir.join("cache-fresh"),
+        &dir.join("r3"),
+        &["--metrics", "all"],
+    );
+    assert_eq!(log.matches(": scoring").count(), 3, "{log}");
+    for i in 0..3 {
+        let proxy = &more["checkpoints"][i]["proxy"];
+        assert!(proxy["hes"].as_f64().unwrap() > 0.0, "{proxy}");
+        assert!(proxy["rank__inv_freq"].as_f64().unwrap() >= 1.0, "{proxy}");
+        assert_eq!(proxy, &fresh["checkpoints"][i]["proxy"]);
+    }
+    // The leaderboard ranks every metric but the two counts (7 + 82), with Holm p-values, and
+    // says plainly that 3 checkpoints cannot separate them.
+    let board = &more["leaderboard"][0];
+    assert_eq!(board["downstream"], "swe");
+    assert_eq!(board["metrics"], 89);
+    assert_eq!(board["rows"].as_array().unwrap().len(), 89);
+    assert_eq!(board["leader_separated"], false);
+    let verdict = board["verdict"].as_str().unwrap();
+    assert!(verdict.contains("No metric can be told apart"), "{verdict}");
+    assert!(board["rows"][0]["place"] == 1);
+    let html = std::fs::read_to_string(dir.join("r2").join("report.html")).unwrap();
+    assert!(html.contains("Metric leaderboard") && html.contains("rank_<wbr>_<wbr>inv_<wbr>freq"));
 }
 
 #[test]

@@ -3,8 +3,10 @@
 //! without any error; each check here names what it guards against, and a failure stops the run
 //! with that name rather than producing quietly wrong metrics.
 //!
-//! The statistics built from a server are exact for every metric: log-probabilities are logits
-//! shifted by the log-sum-exp, so `lse = 0` and `logit = logprob`.
+//! The statistics built from a server are exact for every metric that reads the top-k list, the
+//! true token's log-probability and rank: log-probabilities are logits shifted by the
+//! log-sum-exp, so `lse = 0` and `logit = logprob` (the top-k mass is then sum exp(logprob)).
+//! The full-vocabulary entropy is not in a top-k list, so it is `None`, never estimated.
 
 use std::ops::Range;
 
@@ -242,6 +244,8 @@ pub fn to_stats(
             true_id: id,
             true_logit: lp as f32,
             true_rank,
+            // A top-k list is not the distribution: the full entropy stays unknown.
+            entropy: None,
         });
     }
     check_offset(&out, sent.ids, first)?;

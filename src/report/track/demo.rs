@@ -105,6 +105,7 @@ pub fn demo_report() -> TrackReport {
             }
             let step = 500.0 * (i + 1) as f64;
             CheckpointResult {
+                proxy: Default::default(),
                 name: format!("step {step}"),
                 model: format!("checkpoints/run-7/step-{step:05}.gguf"),
                 step: Some(step),
@@ -197,7 +198,16 @@ pub fn demo_report() -> TrackReport {
             format!("|H| {}", change(dec[4] as f64, dec[5] as f64)),
         ],
     }];
+    let selection: Vec<crate::metrics::AnyMetric> = TRACKED_METRICS
+        .iter()
+        .map(|&m| crate::metrics::AnyMetric::Core(m))
+        .collect();
+    let leaderboard = ["swebench_verified", "humaneval_plus"]
+        .iter()
+        .map(|d| crate::pipeline::track::leaderboard(&checkpoints, &selection, d))
+        .collect();
     TrackReport {
+        leaderboard,
         title: "Mid-training run 7: HE-SNR across checkpoints".into(),
         eval_set: "7 trajectories (examples/trajectories), preset full".into(),
         k: K,

@@ -26,9 +26,78 @@ struct Page<'a> {
     metrics: Vec<&'static str>,
     rows: Vec<Row<'a>>,
     correlations: Vec<CorrelationGroup<'a>>,
+    leaderboard: Vec<Board<'a>>,
     tax: &'a [TaxFlag],
     plots: Vec<Figure<'a>>,
     version: &'static str,
+}
+
+/// One downstream score's metric leaderboard.
+#[derive(Serialize)]
+struct Board<'a> {
+    downstream: &'a str,
+    checkpoints: usize,
+    metrics: usize,
+    separated: bool,
+    verdict: &'a str,
+    rows: Vec<BoardRow<'a>>,
+}
+
+#[derive(Serialize)]
+struct BoardRow<'a> {
+    place: usize,
+    metric: &'a str,
+    better: &'a str,
+    n: usize,
+    spearman: Option<f64>,
+    spearman_ci: String,
+    kendall: Option<f64>,
+    kendall_ci: String,
+    spearman_p: String,
+    spearman_p_holm: String,
+    kendall_p_holm: String,
+    loo: String,
+}
+
+fn fmt_holm(p: Option<f64>) -> String {
+    p.filter(|p| p.is_finite()).map_or("-".into(), |p| {
+        if p < 0.001 {
+            "< 0.001".into()
+        } else {
+            format!("{p:.3}")
+        }
+    })
+}
+
+fn leaderboard(r: &TrackReport) -> Vec<Board<'_>> {
+    r.leaderboard
+        .iter()
+        .map(|b| Board {
+            downstream: &b.downstream,
+            checkpoints: b.checkpoints,
+            metrics: b.metrics,
+            separated: b.leader_separated,
+            verdict: &b.verdict,
+            rows: b
+                .rows
+                .iter()
+                .map(|row| BoardRow {
+                    place: row.place,
+                    metric: &row.metric,
+                    better: row.better,
+                    n: row.report.n,
+                    spearman: finite(row.report.spearman.value),
+                    spearman_ci: fmt_ci(&row.report.spearman),
+                    kendall: finite(row.report.kendall.value),
+                    kendall_ci: fmt_ci(&row.report.kendall),
+                    spearman_p: fmt_p(&row.report.spearman),
+                    spearman_p_holm: fmt_holm(row.spearman_p_holm),
+                    kendall_p_holm: fmt_holm(row.kendall_p_holm),
+                    loo: fmt_loo(&row.report.spearman),
+                })
+                .collect(),
+        })
+        .collect()
 }
 
 /// A checkpoint in the checkpoint table.
@@ -288,6 +357,7 @@ pub(super) fn render(r: &TrackReport, plots: &[Plot]) -> String {
         metrics: METRICS.iter().map(|m| m.label()).collect(),
         rows: rows(r),
         correlations: correlations(r),
+        leaderboard: leaderboard(r),
         tax: &r.tax,
         plots: plots
             .iter()
