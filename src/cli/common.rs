@@ -15,6 +15,7 @@ use hesnr::data::trajectory::read::{
 };
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
+use hesnr::engine::window::{PolicyKind, PolicyRequest};
 use hesnr::engine::Backend;
 use hesnr::metrics::{MetricConfig, Pooling, SignalProb};
 use hesnr::pipeline::run::{Reporter, RunLog};
@@ -107,9 +108,30 @@ pub struct MetricArgs {
     /// HE-SNR averaging: over all decision tokens, or the mean of per-document means
     #[arg(long, value_enum, default_value = "pooled")]
     pub pooling: PoolingArg,
-    /// Window stride for texts longer than the window [default: half the window]
+    /// How texts longer than the window are scored. `shift`: every token is decoded once through
+    /// a sliding KV cache of --window tokens that keeps the first --sink-tokens tokens, each with
+    /// at least the window minus min(512, window/4) tokens of context. `strided`: overlapping
+    /// windows every --stride tokens, each a fresh sequence (most tokens decoded twice with the
+    /// default stride). E.g. `--window 2048 --window-policy strided --stride 1024`
+    /// [default: shift; strided with --stride or --remote]
+    #[arg(long, value_enum)]
+    pub window_policy: Option<WindowPolicyArg>,
+    /// Strided policy: distance between window starts [default: half the window]
     #[arg(long)]
     pub stride: Option<usize>,
+    /// Shift policy: tokens at the start of a text kept in the cache as attention sinks
+    /// (StreamingLLM) [default: 4]
+    #[arg(long)]
+    pub sink_tokens: Option<usize>,
+}
+
+/// `--window-policy`: the library's [`PolicyKind`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WindowPolicyArg {
+    /// One pass through a sliding KV cache (every token decoded once)
+    Shift,
+    /// Overlapping windows every --stride tokens
+    Strided,
 }
 
 impl MetricArgs {
@@ -130,9 +152,22 @@ impl MetricArgs {
         Ok(metrics)
     }
 
+    /// The window policy as the flags ask for it.
+    pub fn policy(&self) -> PolicyRequest {
+        PolicyRequest {
+            kind: self.window_policy.map(|p| match p {
+                WindowPolicyArg::Shift => PolicyKind::Shift,
+                WindowPolicyArg::Strided => PolicyKind::Strided,
+            }),
+            stride: self.stride,
+            sinks: self.sink_tokens,
+        }
+    }
+
     /// The window settings for a loaded backend.
     pub fn settings(&self, backend: &dyn Backend) -> Result<ScoreSettings> {
-        ScoreSettings::for_backend(self.config()?, backend, self.stride).map_err(anyhow::Error::msg)
+        ScoreSettings::for_backend(self.config()?, backend, self.policy())
+            .map_err(anyhow::Error::msg)
     }
 }
 

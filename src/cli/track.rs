@@ -117,7 +117,7 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
     let opts = TrackOptions {
         metrics: args.metric.config()?,
         window: args.model.window,
-        stride: args.metric.stride,
+        policy: args.metric.policy(),
         engine: serde_json::json!({
             "precision": args.model.precision.to_string(),
             "exact_attention": args.model.exact_attention,

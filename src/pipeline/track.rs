@@ -28,6 +28,7 @@ use crate::data::trajectory::read::{
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
+use crate::engine::window::{PolicyKind, PolicyRequest};
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
@@ -366,9 +367,10 @@ impl EvalSet {
 /// Settings of a tracking run that are not the checkpoints'.
 pub struct TrackOptions {
     pub metrics: MetricConfig,
-    /// Tokens per window and the stride; `None` = the model's training context and half of it.
+    /// Tokens per window; `None` = the model's training context.
     pub window: Option<usize>,
-    pub stride: Option<usize>,
+    /// The window policy (with the stride or sinks) asked for.
+    pub policy: PolicyRequest,
     /// Engine settings that change results (precision, attention, decode chunk), from the CLI.
     pub engine: serde_json::Value,
     pub cache_dir: PathBuf,
@@ -537,7 +539,7 @@ fn score_checkpoint(
     opts: &TrackOptions,
     name: &str,
 ) -> Result<CheckpointScores, TrackError> {
-    let score = ScoreSettings::for_backend(opts.metrics, backend, opts.stride).map_err(|e| {
+    let score = ScoreSettings::for_backend(opts.metrics, backend, opts.policy).map_err(|e| {
         TrackError::Scoring {
             name: name.to_string(),
             message: e,
@@ -673,15 +675,28 @@ pub const TRACKED_METRICS: [Metric; 7] = [
 /// Everything but the model that changes a checkpoint's cached positions: the evaluation set's
 /// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
 /// same from version to version, or every cache entry is scored again (a test pins it).
+///
+/// A strided request writes the text earlier versions wrote (their only policy), so its caches
+/// stay valid; any other request adds `window_policy` and `sinks`, so that a cache scored under
+/// the old default (strided) is not taken for one under the new default (shift).
 fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::Value {
-    serde_json::json!({
+    let mut fp = serde_json::json!({
         "set": set,
         "k": opts.metrics.k,
         "window": opts.window,
-        "stride": opts.stride,
+        "stride": opts.policy.stride,
         "engine": opts.engine,
         "version": 1,
-    })
+    });
+    if !opts.policy.is_strided() {
+        fp["window_policy"] = serde_json::json!(match opts.policy.kind {
+            Some(PolicyKind::Strided) => "strided",
+            Some(PolicyKind::Shift) => "shift",
+            None => "default",
+        });
+        fp["sinks"] = serde_json::json!(opts.policy.sinks);
+    }
+    fp
 }
 
 /// The cache key of a checkpoint (`identity`: its model's content, and server for a served one)
@@ -1048,7 +1063,10 @@ mod tests {
         let opts = TrackOptions {
             metrics: MetricConfig::default(),
             window: None,
-            stride: Some(256),
+            policy: PolicyRequest {
+                stride: Some(256),
+                ..PolicyRequest::default()
+            },
             engine: serde_json::json!({"precision": "f32", "exact_attention": false, "ubatch": 512}),
             cache_dir: PathBuf::new(),
         };
