@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 REPS=${REPS:-3}
-WINDOWS=${WINDOWS:-"1024 2048"}
+WINDOWS=${WINDOWS-"1024 2048"}   # WINDOWS="" skips the metrics step
 SPEED=${SPEED:-1}
 H=${HESNR_BIN:-./target/release/hesnr}
 OUT=bench/results/window-$(date +%Y%m%d-%H%M%S)

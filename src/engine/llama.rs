@@ -700,9 +700,16 @@ impl LlamaCppBackend {
                     )
                     .map_err(|e| EngineError::Forward(e.to_string()))?;
             }
+            let t0 = std::time::Instant::now();
             self.ctx
                 .decode(&mut batch)
                 .map_err(|e| EngineError::Forward(e.to_string()))?;
+            tracing::debug!(
+                evict = step.evict,
+                tokens = chunk.len(),
+                ms = t0.elapsed().as_millis() as u64,
+                "decode"
+            );
             let chunk_rows: Vec<(usize, &[f32])> = chunk
                 .clone()
                 .filter(|&i| is_wanted(i + 1))

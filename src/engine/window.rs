@@ -1,6 +1,6 @@
 //! How a document longer than the model's window is scored: two policies ([`Policy`]).
 //!
-//! **Shift** (the default, [`shift_plan`]): the document is decoded once, as one sequence, through
+//! **Shift** ([`shift_plan`], `--window-policy shift`): the document is decoded once, as one sequence, through
 //! a KV cache of `size` tokens. When the cache is full, the oldest [`shift_block`] tokens after
 //! the first `sinks` are removed and the rest are moved back by as many positions (llama.cpp
 //! re-rotates the cached keys; RoPE makes that exact in exact arithmetic), so every token is
@@ -10,7 +10,7 @@
 //! evictions fall at fixed token positions (`size`, `size + block`, ...), not at decode-chunk
 //! boundaries, so what each token sees does not depend on `--ubatch`.
 //!
-//! **Strided** (the strided scheme of Hugging Face's perplexity guide and llama.cpp's `--ppl-stride`):
+//! **Strided** (the default; the strided scheme of Hugging Face's perplexity guide and llama.cpp's `--ppl-stride`):
 //! windows of `size` tokens start every `stride` tokens. The first window scores every target in
 //! it; each later window scores only the targets the previous window did not reach, so every
 //! target is scored exactly once and, past the first window, with at least `size - stride`
@@ -60,20 +60,20 @@ pub struct PolicyRequest {
 }
 
 impl PolicyRequest {
-    /// Whether this request means the strided policy whatever the backend (asked for by name,
-    /// or by giving a stride).
+    /// Whether this request means the strided policy (the default: the shift policy has not yet
+    /// been shown faster on the trajectory workload, see docs/benchmarks.md).
     pub fn is_strided(&self) -> bool {
-        self.kind == Some(PolicyKind::Strided) || (self.kind.is_none() && self.stride.is_some())
+        self.kind != Some(PolicyKind::Shift)
     }
 
     /// The policy for a window of `size` tokens on a backend that can (or cannot) shift its
-    /// KV cache: by default shift where possible, strided otherwise (or when a stride is given);
-    /// the stride defaults to half the window, the sinks to [`Policy::DEFAULT_SINKS`].
+    /// KV cache: strided unless shift is asked for; the stride defaults to half the window, the
+    /// sinks to [`Policy::DEFAULT_SINKS`].
     pub fn resolve(&self, size: usize, can_shift: bool) -> Result<Policy, String> {
-        let kind = match self.kind {
-            Some(k) => k,
-            None if self.is_strided() || !can_shift => PolicyKind::Strided,
-            None => PolicyKind::Shift,
+        let kind = if self.is_strided() {
+            PolicyKind::Strided
+        } else {
+            PolicyKind::Shift
         };
         let policy = match kind {
             PolicyKind::Strided => {
@@ -308,7 +308,7 @@ mod tests {
         let (shift, strided) = (Some(PolicyKind::Shift), Some(PolicyKind::Strided));
         assert_eq!(
             req(None, None, None).resolve(64, true),
-            Ok(Policy::Shift { sinks: 4 })
+            Ok(Policy::Strided { stride: 32 })
         );
         assert_eq!(
             req(None, None, None).resolve(64, false),
@@ -330,9 +330,7 @@ mod tests {
         assert!(req(shift, Some(16), None).resolve(64, true).is_err());
         assert!(req(strided, None, Some(4)).resolve(64, true).is_err());
         assert!(req(shift, None, Some(40)).resolve(64, true).is_err());
-        assert!(
-            req(None, None, None).is_strided() == false && req(None, Some(3), None).is_strided()
-        );
+        assert!(req(None, None, None).is_strided() && !req(shift, None, None).is_strided());
     }
 
     #[test]

@@ -28,7 +28,9 @@ use crate::data::trajectory::read::{
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
-use crate::engine::window::{PolicyKind, PolicyRequest};
+#[cfg(test)]
+use crate::engine::window::PolicyKind;
+use crate::engine::window::PolicyRequest;
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::{Accumulator, Metric, MetricConfig, PositionMetrics};
 use crate::pipeline::eval::{choose_template, eval_trajectory, EvalSettings, EvaluatedTrajectory};
@@ -676,9 +678,8 @@ pub const TRACKED_METRICS: [Metric; 7] = [
 /// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
 /// same from version to version, or every cache entry is scored again (a test pins it).
 ///
-/// A strided request writes the text earlier versions wrote (their only policy), so its caches
-/// stay valid; any other request adds `window_policy` and `sinks`, so that a cache scored under
-/// the old default (strided) is not taken for one under the new default (shift).
+/// A strided request (the default) writes the text earlier versions wrote (their only policy), so
+/// their caches stay valid; a shift request adds `window_policy` and `sinks`.
 fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::Value {
     let mut fp = serde_json::json!({
         "set": set,
@@ -689,11 +690,7 @@ fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::V
         "version": 1,
     });
     if !opts.policy.is_strided() {
-        fp["window_policy"] = serde_json::json!(match opts.policy.kind {
-            Some(PolicyKind::Strided) => "strided",
-            Some(PolicyKind::Shift) => "shift",
-            None => "default",
-        });
+        fp["window_policy"] = serde_json::json!("shift");
         fp["sinks"] = serde_json::json!(opts.policy.sinks);
     }
     fp
@@ -1072,7 +1069,7 @@ mod tests {
         };
         let set = serde_json::json!({"kind": "documents", "content": "0f", "text_field": "text",
             "id_field": "id", "format": "Auto"});
-        let fp = run_fingerprint(set, &opts);
+        let fp = run_fingerprint(set.clone(), &opts);
         assert_eq!(
             fp.to_string(),
             "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":1}"
@@ -1081,6 +1078,35 @@ mod tests {
             cache_key("b179c952", &fp),
             "4324c61f10f2a549d43e916a25d07500"
         );
+        // A shift request gets its own keys, one per sink count; strided ones keep the old text.
+        let fp_with = |policy: PolicyRequest| {
+            let o = TrackOptions {
+                metrics: MetricConfig::default(),
+                window: None,
+                policy,
+                engine: opts.engine.clone(),
+                cache_dir: PathBuf::new(),
+            };
+            run_fingerprint(set.clone(), &o)
+        };
+        let key = |policy| cache_key("b179c952", &fp_with(policy));
+        let shift = |sinks| PolicyRequest {
+            kind: Some(PolicyKind::Shift),
+            stride: None,
+            sinks,
+        };
+        let strided = PolicyRequest {
+            kind: Some(PolicyKind::Strided),
+            ..PolicyRequest::default()
+        };
+        assert_eq!(key(strided), key(PolicyRequest::default()));
+        assert!(!fp_with(strided).to_string().contains("window_policy"));
+        let keys = [key(strided), key(shift(Some(4))), key(shift(Some(0)))];
+        for a in 0..keys.len() {
+            for b in a + 1..keys.len() {
+                assert_ne!(keys[a], keys[b], "requests {a} and {b}");
+            }
+        }
     }
 
     /// A cache entry as the earlier versions wrote it (metadata JSON, then the position file)
