@@ -87,7 +87,7 @@ fn main() -> anyhow::Result<()> {
                             .map(|s| s.lse)
                             .sum::<f64>();
                     } else {
-                        backend.forward(ids, local, None, |rows| {
+                        backend.forward(ids, local, None, None, |rows| {
                             sink += rows
                                 .iter()
                                 .map(|(t, row)| row[ids[*t] as usize] as f64)

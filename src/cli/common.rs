@@ -15,6 +15,7 @@ use hesnr::data::trajectory::read::{
 };
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
+use hesnr::engine::window::{PolicyKind, PolicyRequest};
 use hesnr::engine::Backend;
 use hesnr::metrics::proxy::{self, AnyMetric};
 use hesnr::metrics::{MetricConfig, Pooling, SignalProb, TokenFrequencies};
@@ -109,9 +110,21 @@ pub struct MetricArgs {
     /// HE-SNR averaging: over all decision tokens, or the mean of per-document means
     #[arg(long, value_enum, default_value = "pooled")]
     pub pooling: PoolingArg,
-    /// Window stride for texts longer than the window [default: half the window]
+    /// How texts longer than the window are scored. `strided`: overlapping windows every --stride
+    /// tokens, each a fresh sequence (most tokens decoded twice with the default stride).
+    /// `shift`: every token decoded once through a sliding KV cache of --window tokens that keeps
+    /// the first --sink-tokens tokens, each token with at least the window minus
+    /// min(512, window/4) tokens of context (not with --remote).
+    /// E.g. `--window 2048 --window-policy shift --sink-tokens 4` [default: strided]
+    #[arg(long, value_enum)]
+    pub window_policy: Option<WindowPolicyArg>,
+    /// Strided policy: distance between window starts [default: half the window]
     #[arg(long)]
     pub stride: Option<usize>,
+    /// Shift policy: tokens at the start of a text kept in the cache as attention sinks
+    /// (StreamingLLM) [default: 4]
+    #[arg(long)]
+    pub sink_tokens: Option<usize>,
     /// Metrics to report, comma-separated: names (`he_snr`, `rank__inv_freq`, `hes`,
     /// `topk_mass`) or families (`default`, `proxy`, a measure such as `rank`, `all`)
     #[arg(long, default_value = "default")]
@@ -123,6 +136,15 @@ pub struct MetricArgs {
     /// a `text` field, or text) [default: the evaluated texts themselves]
     #[arg(long)]
     pub token_frequencies: Option<PathBuf>,
+}
+
+/// `--window-policy`: the library's [`PolicyKind`].
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WindowPolicyArg {
+    /// One pass through a sliding KV cache (every token decoded once)
+    Shift,
+    /// Overlapping windows every --stride tokens
+    Strided,
 }
 
 impl MetricArgs {
@@ -177,9 +199,22 @@ impl MetricArgs {
         ))
     }
 
+    /// The window policy as the flags ask for it.
+    pub fn policy(&self) -> PolicyRequest {
+        PolicyRequest {
+            kind: self.window_policy.map(|p| match p {
+                WindowPolicyArg::Shift => PolicyKind::Shift,
+                WindowPolicyArg::Strided => PolicyKind::Strided,
+            }),
+            stride: self.stride,
+            sinks: self.sink_tokens,
+        }
+    }
+
     /// The window settings for a loaded backend.
     pub fn settings(&self, backend: &dyn Backend) -> Result<ScoreSettings> {
-        ScoreSettings::for_backend(self.config()?, backend, self.stride).map_err(anyhow::Error::msg)
+        ScoreSettings::for_backend(self.config()?, backend, self.policy())
+            .map_err(anyhow::Error::msg)
     }
 }
 

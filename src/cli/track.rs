@@ -119,7 +119,7 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
         selection: args.metric.selection()?,
         metric_window: args.metric.metric_window,
         window: args.model.window,
-        stride: args.metric.stride,
+        policy: args.metric.policy(),
         engine: serde_json::json!({
             "precision": args.model.precision.to_string(),
             "exact_attention": args.model.exact_attention,

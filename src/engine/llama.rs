@@ -24,7 +24,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::model_store::{self, Precision};
-use super::{fused, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized, Tokenizer};
+use super::{
+    fused, window, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized, Tokenizer,
+};
 use crate::gguf;
 use crate::metrics::PositionStats;
 
@@ -334,6 +336,8 @@ pub struct LlamaCppBackend {
     tok: ManuallyDrop<GgufTokenizer>,
     window: usize,
     ubatch: usize,
+    /// Whether llama.cpp can shift this model's KV cache (see [`can_shift_kv_cache`]).
+    can_shift: bool,
     info: ModelInfo,
 }
 
@@ -371,6 +375,7 @@ impl LlamaCppBackend {
                 ),
             }
         })?;
+        let can_shift = can_shift_kv_cache(&model, &architecture);
         let tok = GgufTokenizer::from_model(Box::new(model), &header);
 
         let threads = opts
@@ -419,9 +424,23 @@ impl LlamaCppBackend {
             tok: ManuallyDrop::new(tok),
             window,
             ubatch,
+            can_shift,
             info,
         })
     }
+}
+
+/// Whether llama.cpp can remove positions from this model's KV cache and move the rest back:
+/// attention models with plain RoPE (or none). llama.cpp aborts the process on a K-shift it
+/// cannot do (multi-section RoPE, per-layer RoPE dimensions), and cannot cut recurrent states.
+fn can_shift_kv_cache(model: &LlamaModel, architecture: &str) -> bool {
+    use llama_cpp_2::model::RopeType;
+    matches!(
+        model.rope_type(),
+        None | Some(RopeType::Norm | RopeType::NeoX)
+    ) && !model.is_recurrent()
+        && !model.is_hybrid()
+        && architecture != "step35"
 }
 
 impl Backend for LlamaCppBackend {
@@ -445,7 +464,7 @@ impl Backend for LlamaCppBackend {
     ) -> Result<Vec<PositionStats>, EngineError> {
         let mut out = Vec::with_capacity(targets.len());
         let threads = self.info.threads;
-        self.forward(tokens, targets, None, |rows| {
+        self.forward(tokens, targets, None, None, |rows| {
             out.extend(reduce_rows(rows, tokens, k, threads)?);
             Ok(())
         })?;
@@ -459,18 +478,43 @@ impl Backend for LlamaCppBackend {
         wanted: &[bool],
         k: usize,
     ) -> Result<Vec<Option<PositionStats>>, EngineError> {
-        let start = targets.start;
-        let mut out: Vec<Option<PositionStats>> = vec![None; targets.len()];
-        let threads = self.info.threads;
-        self.forward(tokens, targets, Some(wanted), |rows| {
-            let stats = reduce_rows(rows, tokens, k, threads)?;
-            for (&(t, _), s) in rows.iter().zip(stats) {
-                out[t - start] = Some(s);
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        self.forward_selected(tokens, targets, Some(wanted), None, k)
     }
+
+    fn can_shift(&self) -> bool {
+        self.can_shift
+    }
+
+    fn evaluate_shifted(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: Option<&[bool]>,
+        size: usize,
+        sinks: usize,
+        k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        if !self.can_shift {
+            return Err(EngineError::Config(format!(
+                "llama.cpp cannot shift the KV cache of a {} model: use --window-policy strided",
+                self.info.architecture
+            )));
+        }
+        if size > self.window {
+            return Err(EngineError::Config(format!(
+                "a shifted window of {size} tokens does not fit the context of {}",
+                self.window
+            )));
+        }
+        self.forward_selected(tokens, targets, wanted, Some(Shift { size, sinks }), k)
+    }
+}
+
+/// The KV cache size and sink count of a shifted pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Shift {
+    pub size: usize,
+    pub sinks: usize,
 }
 
 impl GgufTokenizer {
@@ -559,17 +603,44 @@ fn reduce_rows(
 }
 
 impl LlamaCppBackend {
+    /// [`LlamaCppBackend::forward`] with the rows reduced to statistics, `None` where not wanted.
+    fn forward_selected(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: Option<&[bool]>,
+        shift: Option<Shift>,
+        k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        let start = targets.start;
+        let mut out: Vec<Option<PositionStats>> = vec![None; targets.len()];
+        let threads = self.info.threads;
+        self.forward(tokens, targets, wanted, shift, |rows| {
+            let stats = reduce_rows(rows, tokens, k, threads)?;
+            for (&(t, _), s) in rows.iter().zip(stats) {
+                out[t - start] = Some(s);
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
     /// Teacher-forces `tokens` as a fresh sequence and hands the logits rows of each decode
     /// chunk to `rows` as (target position, row) pairs, in order; at most `ubatch` rows exist at
     /// once, so memory does not grow with the document.
     ///
     /// With `wanted` (one flag per target), only the flagged targets get logits: the output
     /// layer is skipped for the others.
+    ///
+    /// Without `shift`, `tokens` must fit the window. With it, they may be any length: the cache
+    /// of `shift.size` tokens keeps the first `shift.sinks` and evicts the oldest others as
+    /// [`window::shift_plan`] says (the shift window policy).
     pub fn forward(
         &mut self,
         tokens: &[u32],
         targets: Range<usize>,
         wanted: Option<&[bool]>,
+        shift: Option<Shift>,
         mut rows: impl FnMut(&[(usize, &[f32])]) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
         if wanted.is_some_and(|w| w.len() != targets.len()) {
@@ -581,7 +652,8 @@ impl LlamaCppBackend {
         }
         let is_wanted =
             |t: usize| targets.contains(&t) && wanted.is_none_or(|w| w[t - targets.start]);
-        if targets.start == 0 || targets.end > tokens.len() || tokens.len() > self.window {
+        let fits = shift.is_some_and(|s| s.size <= self.window) || tokens.len() <= self.window;
+        if targets.start == 0 || targets.end > tokens.len() || !fits {
             return Err(EngineError::Forward(format!(
                 "bad window: {} tokens, targets {:?}, window {}",
                 tokens.len(),
@@ -598,21 +670,50 @@ impl LlamaCppBackend {
         self.ctx.clear_kv_cache();
         // The last target is never an input: feed tokens[..targets.end - 1].
         let inputs = &tokens[..targets.end - 1];
+        let (size, sinks) = shift.map_or((self.window, 0), |s| (s.size, s.sinks));
         let mut batch = LlamaBatch::new(self.ubatch, 1);
-        for chunk_start in (0..inputs.len()).step_by(self.ubatch) {
-            let chunk_end = (chunk_start + self.ubatch).min(inputs.len());
+        // Positions the cache has moved back by so far: input i sits at position i - shifted.
+        let mut shifted = 0usize;
+        for step in window::shift_plan(inputs.len(), size, self.ubatch) {
+            if step.evict > 0 {
+                let (p0, p1) = (sinks as u32, (sinks + step.evict) as u32);
+                let kv = |e: llama_cpp_2::context::kv_cache::KvCacheConversionError| {
+                    EngineError::Forward(format!("shifting the KV cache: {e}"))
+                };
+                self.ctx
+                    .kv_cache_seq_rm(0, Some(p0), Some(p1))
+                    .map_err(kv)?;
+                self.ctx
+                    .kv_cache_seq_add(0, Some(p1), None, -(step.evict as i32))
+                    .map_err(kv)?;
+                shifted += step.evict;
+            }
+            let chunk = step.inputs;
             batch.clear();
-            for (i, &tok) in inputs.iter().enumerate().take(chunk_end).skip(chunk_start) {
+            for i in chunk.clone() {
                 batch
-                    .add(LlamaToken(tok as i32), i as i32, &[0], is_wanted(i + 1))
+                    .add(
+                        LlamaToken(inputs[i] as i32),
+                        (i - shifted) as i32,
+                        &[0],
+                        is_wanted(i + 1),
+                    )
                     .map_err(|e| EngineError::Forward(e.to_string()))?;
             }
+            let t0 = std::time::Instant::now();
             self.ctx
                 .decode(&mut batch)
                 .map_err(|e| EngineError::Forward(e.to_string()))?;
-            let chunk_rows: Vec<(usize, &[f32])> = (chunk_start..chunk_end)
+            tracing::debug!(
+                evict = step.evict,
+                tokens = chunk.len(),
+                ms = t0.elapsed().as_millis() as u64,
+                "decode"
+            );
+            let chunk_rows: Vec<(usize, &[f32])> = chunk
+                .clone()
                 .filter(|&i| is_wanted(i + 1))
-                .map(|i| (i + 1, self.ctx.get_logits_ith((i - chunk_start) as i32)))
+                .map(|i| (i + 1, self.ctx.get_logits_ith((i - chunk.start) as i32)))
                 .collect();
             if !chunk_rows.is_empty() {
                 rows(&chunk_rows)?;

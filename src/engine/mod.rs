@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::metrics::PositionStats;
+pub use window::{Policy, Windowing};
 
 /// Tokens of one text, with where each came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +180,31 @@ pub trait Backend {
             .collect())
     }
 
+    /// Whether [`Backend::evaluate_shifted`] works: a local KV cache whose positions can be shifted
+    /// (the shift window policy, [`window::Policy::Shift`]).
+    fn can_shift(&self) -> bool {
+        false
+    }
+
+    /// Runs `tokens` once, as one sequence, through a KV cache of `size` tokens (at most
+    /// [`Backend::max_window`]) that keeps the first `sinks` tokens and evicts the oldest others
+    /// as [`window::shift_plan`] says, and returns for each t in `targets` (indices into
+    /// `tokens`, all >= 1) with `wanted[t - targets.start]` (every t when `None`) the statistics
+    /// of predicting `tokens[t]` from what the cache holds; `None` for the others.
+    fn evaluate_shifted(
+        &mut self,
+        _tokens: &[u32],
+        _targets: Range<usize>,
+        _wanted: Option<&[bool]>,
+        _size: usize,
+        _sinks: usize,
+        _k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        Err(EngineError::Config(
+            "this backend cannot shift a KV cache: use --window-policy strided".into(),
+        ))
+    }
+
     /// Another handle on the same model for a worker thread, when the backend can serve several
     /// documents at once (a remote server); `None` for a backend bound to one local context.
     fn fork(&self) -> Option<Box<dyn Backend + Send>> {
@@ -219,6 +245,20 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     ) -> Result<Vec<Option<PositionStats>>, EngineError> {
         (**self).evaluate_selected(tokens, targets, wanted, k)
     }
+    fn can_shift(&self) -> bool {
+        (**self).can_shift()
+    }
+    fn evaluate_shifted(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: Option<&[bool]>,
+        size: usize,
+        sinks: usize,
+        k: usize,
+    ) -> Result<Vec<Option<PositionStats>>, EngineError> {
+        (**self).evaluate_shifted(tokens, targets, wanted, size, sinks, k)
+    }
     fn fork(&self) -> Option<Box<dyn Backend + Send>> {
         (**self).fork()
     }
@@ -229,26 +269,49 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
 
 /// Scores every target of a tokenized document through the window policy, in order.
 ///
-/// Returns one [`PositionStats`] per position `first_target..ids.len()`.
+/// Returns one [`PositionStats`] per position `first_target..ids.len()`. A text that fits in one
+/// window is one forward pass under either policy (the same numbers).
 pub fn score_tokens(
     backend: &mut dyn Backend,
     tokens: &Tokenized,
-    window_size: usize,
-    stride: usize,
+    windowing: &Windowing,
     k: usize,
 ) -> Result<Vec<PositionStats>, EngineError> {
-    window::check(window_size, stride).map_err(EngineError::Config)?;
-    let mut out = Vec::with_capacity(tokens.ids.len().saturating_sub(1));
-    for w in window::plan(tokens.ids.len(), tokens.first_target(), window_size, stride) {
-        let local = (w.targets.start - w.tokens.start)..(w.targets.end - w.tokens.start);
-        out.extend(backend.evaluate(&tokens.ids[w.tokens.clone()], local, k)?);
+    windowing
+        .policy
+        .check(windowing.size)
+        .map_err(EngineError::Config)?;
+    let (n, first) = (tokens.ids.len(), tokens.first_target());
+    let mut out = Vec::with_capacity(n.saturating_sub(first));
+    match windowing.policy {
+        Policy::Shift { sinks } if n > windowing.size => {
+            let all =
+                backend.evaluate_shifted(&tokens.ids, first..n, None, windowing.size, sinks, k)?;
+            for p in all {
+                out.push(p.ok_or_else(|| {
+                    EngineError::Forward("the shifted pass left a target unscored".into())
+                })?);
+            }
+        }
+        policy => {
+            let stride = match policy {
+                Policy::Strided { stride } => stride,
+                // Fits in one window: the stride is never used.
+                Policy::Shift { .. } => windowing.size / 2,
+            };
+            for w in window::plan(n, first, windowing.size, stride) {
+                let local = (w.targets.start - w.tokens.start)..(w.targets.end - w.tokens.start);
+                out.extend(backend.evaluate(&tokens.ids[w.tokens.clone()], local, k)?);
+            }
+        }
     }
     Ok(out)
 }
 
 /// Scores the targets of a tokenized text that `wanted` selects (one flag per token), through
 /// the window policy: every token is still context, but only selected positions are computed,
-/// and windows holding none are not run at all.
+/// and no token after the last selected one is run (nor, under the strided policy, windows
+/// holding no selected target).
 ///
 /// Returns one entry per position `first_target..ids.len()`, `Some` where selected. The values
 /// are those [`score_tokens`] gives at the same positions.
@@ -256,15 +319,39 @@ pub fn score_selected(
     backend: &mut dyn Backend,
     tokens: &Tokenized,
     wanted: &[bool],
-    window_size: usize,
-    stride: usize,
+    windowing: &Windowing,
     k: usize,
 ) -> Result<Vec<Option<PositionStats>>, EngineError> {
-    window::check(window_size, stride).map_err(EngineError::Config)?;
+    windowing
+        .policy
+        .check(windowing.size)
+        .map_err(EngineError::Config)?;
     assert_eq!(wanted.len(), tokens.ids.len(), "one flag per token");
-    let first = tokens.first_target();
-    let mut out = Vec::with_capacity(tokens.ids.len().saturating_sub(first));
-    for w in window::plan(tokens.ids.len(), first, window_size, stride) {
+    let (n, first) = (tokens.ids.len(), tokens.first_target());
+    let mut out = Vec::with_capacity(n.saturating_sub(first));
+    let stride = match windowing.policy {
+        Policy::Strided { stride } => stride,
+        Policy::Shift { sinks } => {
+            let last = (first..n).rev().find(|&t| wanted[t]);
+            match last {
+                Some(last) if last + 1 > windowing.size => {
+                    out.extend(backend.evaluate_shifted(
+                        &tokens.ids[..last + 1],
+                        first..last + 1,
+                        Some(&wanted[first..last + 1]),
+                        windowing.size,
+                        sinks,
+                        k,
+                    )?);
+                    out.extend(std::iter::repeat_n(None, n - last - 1));
+                    return Ok(out);
+                }
+                // Nothing selected, or all of it within the first window: one window pass.
+                _ => windowing.size / 2,
+            }
+        }
+    };
+    for w in window::plan(n, first, windowing.size, stride) {
         let flags = &wanted[w.targets.clone()];
         if !flags.iter().any(|&f| f) {
             out.extend(std::iter::repeat_n(None, flags.len()));

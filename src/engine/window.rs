@@ -1,6 +1,16 @@
-//! How a document longer than the model's window is cut into overlapping windows.
+//! How a document longer than the model's window is scored: two policies ([`Policy`]).
 //!
-//! Policy (the strided scheme of Hugging Face's perplexity guide and llama.cpp's `--ppl-stride`):
+//! **Shift** ([`shift_plan`], `--window-policy shift`): the document is decoded once, as one sequence, through
+//! a KV cache of `size` tokens. When the cache is full, the oldest [`shift_block`] tokens after
+//! the first `sinks` are removed and the rest are moved back by as many positions (llama.cpp
+//! re-rotates the cached keys; RoPE makes that exact in exact arithmetic), so every token is
+//! decoded once with at least `size - shift_block(size)` tokens of context. The first tokens are
+//! kept because a causal LM parks attention on the first tokens it saw (the "attention sink" of
+//! StreamingLLM, arXiv 2309.17453): dropping them wrecks the predictions that follow. The
+//! evictions fall at fixed token positions (`size`, `size + block`, ...), not at decode-chunk
+//! boundaries, so what each token sees does not depend on `--ubatch`.
+//!
+//! **Strided** (the default; the strided scheme of Hugging Face's perplexity guide and llama.cpp's `--ppl-stride`):
 //! windows of `size` tokens start every `stride` tokens. The first window scores every target in
 //! it; each later window scores only the targets the previous window did not reach, so every
 //! target is scored exactly once and, past the first window, with at least `size - stride`
@@ -8,6 +18,101 @@
 //! (about size / stride forward passes per token for long documents).
 
 use std::ops::Range;
+
+use serde::Serialize;
+
+/// How texts longer than the window are scored (`--window-policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "window_policy", rename_all = "lowercase")]
+pub enum Policy {
+    /// Overlapping windows of `size` tokens every `stride` tokens, each a fresh sequence.
+    Strided { stride: usize },
+    /// One pass through a sliding KV cache that keeps the first `sinks` tokens.
+    Shift { sinks: usize },
+}
+
+impl Policy {
+    /// Sink tokens kept by default by the shift policy (StreamingLLM keeps 4).
+    pub const DEFAULT_SINKS: usize = 4;
+
+    /// Validates the policy against a window size.
+    pub fn check(&self, size: usize) -> Result<(), String> {
+        match *self {
+            Policy::Strided { stride } => check(size, stride),
+            Policy::Shift { sinks } => check_shift(size, sinks),
+        }
+    }
+}
+
+/// The policy names of `--window-policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyKind {
+    Strided,
+    Shift,
+}
+
+/// The window policy as asked for (the command line's flags), before a backend is known.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PolicyRequest {
+    pub kind: Option<PolicyKind>,
+    pub stride: Option<usize>,
+    pub sinks: Option<usize>,
+}
+
+impl PolicyRequest {
+    /// Whether this request means the strided policy (the default: the shift policy has not yet
+    /// been shown faster on the trajectory workload, see docs/benchmarks.md).
+    pub fn is_strided(&self) -> bool {
+        self.kind != Some(PolicyKind::Shift)
+    }
+
+    /// The policy for a window of `size` tokens on a backend that can (or cannot) shift its
+    /// KV cache: strided unless shift is asked for; the stride defaults to half the window, the
+    /// sinks to [`Policy::DEFAULT_SINKS`].
+    pub fn resolve(&self, size: usize, can_shift: bool) -> Result<Policy, String> {
+        let kind = if self.is_strided() {
+            PolicyKind::Strided
+        } else {
+            PolicyKind::Shift
+        };
+        let policy = match kind {
+            PolicyKind::Strided => {
+                if self.sinks.is_some() {
+                    return Err("sink tokens apply to the shift window policy only".into());
+                }
+                Policy::Strided {
+                    stride: self.stride.unwrap_or((size / 2).max(1)),
+                }
+            }
+            PolicyKind::Shift => {
+                if self.stride.is_some() {
+                    return Err("a stride applies to the strided window policy only".into());
+                }
+                if !can_shift {
+                    return Err(
+                        "this backend cannot shift a KV cache (a remote server, or a model llama.cpp cannot shift): use --window-policy strided"
+                            .into(),
+                    );
+                }
+                Policy::Shift {
+                    sinks: self.sinks.unwrap_or(Policy::DEFAULT_SINKS),
+                }
+            }
+        };
+        policy.check(size)?;
+        Ok(policy)
+    }
+}
+
+/// A window size and the policy for texts longer than it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Windowing {
+    /// Tokens per forward window (the KV cache size under [`Policy::Shift`]).
+    #[serde(rename = "window")]
+    pub size: usize,
+    #[serde(flatten)]
+    pub policy: Policy,
+}
 
 /// One forward pass: the tokens fed and the targets scored in it (both absolute positions).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +161,61 @@ pub fn check(size: usize, stride: usize) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Tokens evicted at a time by the shift policy: a quarter of the window, at most 512 (so with
+/// the default 8,192-token window every token sees at least 7,680 tokens of context).
+pub fn shift_block(size: usize) -> usize {
+    (size / 4).clamp(1, 512)
+}
+
+/// Validates a window size and a sink count for the shift policy.
+pub fn check_shift(size: usize, sinks: usize) -> Result<(), String> {
+    if size < 8 {
+        return Err(format!(
+            "the shift window policy needs a window of at least 8 tokens, got {size}"
+        ));
+    }
+    if sinks > size / 2 {
+        return Err(format!(
+            "sink tokens must be at most half the window ({}), got {sinks}",
+            size / 2
+        ));
+    }
+    Ok(())
+}
+
+/// One decode call of the shift policy: first drop `evict` cached tokens (those right after the
+/// sinks) and move the later ones back by `evict` positions, then decode `inputs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShiftStep {
+    pub evict: usize,
+    /// Absolute indices of the tokens fed.
+    pub inputs: Range<usize>,
+}
+
+/// Plans the decode calls that feed `n_inputs` tokens once through a KV cache of `size` tokens,
+/// in calls of at most `chunk` tokens: the cache fills to `size`, then before every
+/// [`shift_block`] of further tokens that many are evicted. A chunk never spans an eviction.
+///
+/// With `n_inputs <= size` this is the plain chunked decode of one window (no eviction).
+/// `size` and the sinks are the caller's to check ([`check_shift`]); `chunk` >= 1.
+pub fn shift_plan(n_inputs: usize, size: usize, chunk: usize) -> Vec<ShiftStep> {
+    let block = shift_block(size);
+    let mut steps = Vec::new();
+    let (mut seg_start, mut seg_end, mut evict) = (0, size.min(n_inputs), 0);
+    while seg_start < n_inputs {
+        for c in (seg_start..seg_end).step_by(chunk.max(1)) {
+            steps.push(ShiftStep {
+                evict: if c == seg_start { evict } else { 0 },
+                inputs: c..(c + chunk).min(seg_end),
+            });
+        }
+        evict = block;
+        seg_start = seg_end;
+        seg_end = (seg_start + block).min(n_inputs);
+    }
+    steps
 }
 
 #[cfg(test)]
@@ -135,6 +295,106 @@ mod tests {
             for (t, &c) in seen.iter().enumerate() {
                 prop_assert_eq!(c, (t >= first) as u32, "target {}", t);
             }
+        }
+    }
+
+    #[test]
+    fn policy_requests_resolve() {
+        let req = |kind, stride, sinks| PolicyRequest {
+            kind,
+            stride,
+            sinks,
+        };
+        let (shift, strided) = (Some(PolicyKind::Shift), Some(PolicyKind::Strided));
+        assert_eq!(
+            req(None, None, None).resolve(64, true),
+            Ok(Policy::Strided { stride: 32 })
+        );
+        assert_eq!(
+            req(None, None, None).resolve(64, false),
+            Ok(Policy::Strided { stride: 32 })
+        );
+        assert_eq!(
+            req(None, Some(16), None).resolve(64, true),
+            Ok(Policy::Strided { stride: 16 })
+        );
+        assert_eq!(
+            req(strided, None, None).resolve(64, true),
+            Ok(Policy::Strided { stride: 32 })
+        );
+        assert_eq!(
+            req(shift, None, Some(0)).resolve(64, true),
+            Ok(Policy::Shift { sinks: 0 })
+        );
+        assert!(req(shift, None, None).resolve(64, false).is_err());
+        assert!(req(shift, Some(16), None).resolve(64, true).is_err());
+        assert!(req(strided, None, Some(4)).resolve(64, true).is_err());
+        assert!(req(shift, None, Some(40)).resolve(64, true).is_err());
+        assert!(req(None, None, None).is_strided() && !req(shift, None, None).is_strided());
+    }
+
+    #[test]
+    fn shift_plan_hand_computed() {
+        // window 16 (block 4), chunks of 6, 27 inputs: fill 0..16 in chunks, then blocks of 4.
+        let step = |evict, inputs| ShiftStep { evict, inputs };
+        assert_eq!(
+            shift_plan(27, 16, 6),
+            vec![
+                step(0, 0..6),
+                step(0, 6..12),
+                step(0, 12..16),
+                step(4, 16..20),
+                step(4, 20..24),
+                step(4, 24..27),
+            ]
+        );
+        // A text that fits is the plain chunked decode of one window.
+        assert_eq!(
+            shift_plan(10, 16, 4),
+            vec![step(0, 0..4), step(0, 4..8), step(0, 8..10)]
+        );
+        assert!(shift_plan(0, 16, 4).is_empty());
+        assert!(
+            check_shift(16, 8).is_ok() && check_shift(16, 9).is_err() && check_shift(4, 0).is_err()
+        );
+    }
+
+    proptest! {
+        /// Simulates the cache: every input decoded once, in order; the cache never exceeds the
+        /// window; the sinks stay; each input sees at least `size - block` tokens (or all before
+        /// it); and what each input sees does not depend on the chunk size.
+        #[test]
+        fn shift_plan_decodes_once_within_the_window(
+            n in 0usize..300, size in 8usize..80, chunk in 1usize..40, sinks_frac in 0.0f64..0.5,
+        ) {
+            let sinks = ((size as f64 * sinks_frac) as usize).min(size / 2);
+            let block = shift_block(size);
+            let seen_with = |chunk: usize| {
+                let mut cache: Vec<usize> = Vec::new();
+                let mut next = 0;
+                let mut context = Vec::new();
+                for s in shift_plan(n, size, chunk) {
+                    assert!(s.inputs.len() <= chunk && !s.inputs.is_empty());
+                    let keep = sinks.min(cache.len());
+                    let evicted = cache.drain(keep..(keep + s.evict).min(cache.len())).count();
+                    assert_eq!(evicted, s.evict, "evicts only what is cached");
+                    assert_eq!(s.inputs.start, next, "inputs in order, once");
+                    for i in s.inputs.clone() {
+                        context.push(cache.clone());
+                        cache.push(i);
+                    }
+                    next = s.inputs.end;
+                    assert!(cache.len() <= size);
+                    assert!(cache.iter().take(sinks.min(next)).copied().eq(0..sinks.min(next)), "sinks stay");
+                }
+                assert_eq!(next, n);
+                context
+            };
+            let context = seen_with(chunk);
+            for (i, seen) in context.iter().enumerate() {
+                prop_assert!(seen.len() >= i.min(size - block), "input {} context {}", i, seen.len());
+            }
+            prop_assert_eq!(context, seen_with(size), "chunk size changes nothing seen");
         }
     }
 }

@@ -169,14 +169,7 @@ pub fn eval_trajectory(
     let wanted: Vec<bool> = (0..tokens.ids.len())
         .map(|t| masks.iter().any(|(_, m, _)| m[t]))
         .collect();
-    let positions = score_selected(
-        backend,
-        &tokens,
-        &wanted,
-        settings.score.window,
-        settings.score.stride,
-        k,
-    )?;
+    let positions = score_selected(backend, &tokens, &wanted, &settings.score.windowing, k)?;
     let presets = masks
         .into_iter()
         .map(|(preset, scored, clean)| {

@@ -7,34 +7,33 @@ use serde::Serialize;
 
 use super::proxy_columns::ProxyValues;
 use super::run::{per_second, RunLog};
-use crate::engine::{score_tokens, window, Backend, EngineError, ModelInfo, Tokenized};
+use crate::engine::window::{PolicyRequest, Windowing};
+use crate::engine::{score_tokens, Backend, EngineError, ModelInfo, Tokenized};
 use crate::metrics::{Accumulator, MetricConfig, PositionMetrics, PositionStats, Summary};
 
 /// Settings of a scoring run that are not the model's.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct ScoreSettings {
     pub metrics: MetricConfig,
-    /// Tokens per forward window.
-    pub window: usize,
-    /// Distance between window starts for documents longer than the window.
-    pub stride: usize,
+    /// Tokens per forward window and the policy for texts longer than it (written as `window`,
+    /// `window_policy` and `stride` or `sinks`).
+    #[serde(flatten)]
+    pub windowing: Windowing,
 }
 
 impl ScoreSettings {
-    /// The settings for a loaded backend: windows of the backend's size, and `stride`, by
-    /// default half a window (so every scored token has at least half a window of context).
+    /// The settings for a loaded backend: windows of the backend's size, and the window policy
+    /// asked for (by default the shift policy where the backend can shift its KV cache).
     pub fn for_backend(
         metrics: MetricConfig,
         backend: &dyn Backend,
-        stride: Option<usize>,
+        policy: PolicyRequest,
     ) -> Result<Self, String> {
-        let window_size = backend.max_window();
-        let stride = stride.unwrap_or((window_size / 2).max(1));
-        window::check(window_size, stride)?;
+        let size = backend.max_window();
+        let policy = policy.resolve(size, backend.can_shift())?;
         Ok(Self {
             metrics,
-            window: window_size,
-            stride,
+            windowing: Windowing { size, policy },
         })
     }
 }
@@ -90,7 +89,7 @@ pub fn score_text(
     s: &ScoreSettings,
 ) -> Result<ScoredDocument, EngineError> {
     let tokens = backend.tokenize(text)?;
-    let positions = score_tokens(backend, &tokens, s.window, s.stride, s.metrics.k)?;
+    let positions = score_tokens(backend, &tokens, &s.windowing, s.metrics.k)?;
     let mut acc = Accumulator::new(s.metrics);
     for p in &positions {
         acc.push(&PositionMetrics::from_stats(p, s.metrics.k));

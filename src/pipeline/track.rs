@@ -29,6 +29,9 @@ use crate::data::trajectory::read::{
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
+#[cfg(test)]
+use crate::engine::window::PolicyKind;
+use crate::engine::window::PolicyRequest;
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::proxy::{self, ProxyContext};
 use crate::metrics::{
@@ -371,9 +374,10 @@ impl EvalSet {
 #[derive(Debug, Clone)]
 pub struct TrackOptions {
     pub metrics: MetricConfig,
-    /// Tokens per window and the stride; `None` = the model's training context and half of it.
+    /// Tokens per window; `None` = the model's training context.
     pub window: Option<usize>,
-    pub stride: Option<usize>,
+    /// The window policy (with the stride or sinks) asked for.
+    pub policy: PolicyRequest,
     /// Engine settings that change results (precision, attention, decode chunk), from the CLI.
     pub engine: serde_json::Value,
     pub cache_dir: PathBuf,
@@ -592,7 +596,7 @@ fn score_checkpoint(
     opts: &TrackOptions,
     name: &str,
 ) -> Result<CheckpointScores, TrackError> {
-    let score = ScoreSettings::for_backend(opts.metrics, backend, opts.stride).map_err(|e| {
+    let score = ScoreSettings::for_backend(opts.metrics, backend, opts.policy).map_err(|e| {
         TrackError::Scoring {
             name: name.to_string(),
             message: e,
@@ -729,15 +733,23 @@ pub const TRACKED_METRICS: [Metric; 7] = [
 /// Everything but the model that changes a checkpoint's cached positions: the evaluation set's
 /// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
 /// same from version to version, or every cache entry is scored again (a test pins it).
+///
+/// A strided request (the default) writes the text earlier versions wrote (their only policy), so
+/// their caches stay valid; a shift request adds `window_policy` and `sinks`.
 fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::Value {
-    serde_json::json!({
+    let mut fp = serde_json::json!({
         "set": set,
         "k": opts.metrics.k,
         "window": opts.window,
-        "stride": opts.stride,
+        "stride": opts.policy.stride,
         "engine": opts.engine,
         "version": CACHE_VERSION,
-    })
+    });
+    if !opts.policy.is_strided() {
+        fp["window_policy"] = serde_json::json!("shift");
+        fp["sinks"] = serde_json::json!(opts.policy.sinks);
+    }
+    fp
 }
 
 /// The cache key of a checkpoint (`identity`: its model's content, and server for a served one)
@@ -1312,7 +1324,10 @@ mod tests {
         let opts = TrackOptions {
             metrics: MetricConfig::default(),
             window: None,
-            stride: Some(256),
+            policy: PolicyRequest {
+                stride: Some(256),
+                ..PolicyRequest::default()
+            },
             engine: serde_json::json!({"precision": "f32", "exact_attention": false, "ubatch": 512}),
             cache_dir: PathBuf::new(),
             selection: proxy::default_selection(),
@@ -1327,7 +1342,7 @@ mod tests {
             metric_window: Some(1000),
             ..opts.clone()
         };
-        assert_eq!(run_fingerprint(set, &more), fp);
+        assert_eq!(run_fingerprint(set.clone(), &more), fp);
         assert_eq!(
             fp.to_string(),
             "{\"set\":{\"kind\":\"documents\",\"content\":\"0f\",\"text_field\":\"text\",\"id_field\":\"id\",\"format\":\"Auto\"},\"k\":10,\"window\":null,\"stride\":256,\"engine\":{\"precision\":\"f32\",\"exact_attention\":false,\"ubatch\":512},\"version\":2}"
@@ -1344,6 +1359,32 @@ mod tests {
             cache_key("b179c952", &v1),
             "4324c61f10f2a549d43e916a25d07500"
         );
+        // A shift request gets its own keys, one per sink count; strided ones keep the old text.
+        let fp_with = |policy: PolicyRequest| {
+            let o = TrackOptions {
+                policy,
+                ..opts.clone()
+            };
+            run_fingerprint(set.clone(), &o)
+        };
+        let key = |policy| cache_key("b179c952", &fp_with(policy));
+        let shift = |sinks| PolicyRequest {
+            kind: Some(PolicyKind::Shift),
+            stride: None,
+            sinks,
+        };
+        let strided = PolicyRequest {
+            kind: Some(PolicyKind::Strided),
+            ..PolicyRequest::default()
+        };
+        assert_eq!(key(strided), key(PolicyRequest::default()));
+        assert!(!fp_with(strided).to_string().contains("window_policy"));
+        let keys = [key(strided), key(shift(Some(4))), key(shift(Some(0)))];
+        for a in 0..keys.len() {
+            for b in a + 1..keys.len() {
+                assert_ne!(keys[a], keys[b], "requests {a} and {b}");
+            }
+        }
     }
 
     /// A cache entry (metadata JSON, then the position file) loads as it is: it holds positions

@@ -128,6 +128,22 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The strided window policy: windows of `size` tokens every `stride`.
+pub fn strided(size: usize, stride: usize) -> hesnr::engine::Windowing {
+    hesnr::engine::Windowing {
+        size,
+        policy: hesnr::engine::Policy::Strided { stride },
+    }
+}
+
+/// The shift window policy: a KV cache of `size` tokens keeping `sinks` sink tokens.
+pub fn shift(size: usize, sinks: usize) -> hesnr::engine::Windowing {
+    hesnr::engine::Windowing {
+        size,
+        policy: hesnr::engine::Policy::Shift { sinks },
+    }
+}
+
 /// Writes (once per spec name and module) a tiny llama model and returns its path.
 #[track_caller]
 pub fn tiny_model(name: &str, spec: TinyLlamaSpec) -> PathBuf {

@@ -1,6 +1,6 @@
 //! The embedded engine on tiny random-weight GGUF models written in the real format.
 
-use crate::common::{default_tiny, scratch, tiny_model, CODE};
+use crate::common::{default_tiny, scratch, shift, strided, tiny_model, CODE};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
 use hesnr::engine::{score_tokens, Backend};
@@ -48,7 +48,7 @@ fn offsets_reproduce_the_text_including_tricky_characters() {
 fn one_stat_per_target_and_deterministic() {
     let mut b = load(&default_tiny(), opts(256, 64));
     let t = b.tokenize(CODE).unwrap();
-    let a = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+    let a = score_tokens(&mut b, &t, &strided(256, 128), 10).unwrap();
     assert_eq!(a.len(), t.ids.len() - 1);
     for (i, p) in a.iter().enumerate() {
         assert_eq!(p.true_id, t.ids[i + 1]);
@@ -56,7 +56,7 @@ fn one_stat_per_target_and_deterministic() {
         assert!(p.top.windows(2).all(|w| w[0].logit >= w[1].logit));
         assert!(p.lse >= p.top[0].logit as f64);
     }
-    let again = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+    let again = score_tokens(&mut b, &t, &strided(256, 128), 10).unwrap();
     assert_eq!(a, again);
 }
 
@@ -68,8 +68,8 @@ fn decode_chunking_does_not_change_results() {
     };
     let mut whole = load(&default_tiny(), opts(256, 256));
     let mut chunked = load(&default_tiny(), opts(256, 7));
-    let a = score_tokens(&mut whole, &t, 256, 128, 10).unwrap();
-    let b = score_tokens(&mut chunked, &t, 256, 128, 10).unwrap();
+    let a = score_tokens(&mut whole, &t, &strided(256, 128), 10).unwrap();
+    let b = score_tokens(&mut chunked, &t, &strided(256, 128), 10).unwrap();
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
         assert!(
@@ -87,8 +87,8 @@ fn windows_score_every_token_once_and_agree_inside_the_first_window() {
     let mut b = load(&default_tiny(), opts(256, 64));
     let t = b.tokenize(&CODE.repeat(3)).unwrap();
     assert!(t.ids.len() > 64, "need a document longer than the window");
-    let full = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
-    let windowed = score_tokens(&mut b, &t, 32, 16, 10).unwrap();
+    let full = score_tokens(&mut b, &t, &strided(256, 128), 10).unwrap();
+    let windowed = score_tokens(&mut b, &t, &strided(32, 16), 10).unwrap();
     assert_eq!(full.len(), windowed.len());
     for (i, (f, w)) in full.iter().zip(&windowed).enumerate() {
         assert_eq!(f.true_id, w.true_id, "target {}", i + 1);
@@ -112,7 +112,7 @@ fn bos_models_get_bos_and_score_the_first_token() {
     let t = b.tokenize("print(1)").unwrap();
     assert!(t.bos);
     assert_eq!(t.offsets[0], 0..0);
-    let s = score_tokens(&mut b, &t, 128, 64, 10).unwrap();
+    let s = score_tokens(&mut b, &t, &strided(128, 64), 10).unwrap();
     assert_eq!(s.len(), t.ids.len() - 1, "every real token is a target");
 }
 
@@ -136,8 +136,8 @@ fn quantized_file_runs_as_converted_f32_and_close_to_as_is() {
     );
     assert_eq!(as_is.info().precision, "as-is");
     let t = auto.tokenize(CODE).unwrap();
-    let a = score_tokens(&mut auto, &t, 128, 64, 10).unwrap();
-    let b = score_tokens(&mut as_is, &t, 128, 64, 10).unwrap();
+    let a = score_tokens(&mut auto, &t, &strided(128, 64), 10).unwrap();
+    let b = score_tokens(&mut as_is, &t, &strided(128, 64), 10).unwrap();
     let nll = |v: &[hesnr::metrics::PositionStats]| {
         v.iter().map(|p| p.lse - p.true_logit as f64).sum::<f64>() / v.len() as f64
     };
@@ -206,10 +206,10 @@ fn flash_attention_agrees_with_exact_attention() {
     };
     let mut exact = load(&default_tiny(), opts(256, 256));
     let t = exact.tokenize(CODE).unwrap();
-    let reference = score_tokens(&mut exact, &t, 256, 128, 10).unwrap();
+    let reference = score_tokens(&mut exact, &t, &strided(256, 128), 10).unwrap();
     for ubatch in [256, 7] {
         let mut b = load(&default_tiny(), fast(ubatch));
-        let got = score_tokens(&mut b, &t, 256, 128, 10).unwrap();
+        let got = score_tokens(&mut b, &t, &strided(256, 128), 10).unwrap();
         for (x, y) in reference.iter().zip(&got) {
             assert!(
                 (x.lse - y.lse).abs() <= 1e-3 * x.lse.abs().max(1.0),
@@ -244,7 +244,7 @@ fn a_precision_series_is_written_once_and_loads() {
     for (_, p, _) in &written {
         let mut b = load(p, opts(256, 64));
         let t = b.tokenize(CODE).unwrap();
-        assert!(score_tokens(&mut b, &t, 256, 128, 10).is_ok());
+        assert!(score_tokens(&mut b, &t, &strided(256, 128), 10).is_ok());
     }
     // A second run keeps what is there.
     let before = std::fs::metadata(&written[1].1)
@@ -269,4 +269,100 @@ fn a_precision_series_is_written_once_and_loads() {
         err.to_string().contains("unknown weight type 'q9_9'"),
         "{err}"
     );
+}
+
+/// The shift window policy on a text that fits the window is the one-window pass of the strided
+/// policy, through `score_tokens` and through the backend's shifted pass alike.
+#[test]
+fn shift_policy_equals_strided_when_the_text_fits() {
+    let mut b = load(&default_tiny(), opts(256, 64));
+    let t = b.tokenize(CODE).unwrap();
+    let n = t.ids.len();
+    assert!(n > 64 && n <= 256, "{n} tokens");
+    let windowed = score_tokens(&mut b, &t, &strided(256, 128), 10).unwrap();
+    assert_eq!(
+        score_tokens(&mut b, &t, &shift(256, 4), 10).unwrap(),
+        windowed
+    );
+    let direct = b.evaluate_shifted(&t.ids, 1..n, None, 256, 4, 10).unwrap();
+    let direct: Vec<_> = direct
+        .into_iter()
+        .map(|p| p.expect("every target"))
+        .collect();
+    assert_eq!(direct, windowed);
+}
+
+/// Past the window (a cache of 64 tokens, texts of several hundred): every target scored once,
+/// in order; the targets of the first window as a full-context pass gives them; the later ones
+/// changed by the evictions, and by the sinks; the decode chunk size changing nothing beyond
+/// rounding (exact attention) or the flash-attention tolerance.
+#[test]
+fn shift_policy_scores_every_target_once_whatever_the_decode_chunk() {
+    let mut whole = load(&default_tiny(), opts(512, 64));
+    let t = whole.tokenize(&CODE.repeat(3)).unwrap();
+    let n = t.ids.len();
+    assert!(n > 4 * 64 && n <= 512, "{n} tokens");
+    let full = score_tokens(&mut whole, &t, &strided(512, 256), 10).unwrap();
+    let shifted = score_tokens(&mut whole, &t, &shift(64, 4), 10).unwrap();
+    assert_eq!(shifted.len(), n - 1);
+    for (i, p) in shifted.iter().enumerate() {
+        assert_eq!(p.true_id, t.ids[i + 1], "target {}", i + 1);
+    }
+    assert_eq!(
+        shifted[..63],
+        full[..63],
+        "the first window sees the whole text so far"
+    );
+    let moved = |a: &[hesnr::metrics::PositionStats], b: &[hesnr::metrics::PositionStats]| {
+        a.iter()
+            .zip(b)
+            .filter(|(x, y)| (x.lse - y.lse).abs() > 1e-5)
+            .count()
+    };
+    assert!(
+        moved(&shifted[64..], &full[64..]) > 0,
+        "evictions change later targets"
+    );
+    let no_sinks = score_tokens(&mut whole, &t, &shift(64, 0), 10).unwrap();
+    assert_eq!(no_sinks[..63], full[..63]);
+    assert!(
+        moved(&shifted[64..], &no_sinks[64..]) > 0,
+        "the sinks are kept"
+    );
+
+    let close = |a: &[hesnr::metrics::PositionStats],
+                 b: &[hesnr::metrics::PositionStats],
+                 tol: f64,
+                 what: &str| {
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x.lse - y.lse).abs() <= tol * x.lse.abs().max(1.0),
+                "{what}, target {}: {} vs {}",
+                i + 1,
+                x.lse,
+                y.lse
+            );
+            assert_eq!(x.true_id, y.true_id);
+        }
+    };
+    let mut chunked = load(&default_tiny(), opts(512, 7));
+    let got = score_tokens(&mut chunked, &t, &shift(64, 4), 10).unwrap();
+    close(&shifted, &got, 1e-6, "exact attention, ubatch 7");
+    for ubatch in [64, 7] {
+        let mut fast = load(
+            &default_tiny(),
+            LlamaOptions {
+                flash_attention: true,
+                ..opts(512, ubatch)
+            },
+        );
+        let got = score_tokens(&mut fast, &t, &shift(64, 4), 10).unwrap();
+        close(
+            &shifted,
+            &got,
+            1e-3,
+            &format!("flash attention, ubatch {ubatch}"),
+        );
+    }
 }

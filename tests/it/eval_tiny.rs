@@ -3,13 +3,13 @@
 
 use std::path::Path;
 
-use crate::common::{default_tiny, hesnr, run_hesnr, scratch};
+use crate::common::{default_tiny, hesnr, run_hesnr, scratch, shift, strided};
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::read::parse_chat;
 use hesnr::data::trajectory::render::{render, ChatTemplate};
 use hesnr::data::trajectory::Trajectory;
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
-use hesnr::engine::{score_tokens, Backend};
+use hesnr::engine::{score_tokens, Backend, Windowing};
 use hesnr::metrics::MetricConfig;
 use hesnr::pipeline::eval::{eval_trajectory, EvalSettings};
 use hesnr::pipeline::score::ScoreSettings;
@@ -29,11 +29,14 @@ fn backend(window: usize) -> LlamaCppBackend {
 }
 
 fn settings(window: usize, presets: &[Preset]) -> EvalSettings {
+    with_windowing(strided(window, window / 2), presets)
+}
+
+fn with_windowing(windowing: Windowing, presets: &[Preset]) -> EvalSettings {
     EvalSettings {
         score: ScoreSettings {
             metrics: MetricConfig::default(),
-            window,
-            stride: window / 2,
+            windowing,
         },
         presets: presets.to_vec(),
         token_rule: TokenRule::All,
@@ -69,23 +72,27 @@ fn trajectory(id: &str, steps: usize) -> Trajectory {
     parse_chat(&chat_record(id, steps), "test.jsonl", 1).expect("valid trajectory")
 }
 
+/// Under both window policies, and with the text longer than the window (64) or not (256).
 #[test]
 fn selected_positions_equal_plain_scoring_of_the_rendered_text() {
     let traj = trajectory("t", 3);
-    for window in [256, 64] {
+    for (window, windowing) in [256, 64]
+        .into_iter()
+        .flat_map(|w| [(w, strided(w, w / 2)), (w, shift(w, 4))])
+    {
         let mut b = backend(window);
         let template = ChatTemplate::chatml();
-        let s = settings(window, &Preset::ALL);
+        let s = with_windowing(windowing, &Preset::ALL);
         let e = eval_trajectory(&mut b, &template, &traj, &s).unwrap();
         // The same text through the plain document path, every position computed.
         let rendered = render(&traj, &template).unwrap();
         let tokens = b.tokenize_chat(&rendered.text).unwrap();
         assert_eq!(tokens, e.tokens);
-        let all = score_tokens(&mut b, &tokens, window, window / 2, 10).unwrap();
+        let all = score_tokens(&mut b, &tokens, &windowing, 10).unwrap();
         let mut compared = 0;
         for (i, p) in e.positions.iter().enumerate() {
             if let Some(p) = p {
-                assert_eq!(p, &all[i], "window {window}, position {}", i + 1);
+                assert_eq!(p, &all[i], "{windowing:?}, position {}", i + 1);
                 compared += 1;
             }
         }

@@ -1,7 +1,7 @@
 //! Checks on the embedded default model (SmolLM2-135M-Instruct). They run when the model has
 //! been fetched (`hesnr fetch-model`; CI does it) and say they were skipped otherwise.
 
-use crate::common::{real_model, CODE};
+use crate::common::{real_model, strided, CODE};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::{score_tokens, Backend};
 use hesnr::metrics::{Accumulator, MetricConfig, PositionMetrics};
@@ -46,7 +46,7 @@ fn default_model_scores_code_sensibly_and_windows_agree() {
     .unwrap();
     let text = CODE.repeat(4);
     let t = b.tokenize(&text).unwrap();
-    let stats = score_tokens(&mut b, &t, 2048, 1024, 10).unwrap();
+    let stats = score_tokens(&mut b, &t, &strided(2048, 1024), 10).unwrap();
     let cfg = MetricConfig::default();
     let mut acc = Accumulator::new(cfg);
     stats
@@ -59,7 +59,7 @@ fn default_model_scores_code_sensibly_and_windows_agree() {
     assert!(s.top1_acc.unwrap() > 0.6);
     assert!(s.decision_tokens > 0);
     // A 64-token window with stride 32 scores the same tokens; the first window is identical.
-    let windowed = score_tokens(&mut b, &t, 64, 32, 10).unwrap();
+    let windowed = score_tokens(&mut b, &t, &strided(64, 32), 10).unwrap();
     assert_eq!(windowed.len(), stats.len());
     for i in 0..63 {
         assert!(
@@ -110,7 +110,7 @@ fn perplexity_agrees_with_an_independent_implementation() {
     assert_eq!(texts.len(), TRANSFORMERS_MEAN_NLL.len());
     for (text, want) in texts.iter().zip(TRANSFORMERS_MEAN_NLL) {
         let t = b.tokenize(text).unwrap();
-        let stats = score_tokens(&mut b, &t, 1024, 512, 10).unwrap();
+        let stats = score_tokens(&mut b, &t, &strided(1024, 512), 10).unwrap();
         let mut acc = Accumulator::new(MetricConfig::default());
         stats
             .iter()
@@ -148,7 +148,7 @@ fn full_vocabulary_entropy_agrees_with_a_direct_f64_computation() {
         let n = t.ids.len().min(512);
         let ids = &t.ids[..n];
         rows_wanted += n - 1;
-        b.forward(ids, 1..n, None, |rows| {
+        b.forward(ids, 1..n, None, None, |rows| {
             for &(target, row) in rows {
                 let fused = hesnr::engine::fused::reduce_row(row, ids[target], 10).unwrap();
                 let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
