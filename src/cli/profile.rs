@@ -94,6 +94,7 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
         bail!("--part-size must be at least 1");
     }
     args.metric.config()?;
+    args.metric.selection()?;
     let shard = choose_shard(args.shard)?;
     // Inputs are checked before the (slow) model load, so that typos fail at once.
     let files = profile::expand_inputs(&args.inputs)?;
@@ -121,9 +122,15 @@ pub fn run_profile(args: ProfileArgs) -> Result<()> {
         shard,
         part_size: args.part_size,
         part_seconds: args.part_seconds,
+        proxy: Default::default(),
+        token_frequencies: args.metric.token_frequencies.clone(),
     };
     let mut backend = load_model(&args.model)?;
     let settings = args.metric.settings(&backend)?;
+    let job = ProfileJob {
+        proxy: args.metric.proxy_columns(backend.as_ref())?,
+        ..job
+    };
     let mut ref_backend = match &args.reference {
         Some(p) => {
             let mut m = args.model.clone();

@@ -41,6 +41,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::proxy_columns::{ProxyColumns, ProxyValues};
 use super::run::{Flow, Outcome, Reporter, Stopped, Unit, Worked};
 use super::score::{score_text, ScoreSettings};
 use super::skips::MAX_REASONS_KEPT;
@@ -174,6 +175,8 @@ pub struct ProfileRow {
     pub metrics: Summary,
     /// The same document under the reference model.
     pub reference: Option<Summary>,
+    /// Registry metrics asked for (`--metrics`), in the schema's order.
+    pub proxy: ProxyValues,
 }
 
 /// The count columns, after the document's `tokens`.
@@ -203,8 +206,9 @@ fn float_columns(k: usize, with_ref: bool) -> Vec<String> {
     v
 }
 
-/// The schema of profile rows for candidate-set size `k`, with or without reference columns.
-pub fn profile_schema(k: usize, with_ref: bool) -> SchemaRef {
+/// The schema of profile rows for candidate-set size `k`, with or without reference columns,
+/// then one column per registry metric asked for (`proxy`, names).
+pub fn profile_schema(k: usize, with_ref: bool, proxy: &[String]) -> SchemaRef {
     let mut fields = vec![
         Field::new("id", DataType::Utf8, false),
         Field::new("source", DataType::Utf8, false),
@@ -220,6 +224,7 @@ pub fn profile_schema(k: usize, with_ref: bool) -> SchemaRef {
     fields.extend(
         float_columns(k, with_ref)
             .into_iter()
+            .chain(proxy.iter().cloned())
             .map(|n| Field::new(n, DataType::Float64, true)),
     );
     Arc::new(Schema::new(fields))
@@ -272,6 +277,12 @@ pub fn rows_to_batch(rows: &[ProfileRow], schema: &SchemaRef) -> Result<RecordBa
     for c in 0..n {
         cols.push(Arc::new(Float64Array::from(
             floats.iter().map(|f| f[c]).collect::<Vec<_>>(),
+        )));
+    }
+    // The registry metrics' columns: every field after the fixed ones.
+    for field in &schema.fields()[cols.len()..] {
+        cols.push(Arc::new(Float64Array::from_iter(
+            rows.iter().map(|r| r.proxy.get(field.name())),
         )));
     }
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
@@ -529,6 +540,11 @@ pub struct ProfileJob {
     pub part_size: usize,
     /// Seconds after which a non-empty part is written even if not full.
     pub part_seconds: f64,
+    /// Registry metrics asked for (`--metrics`): one more column each, after the others.
+    pub proxy: ProxyColumns,
+    /// The corpus their frequency weightings count tokens in (`--token-frequencies`), part of
+    /// the run's identity by content.
+    pub token_frequencies: Option<PathBuf>,
 }
 
 /// Indices recorded in a part besides its rows.
@@ -576,6 +592,7 @@ struct Profiled {
     tokens: u64,
     metrics: Summary,
     reference: Option<Summary>,
+    proxy: ProxyValues,
     /// Scoring time (summed per part, for the shard's throughput).
     seconds: f64,
 }
@@ -613,7 +630,7 @@ pub fn run_description(
             "settings": s.settings,
         })
     };
-    Ok(serde_json::json!({
+    let mut desc = serde_json::json!({
         "version": 2,
         "inputs": job.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
         "input_sha256": contents,
@@ -622,7 +639,25 @@ pub fn run_description(
         "shards": job.shard.count,
         "model": model(main),
         "reference": reference.map(model),
-    }))
+    });
+    // Only when asked for, so that runs without them keep the identity they always had.
+    if !job.proxy.metrics.is_empty() {
+        let frequencies = job
+            .token_frequencies
+            .as_ref()
+            .map(|f| {
+                crate::data::digest::sha256_file(f)
+                    .map(|(sha, _)| sha)
+                    .with_context(|| format!("reading {}", f.display()))
+            })
+            .transpose()?;
+        desc["metrics"] = serde_json::json!({
+            "names": job.proxy.names(),
+            "window": job.proxy.window,
+            "token_frequencies_sha256": frequencies,
+        });
+    }
+    Ok(desc)
 }
 
 pub fn fingerprint(desc: &Value) -> String {
@@ -814,7 +849,7 @@ pub fn run_shard(
     let started = Instant::now();
     let shard = job.shard;
     let k = main.settings.metrics.k;
-    let schema = profile_schema(k, reference.is_some());
+    let schema = profile_schema(k, reference.is_some(), &job.proxy.names());
     let desc = run_description(job, main, reference.as_deref())?;
     let fp = fingerprint(&desc);
     let parts_dir = shard.parts_dir(&job.out_dir);
@@ -929,6 +964,7 @@ pub fn run_shard(
             Ok(Profiled {
                 tokens: s.tokens.ids.len() as u64,
                 metrics: s.acc.summary(),
+                proxy: job.proxy.values_of(&s.positions),
                 reference,
                 seconds: t0.elapsed().as_secs_f64(),
             })
@@ -947,6 +983,7 @@ pub fn run_shard(
                     tokens: p.tokens,
                     metrics: p.metrics,
                     reference: p.reference,
+                    proxy: p.proxy,
                 });
             }
             Outcome::Skipped(reason) => {
@@ -1192,7 +1229,44 @@ mod tests {
                 order_shares: vec![0.5, 0.5, 0.0],
             },
             reference: None,
+            proxy: ProxyValues::default(),
         }
+    }
+
+    /// Registry metrics asked for are columns after the fixed ones, in the order asked, null
+    /// where a document has no value.
+    #[test]
+    fn registry_metrics_are_columns_after_the_fixed_ones() {
+        let names = vec!["hes".to_string(), "rank__uniform".to_string()];
+        let schema = profile_schema(3, false, &names);
+        let fixed = profile_schema(3, false, &[]).fields().len();
+        let tail: Vec<&str> = schema.fields()[fixed..]
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(tail, ["hes", "rank__uniform"]);
+        let mut a = row(0, 4);
+        a.proxy = ProxyValues(vec![
+            ("hes".into(), Some(1.5)),
+            ("rank__uniform".into(), Some(2.0)),
+        ]);
+        let mut b = row(1, 4);
+        b.proxy = ProxyValues(vec![
+            ("hes".into(), None),
+            ("rank__uniform".into(), Some(3.0)),
+        ]);
+        let batch = rows_to_batch(&[a, b], &schema).unwrap();
+        let col = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(col("hes"), [Some(1.5), None]);
+        assert_eq!(col("rank__uniform"), [Some(2.0), Some(3.0)]);
+        assert_eq!(col("he_snr"), [Some(0.25), None]);
     }
 
     #[test]
@@ -1260,7 +1334,7 @@ mod tests {
     #[test]
     fn merge_is_independent_of_how_rows_are_split() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = profile_schema(3, false);
+        let schema = profile_schema(3, false, &[]);
         let rows: Vec<ProfileRow> = (0..20_000).map(|g| row(g, 10 + g % 7)).collect();
         let write = |name: &str, rows: Vec<ProfileRow>| {
             let p = dir.path().join(name);
@@ -1293,7 +1367,7 @@ mod tests {
 
     #[test]
     fn null_where_undefined_and_deltas() {
-        let schema = profile_schema(3, true);
+        let schema = profile_schema(3, true, &[]);
         let mut r = row(1, 0);
         r.metrics.scored_tokens = 0;
         let mut rf = r.metrics.clone();

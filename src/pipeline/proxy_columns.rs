@@ -81,7 +81,23 @@ impl ProxyColumns {
         )
     }
 
-    /// One document's values; its records are kept for [`ProxyColumns::pooled`].
+    /// The names of the metrics, in the order asked (the columns they become).
+    pub fn names(&self) -> Vec<String> {
+        self.metrics.iter().map(|m| m.name()).collect()
+    }
+
+    fn records<'a>(
+        &self,
+        positions: impl IntoIterator<Item = &'a PositionStats>,
+    ) -> Vec<TokenRecord> {
+        positions
+            .into_iter()
+            .map(|p| TokenRecord::from_stats(p, self.k))
+            .collect()
+    }
+
+    /// One document's values; its records are kept for [`ProxyColumns::pooled`] (memory grows
+    /// with the scored tokens: 75 bytes each).
     pub fn document<'a>(
         &mut self,
         positions: impl IntoIterator<Item = &'a PositionStats>,
@@ -89,13 +105,22 @@ impl ProxyColumns {
         if self.metrics.is_empty() {
             return ProxyValues::default();
         }
-        let records: Vec<TokenRecord> = positions
-            .into_iter()
-            .map(|p| TokenRecord::from_stats(p, self.k))
-            .collect();
+        let records = self.records(positions);
         let values = self.values(&[&records]);
         self.samples.push(records);
         values
+    }
+
+    /// One document's values, keeping nothing: for runs whose rows are the whole result
+    /// (`profile`, over corpora that need not fit in memory), with no pooled values.
+    pub fn values_of<'a>(
+        &self,
+        positions: impl IntoIterator<Item = &'a PositionStats>,
+    ) -> ProxyValues {
+        if self.metrics.is_empty() {
+            return ProxyValues::default();
+        }
+        self.values(&[&self.records(positions)])
     }
 
     /// The values over every document so far.

@@ -220,3 +220,66 @@ fn eval_emits_the_metrics_per_preset() {
         assert!(r["hes"].as_f64().unwrap() >= 0.0, "{r}");
     }
 }
+
+/// `profile --metrics` writes each metric as a Parquet column whose values are the ones `score`
+/// gives the same documents; asking for other metrics is another run (its resume refuses the
+/// parts of this one instead of mixing columns).
+#[test]
+fn profile_writes_the_metrics_as_columns_equal_to_score() {
+    let model = default_tiny();
+    let docs = corpus("proxy-profile");
+    let metrics = "hes,rank__inv_freq,topk_mass,xent__uniform";
+    let scored = scratch().join("proxy-profile-rows.jsonl");
+    json_run(&[
+        "score",
+        s(&docs),
+        "-m",
+        s(&model),
+        "--metrics",
+        metrics,
+        "-o",
+        s(&scored),
+        "--json",
+    ]);
+    let out = scratch().join("proxy-profile-out");
+    let _ = std::fs::remove_dir_all(&out);
+    ok(&hesnr(&[
+        "profile",
+        s(&docs),
+        "-m",
+        s(&model),
+        "--metrics",
+        metrics,
+        "--out",
+        s(&out),
+    ]));
+    let profiled = crate::profile_cli::read_rows(&out.join("profile-00000-of-00001.parquet"));
+    let scored = rows(&scored);
+    assert_eq!(profiled.len(), scored.len());
+    for (p, r) in profiled.iter().zip(&scored) {
+        assert_eq!(p["id"], r["id"]);
+        for name in metrics.split(',') {
+            assert!(close(&p[name], &r[name]), "{name}: profile {p:?} score {r}");
+        }
+    }
+    // Other metrics make another run: its fingerprint (which resume checks parts against)
+    // differs, and so does that of a run without any.
+    let fingerprint = |out: &std::path::Path| -> Value {
+        let stats: Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join("profile-00000-of-00001.stats.json")).unwrap(),
+        )
+        .unwrap();
+        stats["fingerprint"].clone()
+    };
+    let mut seen = vec![fingerprint(&out)];
+    for (name, extra) in [("hes-only", &["--metrics", "hes"][..]), ("none", &[][..])] {
+        let o = scratch().join(format!("proxy-profile-{name}"));
+        let _ = std::fs::remove_dir_all(&o);
+        let mut args = vec!["profile", s(&docs), "-m", s(&model), "--out", s(&o)];
+        args.extend_from_slice(extra);
+        ok(&hesnr(&args));
+        let fp = fingerprint(&o);
+        assert!(!seen.contains(&fp), "{name}: {fp}");
+        seen.push(fp);
+    }
+}

@@ -154,7 +154,16 @@ fn report_renders_in_headless_chromium() {
         dom.contains("id=\"correlation-table\""),
         "correlation table"
     );
-    assert_eq!(dom.matches("<table").count(), 2);
+    // The checkpoint and correlation tables, and one leaderboard per downstream score.
+    assert!(
+        !report.leaderboard.is_empty(),
+        "the report has a leaderboard"
+    );
+    assert_eq!(
+        dom.matches("<table class=\"leaderboard\"").count(),
+        report.leaderboard.len()
+    );
+    assert_eq!(dom.matches("<table").count(), 2 + report.leaderboard.len());
     assert!(dom.contains("Long-Context Tax"));
     // One row per checkpoint in the checkpoint table.
     let table = &dom[dom.find("id=\"checkpoint-table\"").unwrap()..];
