@@ -1012,14 +1012,6 @@ fn proxy_values(metrics: &[ProxyMetric], s: &Scored, window: Option<usize>) -> P
     )
 }
 
-/// A metric's value for one checkpoint.
-fn metric_value(c: &CheckpointResult, m: AnyMetric) -> Option<f64> {
-    match m {
-        AnyMetric::Core(core) => core.value(&c.summary),
-        AnyMetric::Proxy(p) => c.proxy.get(&p.name()),
-    }
-}
-
 /// Significance level of the leaderboard's family-wise test.
 const LEADERBOARD_ALPHA: f64 = 0.05;
 
@@ -1042,7 +1034,7 @@ pub fn leaderboard(
         .map(|&m| {
             let (x, y): (Vec<f64>, Vec<f64>) = with
                 .iter()
-                .filter_map(|c| metric_value(c, m).map(|x| (x, c.downstream[d])))
+                .filter_map(|c| c.value(m).map(|x| (x, c.downstream[d])))
                 .unzip();
             LeaderboardRow {
                 place: 0,

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::analysis::stats::CorrelationReport;
-use crate::metrics::{Metric, Summary};
+use crate::metrics::{AnyMetric, Metric, Summary};
 use crate::pipeline::proxy_columns::ProxyValues;
 
 /// One checkpoint's results on the evaluation set.
@@ -34,6 +34,17 @@ pub struct CheckpointResult {
     pub cached: bool,
     /// The registry metrics asked for (`--metrics`), computed from the cached positions.
     pub proxy: ProxyValues,
+}
+
+impl CheckpointResult {
+    /// A metric's value for this checkpoint: a companion from its summary, a registry metric
+    /// from the values computed for the run.
+    pub fn value(&self, m: AnyMetric) -> Option<f64> {
+        match m {
+            AnyMetric::Core(core) => core.value(&self.summary),
+            AnyMetric::Proxy(p) => self.proxy.get(&p.name()),
+        }
+    }
 }
 
 /// HE-SNR at one decision threshold.

@@ -8,8 +8,10 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 use super::{downstream_names, metric_value, tax_flagged, METRICS};
 use crate::analysis::stats::{self, Correlation, CorrelationReport};
-use crate::metrics::{Better, Metric};
-use crate::pipeline::track_types::{CheckpointResult, SweepCorrelation, TrackReport};
+use crate::metrics::{AnyMetric, Better, Metric};
+use crate::pipeline::track_types::{
+    CheckpointResult, Leaderboard, LeaderboardRow, SweepCorrelation, TrackReport,
+};
 use crate::report::format::{finite, opt, sig4, tick, tick_pct, truncate};
 use crate::report::plot::{
     self, anchored, draw_message, font, render_svg, series_color, Area, DrawResult, ACCENT, INK,
@@ -352,24 +354,60 @@ fn trend_plot(root: &Area<'_>, ctx: &Ctx<'_>) -> DrawResult {
 }
 
 /// Points (metric, downstream score, checkpoint index) for a scatter.
-fn scatter_points(r: &TrackReport, m: Metric, down: &str) -> Vec<(f64, f64, usize)> {
+fn scatter_points(r: &TrackReport, m: AnyMetric, down: &str) -> Vec<(f64, f64, usize)> {
     r.checkpoints
         .iter()
         .enumerate()
         .filter_map(|(i, c)| {
-            let x = metric_value(&c.summary, m)?;
+            let x = c.value(m)?;
             let y = finite(c.downstream.get(down).copied())?;
             Some((x, y, i))
         })
         .collect()
 }
 
-fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: Metric, down: &str) -> DrawResult {
-    let caption = format!("{} vs {}", m.label(), truncate(down, 40));
-    let pts = scatter_points(ctx.r, m, down);
-    let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, p.1)).collect();
-    let (t, n) = corr_triplet(ctx.r, m, down, &xy);
-    let (xs, ys): (Vec<f64>, Vec<f64>) = xy.iter().copied().unzip();
+/// One panel's data: a metric against one downstream score.
+struct Scatter {
+    label: String,
+    percent: bool,
+    points: Vec<(f64, f64, usize)>,
+    /// Pearson, Spearman, Kendall and n, as the caption shows them.
+    triplet: ([Option<f64>; 3], usize),
+}
+
+impl Scatter {
+    /// A companion metric, with the report's correlation when it has one.
+    fn core(r: &TrackReport, m: Metric, down: &str) -> Self {
+        let points = scatter_points(r, AnyMetric::Core(m), down);
+        let xy: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
+        Self {
+            label: m.label().to_string(),
+            percent: m.is_percent(),
+            triplet: corr_triplet(r, m, down, &xy),
+            points,
+        }
+    }
+
+    /// A leaderboard row's metric, with the board's correlation.
+    fn ranked(r: &TrackReport, row: &LeaderboardRow, down: &str) -> Option<Self> {
+        let m: AnyMetric = row.metric.parse().ok()?;
+        let c = &row.report;
+        Some(Self {
+            label: format!("#{} {}", row.place, row.metric),
+            percent: matches!(m, AnyMetric::Core(core) if core.is_percent()),
+            points: scatter_points(r, m, down),
+            triplet: (
+                [c.pearson.value, c.spearman.value, c.kendall.value].map(finite),
+                c.n,
+            ),
+        })
+    }
+}
+
+fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, s: &Scatter, down: &str) -> DrawResult {
+    let caption = format!("{} vs {}", truncate(&s.label, 40), truncate(down, 40));
+    let (t, n) = s.triplet;
+    let (xs, ys): (Vec<f64>, Vec<f64>) = s.points.iter().map(|p| (p.0, p.1)).unzip();
     let Some((x0, x1)) = span(xs.iter().copied(), 0.08) else {
         return draw_message(area, &caption, "no checkpoint has both values");
     };
@@ -384,9 +422,9 @@ fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: Metric, down: &str) -> DrawR
     };
     let y1 = y1 + (y1 - y0) * 0.18;
     let mut chart = plot::chart(area, &PANEL, caption, x0..x1, y0..y1)?;
-    let percent = m.is_percent();
+    let percent = s.percent;
     plot::mesh(&mut chart, &PANEL)
-        .x_desc(m.label())
+        .x_desc(truncate(&s.label, 40))
         .y_desc(truncate(down, 30))
         .x_labels(6)
         .y_labels(6)
@@ -399,8 +437,8 @@ fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: Metric, down: &str) -> DrawR
     if let Some((p, q)) = fit {
         chart.draw_series(dashed_line(p, q, MUTED.stroke_width(2)))?;
     }
-    let label_points = pts.len() <= 12;
-    for &(x, y, i) in &pts {
+    let label_points = s.points.len() <= 12;
+    for &(x, y, i) in &s.points {
         let name = truncate(&ctx.r.checkpoints[i].name, 16);
         let label = if label_points { name } else { String::new() };
         chart.draw_series(std::iter::once(
@@ -415,6 +453,33 @@ fn scatter_panel(area: &Area<'_>, ctx: &Ctx<'_>, m: Metric, down: &str) -> DrawR
     Ok(())
 }
 
+/// The leaders of a metric leaderboard: this many panels.
+const LEADERS_PLOTTED: usize = 4;
+
+fn leaders_plot(root: &Area<'_>, ctx: &Ctx<'_>, board: &Leaderboard) -> DrawResult {
+    let head = format!(
+        "Leading metrics for {} (one point per checkpoint; dashed: least-squares fit)",
+        truncate(&board.downstream, 40)
+    );
+    let body = root.titled(&head, font(18, INK))?;
+    let leaders = leaders(ctx.r, board);
+    let panels = body.split_evenly((leaders.len().div_ceil(2).max(1), 2));
+    for (area, s) in panels.iter().zip(&leaders) {
+        scatter_panel(area, ctx, s, &board.downstream)?;
+    }
+    Ok(())
+}
+
+/// The first [`LEADERS_PLOTTED`] rows of a board that name a metric.
+fn leaders(r: &TrackReport, board: &Leaderboard) -> Vec<Scatter> {
+    board
+        .rows
+        .iter()
+        .filter_map(|row| Scatter::ranked(r, row, &board.downstream))
+        .take(LEADERS_PLOTTED)
+        .collect()
+}
+
 fn scatter_plot(root: &Area<'_>, ctx: &Ctx<'_>, down: &str) -> DrawResult {
     let head = format!(
         "Metrics vs {} (one point per checkpoint; dashed: least-squares fit; red ring: tax flag)",
@@ -424,7 +489,7 @@ fn scatter_plot(root: &Area<'_>, ctx: &Ctx<'_>, down: &str) -> DrawResult {
     let metrics = scatter_metrics();
     let panels = body.split_evenly((metrics.len().div_ceil(2), 2));
     for (area, m) in panels.iter().zip(metrics) {
-        scatter_panel(area, ctx, m, down)?;
+        scatter_panel(area, ctx, &Scatter::core(ctx.r, m, down), down)?;
     }
     Ok(())
 }
@@ -686,11 +751,7 @@ pub(super) fn build_plots(r: &TrackReport) -> Vec<Plot> {
         let parts: Vec<String> = scatter_metrics()
             .into_iter()
             .map(|m| {
-                let xy: Vec<(f64, f64)> = scatter_points(r, m, down)
-                    .iter()
-                    .map(|p| (p.0, p.1))
-                    .collect();
-                let (t, n) = corr_triplet(r, m, down, &xy);
+                let (t, n) = Scatter::core(r, m, down).triplet;
                 let verdict = match find_corr(r, m, down) {
                     Some(c) if c.conclusive => ", conclusive",
                     Some(_) => ", inconclusive",
@@ -705,6 +766,28 @@ pub(super) fn build_plots(r: &TrackReport) -> Vec<Plot> {
             caption: format!(
                 "Each point is a checkpoint with a known score; dashed line: least-squares fit. {}.",
                 parts.join("; ")
+            ),
+            svg,
+        });
+    }
+
+    for (i, board) in r.leaderboard.iter().enumerate() {
+        let leaders = leaders(r, board);
+        if leaders.is_empty() {
+            continue;
+        }
+        let title = format!("Leading metrics for {}", board.downstream);
+        let h = (120 + 340 * leaders.len().div_ceil(2) as u32).min(900);
+        let svg = render_svg((1100, h), &title, |a| leaders_plot(a, &ctx, board));
+        let names: Vec<String> = leaders.iter().map(|s| s.label.clone()).collect();
+        out.push(Plot {
+            stem: format!("leaders_{}_{}", i + 1, slug(&board.downstream)),
+            title,
+            caption: format!(
+                "The first {} metrics of the leaderboard ({}); each point is a checkpoint. {}",
+                leaders.len(),
+                names.join(", "),
+                board.verdict
             ),
             svg,
         });

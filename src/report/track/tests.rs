@@ -107,10 +107,11 @@ fn html_has_every_plot_table_and_stage_label() {
     let r = sample_report();
     let html = render_html(&r);
     let ps = plots(&r);
-    // trend, 2 scatters, histograms, HE-SNR sweep, 2 correlation sweeps
+    // trend, 2 scatters, 2 leaderboard leaders (one per downstream score), histograms, HE-SNR
+    // sweep, 2 correlation sweeps
     assert_eq!(
         ps.len(),
-        7,
+        9,
         "{:?}",
         ps.iter().map(|p| &p.0).collect::<Vec<_>>()
     );
@@ -147,6 +148,20 @@ fn html_has_every_plot_table_and_stage_label() {
         assert!(hist.contains(&format!("ln {m}\n")), "ln {m}");
     }
     assert!(hist.contains("eps 1.242"));
+    // Each leaderboard's first metrics are plotted against its score, named by place.
+    for board in &r.leaderboard {
+        let plot = ps
+            .iter()
+            .find(|p| p.0.starts_with("leaders_") && p.1.ends_with(&board.downstream))
+            .expect("a leaders plot per board");
+        let first = &board.rows[0];
+        assert!(
+            plot.2.contains(&format!("#1 {}", first.metric)),
+            "{}: {:.300}",
+            first.metric,
+            plot.2
+        );
+    }
     // plateau shaded
     assert!(ps
         .iter()
@@ -240,7 +255,7 @@ fn write_report_writes_every_file() {
             .iter()
             .filter(|n| n.starts_with("plots/") && n.ends_with(".svg"))
             .count(),
-        7
+        9
     );
     for f in &files {
         assert!(
