@@ -71,6 +71,11 @@ pub struct TokenRow<'a> {
     pub nll: f64,
     pub rank: u32,
     pub decision: bool,
+    /// Full-vocabulary entropy in nats; `null` where only a top-k list was known (`--remote`).
+    pub entropy: Option<f64>,
+    /// Full-softmax probability mass of the top-k list: what a top-k metric sees of the
+    /// distribution (1 minus what truncation loses).
+    pub topk_mass: f64,
     /// The top-k candidates with their full-softmax probabilities.
     pub top: Vec<(String, f64)>,
 }
@@ -141,6 +146,8 @@ pub fn write_token_trace(
             nll: m.nll,
             rank: p.true_rank,
             decision: doc.acc.is_decision(&m),
+            entropy: p.entropy,
+            topk_mass: crate::metrics::TokenRecord::from_stats(p, k).top_mass,
             top: p
                 .top
                 .iter()
