@@ -120,9 +120,11 @@ fn the_window_keeps_the_last_tokens_of_each_document() {
         assert!((got - want).abs() < 1e-9, "{id}: {got} vs {want}");
     }
     // Per position, the trace has the full-vocabulary entropy and the mass the top-k list
-    // retains; the entropy is at least the top-k one's share and the mass at most 1.
+    // retains: a non-negative entropy, and a mass of at most 1 that is what the top list sums to.
     for t in &tokens {
-        let entropy = t["entropy"].as_f64().expect("entropy from the embedded engine");
+        let entropy = t["entropy"]
+            .as_f64()
+            .expect("entropy from the embedded engine");
         let mass = t["topk_mass"].as_f64().unwrap();
         assert!(entropy >= 0.0 && (0.0..=1.0 + 1e-9).contains(&mass), "{t}");
         let listed: f64 = t["top"]
