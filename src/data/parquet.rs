@@ -474,6 +474,15 @@ mod tests {
     use serde_json::json;
     use std::sync::Arc;
 
+    /// One record batch as a Parquet file.
+    fn write_batch(path: &Path, batch: &RecordBatch) {
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None)
+                .unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+    }
+
     /// Wide rows come fewer to a batch: by the sizes the metadata declares for the columns
     /// read, not for columns left out.
     #[test]
@@ -493,14 +502,7 @@ mod tests {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wide.parquet");
-        let mut w = parquet::arrow::ArrowWriter::try_new(
-            File::create(&path).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        write_batch(&path, &batch);
         let b = builder(&path).unwrap();
         let meta = b.metadata();
         // About 10 kB a row: 64 kB takes 6 rows, a row of its own when the budget is smaller.
@@ -551,14 +553,7 @@ mod tests {
         .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rows.parquet");
-        let mut w = parquet::arrow::ArrowWriter::try_new(
-            File::create(&path).unwrap(),
-            batch.schema(),
-            None,
-        )
-        .unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
+        write_batch(&path, &batch);
         let rows: Vec<(u64, Value)> = read_parquet_records(&path)
             .map(|r| r.map(|r| (r.line, r.value)).unwrap())
             .collect();

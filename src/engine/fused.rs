@@ -23,14 +23,7 @@ pub enum RowError {
 
 /// Reduces one row of logits to the statistics the metrics need, keeping the `k` largest.
 pub fn reduce_row(row: &[f32], true_id: u32, k: usize) -> Result<PositionStats, RowError> {
-    let true_logit = *row
-        .get(true_id as usize)
-        .ok_or(RowError::TargetOutOfRange {
-            id: true_id,
-            vocab: row.len(),
-        })?;
-    let top = top_k(row, k);
-    let max = top.first().map_or(0.0, |t| t.logit);
+    let (true_logit, top, max) = first_pass(row, true_id, k)?;
     if !max.is_finite() || !true_logit.is_finite() {
         return Err(RowError::NonFinite);
     }
@@ -65,6 +58,17 @@ pub fn reduce_row_without_entropy(
     true_id: u32,
     k: usize,
 ) -> Result<(f64, u32), RowError> {
+    let (true_logit, _, max) = first_pass(row, true_id, k)?;
+    let sums = sum_exp_and_count_above::<false>(row, max, true_logit);
+    Ok((max as f64 + sums.exp.ln(), sums.above + 1))
+}
+
+/// The first pass over a row: the true token's logit, the top-k and the maximum.
+fn first_pass(
+    row: &[f32],
+    true_id: u32,
+    k: usize,
+) -> Result<(f32, Vec<TokenLogit>, f32), RowError> {
     let true_logit = *row
         .get(true_id as usize)
         .ok_or(RowError::TargetOutOfRange {
@@ -73,8 +77,7 @@ pub fn reduce_row_without_entropy(
         })?;
     let top = top_k(row, k);
     let max = top.first().map_or(0.0, |t| t.logit);
-    let sums = sum_exp_and_count_above::<false>(row, max, true_logit);
-    Ok((max as f64 + sums.exp.ln(), sums.above + 1))
+    Ok((true_logit, top, max))
 }
 
 /// The k largest logits, descending; ties keep the lower id first (the row is scanned in id order
