@@ -5,4 +5,5 @@
 //! of points, a least-squares line for scatter plots and plateau detection for threshold sweeps. It
 //! reads no files and runs no model; callers hand it plain `f64` slices.
 
+pub mod intervals;
 pub mod stats;

@@ -20,6 +20,9 @@ use serde::Serialize;
 pub const CI_LEVEL: f64 = 0.95;
 /// Bootstrap resamples behind each interval in a [`CorrelationReport`].
 pub const CI_RESAMPLES: usize = 2000;
+/// Seed of the bootstrap and permutation tests of reports, fixed so that they are reproducible
+/// (the paper's arXiv number).
+pub const SEED: u64 = 2601_20255;
 /// Fewest points [`correlate`] will call conclusive.
 pub const MIN_POINTS: usize = 4;
 /// A permutation p-value must be below this for [`correlate`] to call the association conclusive.
@@ -305,33 +308,60 @@ pub fn bootstrap_ci(
     level: f64,
     seed: u64,
 ) -> Option<Interval> {
-    if !(level > 0.0 && level < 1.0) || resamples == 0 {
-        return None;
-    }
     stat.compute(x, y)?;
-    let n = x.len();
+    let (mut xs, mut ys) = (Vec::with_capacity(x.len()), Vec::with_capacity(y.len()));
+    let [interval] = bootstrap_intervals(x.len(), resamples, level, seed, |drawn, out| {
+        xs.clear();
+        ys.clear();
+        xs.extend(drawn.iter().map(|&i| x[i]));
+        ys.extend(drawn.iter().map(|&i| y[i]));
+        out[0] = stat.compute(&xs, &ys);
+    });
+    interval
+}
+
+/// Percentile bootstrap intervals of `N` statistics of `n` units, all from the same resamples:
+/// each of `resamples` resamples draws n unit indices with replacement from a SplitMix64 stream
+/// seeded with `seed`, and `compute(drawn, values)` writes the statistics of the drawn units
+/// (`None` where undefined, which skips that resample for that statistic).
+///
+/// An interval is the `(1 - level) / 2` and `(1 + level) / 2` quantiles of the defined values
+/// (linear interpolation, as numpy); `None` when `level` is not in (0, 1), `resamples` or `n`
+/// is 0, or fewer than half the resamples were defined. Resampling whole units (documents,
+/// trajectories) rather than positions keeps the dependence between positions of one unit, so
+/// the interval says how much a metric would move on another set of units like these.
+pub fn bootstrap_intervals<const N: usize>(
+    n: usize,
+    resamples: usize,
+    level: f64,
+    seed: u64,
+    mut compute: impl FnMut(&[usize], &mut [Option<f64>; N]),
+) -> [Option<Interval>; N] {
+    if !(level > 0.0 && level < 1.0) || resamples == 0 || n == 0 {
+        return [None; N];
+    }
     let mut rng = SplitMix64(seed);
-    let (mut xs, mut ys) = (vec![0.0; n], vec![0.0; n]);
-    let mut values = Vec::with_capacity(resamples);
+    let mut drawn = vec![0; n];
+    let mut values: [Vec<f64>; N] = std::array::from_fn(|_| Vec::with_capacity(resamples));
     for _ in 0..resamples {
-        for k in 0..n {
-            let i = rng.below(n);
-            xs[k] = x[i];
-            ys[k] = y[i];
-        }
-        if let Some(v) = stat.compute(&xs, &ys) {
-            values.push(v);
+        drawn.iter_mut().for_each(|d| *d = rng.below(n));
+        let mut out = [None; N];
+        compute(&drawn, &mut out);
+        for (v, o) in values.iter_mut().zip(out) {
+            v.extend(o);
         }
     }
-    if values.len() * 2 < resamples {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
     let alpha = (1.0 - level) / 2.0;
-    Some(Interval {
-        low: quantile_sorted(&values, alpha),
-        high: quantile_sorted(&values, 1.0 - alpha),
-        resamples_used: values.len(),
+    values.map(|mut v| {
+        if v.len() * 2 < resamples {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        Some(Interval {
+            low: quantile_sorted(&v, alpha),
+            high: quantile_sorted(&v, 1.0 - alpha),
+            resamples_used: v.len(),
+        })
     })
 }
 

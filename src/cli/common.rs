@@ -433,11 +433,35 @@ impl DrawArgs {
     }
 }
 
-/// `NAME.manifest.json` beside the first of `results` given (`rows.jsonl` ->
-/// `rows.manifest.json`).
+/// `NAME.manifest.json` beside the first of `results` given that is (or will be) a regular file
+/// (`rows.jsonl` -> `rows.manifest.json`): `-o /dev/null` or a pipe has no "beside".
 pub fn manifest_beside(results: &[Option<&Path>]) -> Option<PathBuf> {
-    let beside = results.iter().flatten().next()?;
+    let beside = results
+        .iter()
+        .flatten()
+        .find(|p| std::fs::metadata(p).map_or(true, |m| m.is_file()))?;
     let stem = beside.file_stem()?.to_string_lossy();
     let stem = stem.strip_suffix(".jsonl").unwrap_or(&stem);
     Some(beside.with_file_name(format!("{stem}.manifest.json")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_goes_beside_a_file_never_beside_a_device() {
+        let rows = Path::new("out/rows.jsonl");
+        let summary = Path::new("out/summary.json");
+        assert_eq!(
+            manifest_beside(&[Some(rows), Some(summary)]),
+            Some(PathBuf::from("out/rows.manifest.json"))
+        );
+        let null = Path::new("/dev/null");
+        assert_eq!(
+            manifest_beside(&[Some(null), Some(summary)]),
+            Some(PathBuf::from("out/summary.manifest.json"))
+        );
+        assert_eq!(manifest_beside(&[Some(null), None]), None);
+    }
 }

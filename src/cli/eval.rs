@@ -587,5 +587,21 @@ fn print_table(s: &EvalSummary) {
             p.clean.fallbacks
         );
     }
+    for p in &s.presets {
+        let Some(iv) = &p.intervals else { continue };
+        let span =
+            |v: Option<[f64; 2]>| v.map_or("-".into(), |[lo, hi]| format!("[{lo:.4}, {hi:.4}]"));
+        let _ = writeln!(
+            e,
+            "{:<15} {:.0}% interval over {} trajectories (bootstrap): HE-SNR {}  PPL {}  |H| {}",
+            p.preset,
+            iv.level * 100.0,
+            iv.units,
+            span(iv.he_snr),
+            span(iv.ppl),
+            iv.decision_tokens
+                .map_or("-".into(), |[lo, hi]| format!("[{lo:.0}, {hi:.0}]")),
+        );
+    }
     print_skips(&mut e, s.skipped, &s.errors, "see --summary");
 }

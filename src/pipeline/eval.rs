@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::proxy_columns::ProxyValues;
 use super::run::{per_second, RunLog};
+use crate::analysis::intervals::{metric_intervals, MetricIntervals};
 use crate::data::trajectory::clean::CleanStats;
 use crate::data::trajectory::mask::{byte_mask, token_mask, Preset, TokenRule};
 use crate::data::trajectory::render::{
@@ -252,6 +253,11 @@ pub struct PresetSummary {
     /// Why a registry metric has no value, by name.
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
     pub unavailable: serde_json::Value,
+    /// How far these pooled metrics would move on another set of as many trajectories like
+    /// these (bootstrap over trajectories): what a difference between two runs is weighed
+    /// against. Absent when no trajectory was scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<MetricIntervals>,
     pub clean: CleanStats,
 }
 
@@ -281,6 +287,9 @@ pub struct EvalSummary {
 /// Pooled totals per preset; counts, skips and the clock are the driver's [`RunLog`].
 pub struct EvalTotals {
     pooled: Vec<(Preset, Accumulator, CleanStats)>,
+    /// Each scored trajectory's sums per preset (same order as `pooled`), for the intervals:
+    /// about 1 KB a trajectory and preset.
+    units: Vec<Vec<Accumulator>>,
     /// Reader warnings of the trajectories scored.
     pub warnings: u64,
 }
@@ -292,15 +301,22 @@ impl EvalTotals {
                 .iter()
                 .map(|&p| (p, Accumulator::new(config), CleanStats::default()))
                 .collect(),
+            units: vec![Vec::new(); presets.len()],
             warnings: 0,
         }
     }
 
     pub fn add(&mut self, traj: &Trajectory, eval: &EvaluatedTrajectory) {
-        for ((_, acc, clean), r) in self.pooled.iter_mut().zip(&eval.presets) {
+        for (((_, acc, clean), units), r) in self
+            .pooled
+            .iter_mut()
+            .zip(&mut self.units)
+            .zip(&eval.presets)
+        {
             acc.merge(&r.acc)
                 .expect("same settings for every trajectory");
             clean.merge(&r.clean);
+            units.push(r.acc.clone());
         }
         self.warnings += traj.warnings.len() as u64;
     }
@@ -328,12 +344,14 @@ impl EvalTotals {
             presets: self
                 .pooled
                 .iter()
-                .map(|(p, acc, clean)| PresetSummary {
+                .zip(&self.units)
+                .map(|((p, acc, clean), units)| PresetSummary {
                     preset: p.name(),
                     description: p.description(),
                     metrics: acc.summary(),
                     proxy: ProxyValues::default(),
                     unavailable: serde_json::Value::Null,
+                    intervals: metric_intervals(units, "trajectory"),
                     clean: clean.clone(),
                 })
                 .collect(),

@@ -51,8 +51,6 @@ pub const DECISION_JUMP: f64 = 0.10;
 /// Smallest relative change (1%) of PPL, top-1 or HE-SNR that counts as getting worse or better
 /// in the Long-Context Tax diagnosis: smaller moves are noise, not a tax.
 pub const TAX_MIN_CHANGE: f64 = 0.01;
-/// Seed of the bootstrap and permutation tests, fixed so that reports are reproducible.
-const STATS_SEED: u64 = 2601_20255;
 
 /// Why a tracking run failed as a whole (one checkpoint's bad document is not one of these).
 #[derive(Debug, thiserror::Error)]
@@ -914,7 +912,7 @@ fn build_report(
             correlations.push(MetricCorrelation {
                 metric: m,
                 downstream: d.clone(),
-                report: stats::correlate(&x, &yy, STATS_SEED),
+                report: stats::correlate(&x, &yy, stats::SEED),
             });
         }
         let points: Vec<EpsCorrelation> = grid
@@ -1044,7 +1042,7 @@ pub fn leaderboard(
                     crate::metrics::Better::Lower => "lower",
                     crate::metrics::Better::Neither => "neither",
                 },
-                report: stats::correlate(&x, &y, STATS_SEED),
+                report: stats::correlate(&x, &y, stats::SEED),
                 spearman_p_holm: None,
                 kendall_p_holm: None,
             }

@@ -559,3 +559,61 @@ fn check_counts_what_eval_scores_and_skips_what_eval_skips() {
         "{stderr}"
     );
 }
+
+#[test]
+fn each_preset_carries_a_bootstrap_interval_over_its_trajectories() {
+    let dir = scratch().join("interval-set");
+    let _ = std::fs::remove_dir_all(&dir);
+    let lines: String = (1..=5)
+        .map(|i| format!("{}\n", chat_record(&format!("t{i}"), i)))
+        .collect();
+    write(&dir, "chat.jsonl", lines.as_bytes());
+    let run = || {
+        let out = hesnr(&[
+            "eval",
+            "-T",
+            dir.to_str().unwrap(),
+            "-m",
+            default_tiny().to_str().unwrap(),
+            "--preset",
+            "all",
+            "-o",
+            "/dev/null",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let summary = run();
+    assert_eq!(summary["trajectories"], 5);
+    for p in summary["presets"].as_array().unwrap() {
+        let iv = &p["intervals"];
+        assert_eq!(iv["unit"], "trajectory", "{p:#}");
+        assert_eq!(iv["units"], 5, "{p:#}");
+        assert_eq!(iv["level"], 0.95);
+        // The set's own pooled value lies within the interval of sets like it.
+        for name in ["ppl", "mean_nll", "top1_acc", "decision_tokens"] {
+            let (lo, hi) = (iv[name][0].as_f64().unwrap(), iv[name][1].as_f64().unwrap());
+            let v = p[name].as_f64().unwrap();
+            assert!(
+                lo <= v && v <= hi,
+                "{}: {name} {v} outside [{lo}, {hi}]",
+                p["preset"]
+            );
+        }
+        let ppl = &iv["ppl"];
+        assert!(
+            ppl[0].as_f64() < ppl[1].as_f64(),
+            "five different trajectories: {ppl}"
+        );
+    }
+    // Fixed seed: the same trajectories give the same intervals.
+    assert_eq!(
+        summary["presets"][0]["intervals"],
+        run()["presets"][0]["intervals"]
+    );
+}
