@@ -18,6 +18,9 @@ if [ ! -x bench/.venv/bin/python ]; then
   bench/.venv/bin/pip install --quiet transformers gguf torch sentencepiece accelerate
 fi
 
+echo "load at start: $(uptime)" | tee "$OUT/load.txt"
+bench/.venv/bin/python bench/gemm_peak.py "$MODEL" --threads "$THREADS" > "$OUT/gemm.json"
+
 for n in 512 2048; do
   f=bench/corpus/code-$n.jsonl
   echo "== $f"
@@ -31,4 +34,5 @@ done
 echo "== memory: one 8192-token document"
 /usr/bin/time -v ./target/release/hesnr score bench/corpus/code-8192.jsonl -t "$THREADS" --json 2> "$OUT/time-8192.txt" > "$OUT/hesnr-summary-8192.json"
 grep "Maximum resident" "$OUT/time-8192.txt"
+echo "load at end: $(uptime)" | tee -a "$OUT/load.txt"
 python3 bench/compare.py "$OUT"
