@@ -107,8 +107,7 @@ class HesnrScorer(PipelineStep):
                     if seen == row["line"]:
                         break
                     yield self._skipped(doc, names)
-                with self.track_time():
-                    doc.metadata.update(self._scores(row))
+                doc.metadata.update(self._scores(row))
                 self.stat_update("scored")
                 self.stat_update("tokens", value=int(row.get("tokens", 0)), unit="doc")
                 yield doc
