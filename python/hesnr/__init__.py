@@ -31,7 +31,7 @@ import pyarrow.json
 import pyarrow.parquet
 
 from ._inputs import Inputs, normalize
-from ._runner import Child, HesnrError, ProgressArg, backends_dir, binary, flags, run
+from ._runner import Child, HesnrError, ProgressArg, backends_dir, binary, flags, record_line, run
 
 __all__ = [
     "HesnrError",
@@ -125,23 +125,23 @@ def score(
     """
     _check_settings(settings)
     inp = normalize(data, text_field, id_field)
+    args = _input_args(inp) + flags(
+        dict(model=model, text_field=text_field, id_field=id_field, **settings),
+        comma_lists=("metrics",),
+    )
+    if inp.records is not None:
+        args += ["--format", "jsonl"]
+    return _rows_and_summary("score", args, inp, progress, echo)
+
+
+def _rows_and_summary(
+    command: str, args: List[str], inp: Inputs, progress: ProgressArg, echo: bool
+) -> Result:
+    """Runs a command that writes rows (``-o``, JSON Lines) and a summary (``--summary``)."""
     with tempfile.TemporaryDirectory(prefix="hesnr-") as d:
         rows_path, summary_path = Path(d) / "rows.jsonl", Path(d) / "summary.json"
-        args = [
-            "score",
-            *_input_args(inp),
-            "-o",
-            str(rows_path),
-            "--summary",
-            str(summary_path),
-            *flags(
-                dict(model=model, text_field=text_field, id_field=id_field, **settings),
-                comma_lists=("metrics",),
-            ),
-        ]
-        if inp.records is not None:
-            args += ["--format", "jsonl"]
-        run(args, inp.records, progress=progress, total=inp.total, echo=echo)
+        out = ["-o", str(rows_path), "--summary", str(summary_path)]
+        run([command, *args, *out], inp.records, progress=progress, total=inp.total, echo=echo)
         return Result(read_jsonl(rows_path), json.loads(summary_path.read_text("utf-8")))
 
 
@@ -238,19 +238,10 @@ def eval(  # noqa: A001 - the command's name
     ``hesnr eval`` (``chat_template``, ``where``, ``per_instance``, ``limit``, ``k``, ...)."""
     _check_settings(settings, also=("explain", "html", "check"))
     inp = normalize(trajectories, "messages")
-    with tempfile.TemporaryDirectory(prefix="hesnr-") as d:
-        rows_path, summary_path = Path(d) / "rows.jsonl", Path(d) / "summary.json"
-        args = [
-            "eval",
-            *_input_args(inp, "-T"),
-            "-o",
-            str(rows_path),
-            "--summary",
-            str(summary_path),
-            *flags(dict(preset=preset, model=model, **settings), comma_lists=("preset", "metrics")),
-        ]
-        run(args, inp.records, progress=progress, total=inp.total, echo=echo)
-        return Result(read_jsonl(rows_path), json.loads(summary_path.read_text("utf-8")))
+    args = _input_args(inp, "-T") + flags(
+        dict(preset=preset, model=model, **settings), comma_lists=("preset", "metrics")
+    )
+    return _rows_and_summary("eval", args, inp, progress, echo)
 
 
 def profile(
@@ -281,8 +272,6 @@ def profile(
         if paths is None:
             out_dir.mkdir(parents=True, exist_ok=True)
             records_path = out_dir / "input.jsonl"
-            from ._runner import record_line
-
             with open(records_path, "wb") as f:
                 for r in inp.records or ():
                     f.write(record_line(r))
