@@ -74,7 +74,10 @@ def normalize(data: Any, text_field: str, id_field: str = "id") -> Inputs:
         return Inputs(paths=[data])
     if isinstance(data, Mapping):
         raise HesnrError(
-            "a single dict is not an input: pass a list of records ([record])", [], ""
+            "a dict is not an input: pass a list of records ([record]), or one split of a "
+            "DatasetDict (ds['train'])",
+            [],
+            "",
         )
     module = type(data).__module__.split(".", 1)[0]
     if module == "datasets":
