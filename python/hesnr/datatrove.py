@@ -17,7 +17,8 @@ steps record their scores). Needs the ``datatrove`` extra: ``pip install "hesnr[
 
 Each task runs one ``hesnr score`` process for its whole shard, fed document by document
 through its stdin and read row by row from its stdout, so the model loads once per task and
-documents stream through without being collected first.
+documents stream through without being collected first. Each process uses every core unless
+told otherwise: with several workers on one machine, pass ``threads=cores // workers``.
 """
 
 from __future__ import annotations
