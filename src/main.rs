@@ -84,6 +84,20 @@ enum Command {
     /// stdout), under the memory bound that process set.
     #[command(name = "render-worker", hide = true)]
     RenderWorker,
+    /// Internal: prints the folder the llama.cpp CPU kernel modules are loaded from (the Python
+    /// package's build copies them into the package from there).
+    #[command(name = "backends-dir", hide = true)]
+    BackendsDir,
+    /// Internal: writes a tiny random-weight model (GGUF), for the Python package's tests,
+    /// which have no Rust to build one with.
+    #[command(name = "tiny-model", hide = true)]
+    TinyModel {
+        /// Where to write the model
+        path: std::path::PathBuf,
+        /// Seed of the weights
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
 }
 
 fn main() {
@@ -126,6 +140,18 @@ fn main() {
         Command::ConvertHf(args) => cli::convert::run_convert_hf(args),
         Command::Info { model } => load_model(&model)
             .and_then(|b| Ok(print_line(serde_json::to_string_pretty(b.info())?)?)),
+        Command::BackendsDir => {
+            print_line(hesnr::engine::llama::backends_dir().display()).map_err(anyhow::Error::from)
+        }
+        Command::TinyModel { path, seed } => {
+            let spec = hesnr::gguf::tiny::TinyLlamaSpec {
+                seed,
+                ..Default::default()
+            };
+            hesnr::gguf::tiny::write_tiny_llama(&path, &spec)
+                .map_err(anyhow::Error::from)
+                .and_then(|()| Ok(print_line(path.display())?))
+        }
         Command::RenderWorker => {
             template_worker::serve(std::io::stdin().lock(), std::io::stdout().lock())
                 .map_err(anyhow::Error::from)

@@ -244,17 +244,26 @@ pub fn load_local_model(args: &LocalModelArgs) -> Result<Box<dyn Backend>> {
     Ok(Box::new(b))
 }
 
+/// The environment variable that turns the progress line into JSON lines for a program (the
+/// Python package draws its notebook progress bar from them): `HESNR_PROGRESS=json`.
+pub const PROGRESS_ENV: &str = "HESNR_PROGRESS";
+
 /// The progress line of a run on stderr, when stderr is a terminal (hidden otherwise, so that
-/// logs written to a file stay clean).
+/// logs written to a file stay clean); with `HESNR_PROGRESS=json`, one JSON line
+/// `{"hesnr_progress": {...}}` on stderr at most every quarter second and at the end.
 pub struct Spinner {
     bar: ProgressBar,
     label: Box<dyn Fn(&RunLog) -> String>,
+    /// When the last JSON progress line was written (`None` inside: none yet); `None` when
+    /// progress is not asked for as JSON.
+    json: Option<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Spinner {
     /// A spinner whose message `label` makes from the run's log.
     pub fn new(label: impl Fn(&RunLog) -> String + 'static) -> Self {
-        let bar = if std::io::stderr().is_terminal() {
+        let json = std::env::var(PROGRESS_ENV).is_ok_and(|v| v == "json");
+        let bar = if std::io::stderr().is_terminal() && !json {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
                 ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
@@ -268,6 +277,7 @@ impl Spinner {
         Self {
             bar,
             label: Box::new(label),
+            json: json.then(|| std::sync::Mutex::new(None)),
         }
     }
 
@@ -275,16 +285,40 @@ impl Spinner {
     pub fn clear(&self) {
         self.bar.finish_and_clear();
     }
+
+    /// Writes the JSON progress line when asked for and due (`last`: the run's end, always).
+    fn write_json(&self, log: &RunLog, last: bool) {
+        let Some(written) = &self.json else {
+            return;
+        };
+        let mut written = written.lock().unwrap_or_else(|e| e.into_inner());
+        let due = written.is_none_or(|t| t.elapsed().as_secs_f64() >= 0.25);
+        if !(due || last) {
+            return;
+        }
+        *written = Some(std::time::Instant::now());
+        let line = serde_json::json!({"hesnr_progress": {
+            "done": log.done,
+            "tokens": log.tokens,
+            "skipped": log.skips.count,
+            "resumed": log.resumed,
+            "seconds": log.elapsed(),
+            "message": (self.label)(log),
+        }});
+        let _ = writeln!(io::stderr().lock(), "{line}");
+    }
 }
 
 impl Reporter for Spinner {
     fn update(&self, log: &RunLog) {
         self.bar.set_message((self.label)(log));
         self.bar.tick();
+        self.write_json(log, false);
     }
 
-    fn finish(&self, _: &RunLog) {
+    fn finish(&self, log: &RunLog) {
         self.clear();
+        self.write_json(log, true);
     }
 }
 

@@ -365,3 +365,45 @@ fn report_select_bounds_bins_and_top() {
         assert!(err.contains(arg.split('=').next().unwrap()), "{arg}: {err}");
     }
 }
+
+/// What the Python package relies on: `tiny-model` writes a model that scores like the tests'
+/// own, and `HESNR_PROGRESS=json` turns the progress line into JSON lines on stderr, the last
+/// one counting every document.
+#[test]
+fn the_python_package_hooks_write_a_model_and_json_progress() {
+    let path = scratch().join("from-cli.gguf");
+    let out = hesnr(&["tiny-model", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(model()).unwrap()
+    );
+    let data = write(
+        "progress.jsonl",
+        b"{\"text\": \"let x = 1;\"}\n{\"text\": \"let y = 2;\"}\n{\"bad\": 1}\n",
+    );
+    let out = crate::common::run_hesnr(
+        &["score", &data, "-m", &model(), "--json"],
+        &[("HESNR_PROGRESS", "json")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let progress: Vec<Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("hesnr_progress").cloned())
+        .collect();
+    let last = progress.last().expect("progress lines on stderr");
+    assert_eq!(
+        (last["done"].as_u64(), last["skipped"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(last["tokens"].as_u64().unwrap() > 0);
+}
