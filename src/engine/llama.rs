@@ -356,6 +356,8 @@ pub struct LlamaCppBackend {
     pack: Option<PackLimits>,
     /// The packs of the documents the flow announced ([`Backend::plan`]).
     packs: Packs,
+    /// Documents answered from a pack so far.
+    packed: u64,
     info: ModelInfo,
 }
 
@@ -454,8 +456,16 @@ impl LlamaCppBackend {
             can_shift,
             pack,
             packs: Packs::default(),
+            packed: 0,
             info,
         })
+    }
+}
+
+impl LlamaCppBackend {
+    /// How many documents were answered from a pack (run with others) so far.
+    pub fn documents_packed(&self) -> u64 {
+        self.packed
     }
 }
 
@@ -495,6 +505,7 @@ impl Backend for LlamaCppBackend {
         let packed = packs.answer(tokens, &targets, k, |members| self.forward_pack(members));
         self.packs = packs;
         if let Some(stats) = packed {
+            self.packed += 1;
             return Ok(stats);
         }
         let mut out = Vec::with_capacity(targets.len());

@@ -256,7 +256,7 @@ mod tests {
     fn first_fit_in_input_order_within_both_limits() {
         assert_eq!(
             plan(&[40, 40, 40, 30, 20, 10], L),
-            [vec![0, 1, 3], vec![2, 4, 5]]
+            [vec![0, 1, 4], vec![2, 3, 5]]
         );
         // At most three documents a pack even when tokens are left.
         assert_eq!(plan(&[1; 7], L), [vec![0, 1, 2], vec![3, 4, 5]]);
