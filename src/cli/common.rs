@@ -51,8 +51,9 @@ pub struct LocalModelArgs {
     #[arg(long)]
     pub exact_attention: bool,
     /// Short documents run together in one decode batch, each its own sequence, at most this
-    /// many a batch (`score`, `profile`, `track` on documents); 1 (or 0) runs each document
-    /// alone. Results are those of one document at a time (docs/method.md, "Packing")
+    /// many a batch (`score`, `profile`, `track` on documents), e.g. 16; 1 (or 0) runs each
+    /// document alone. Results are those of one document at a time within the attention
+    /// tolerance (docs/method.md, "Short documents packed")
     #[arg(long, default_value_t = LlamaOptions::DEFAULT_PACK)]
     pub pack: usize,
     /// Most tokens of such a batch; longer documents run alone [default: --ubatch]

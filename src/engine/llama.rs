@@ -55,9 +55,11 @@ pub struct LlamaOptions {
 }
 
 impl LlamaOptions {
-    /// Documents per pack by default: more than a pack's token budget (the decode chunk) holds
-    /// of the profile corpus's documents (~134 tokens), so the budget is what limits a pack.
-    pub const DEFAULT_PACK: usize = 16;
+    /// Documents per pack by default: 1, packing off. Packed results depend (within the
+    /// attention tolerance, docs/method.md) on which documents share a pack, so a sharded or
+    /// resumed `profile` would no longer give byte-identical rows; and on a quiet CPU packing
+    /// gains nothing measurable (docs/benchmarks.md). 16 is a good value to turn it on.
+    pub const DEFAULT_PACK: usize = 1;
 }
 
 impl Default for LlamaOptions {
@@ -405,7 +407,9 @@ impl LlamaCppBackend {
         let window = opts.window.unwrap_or(train_context).max(2);
         let ubatch = opts.ubatch.clamp(1, window);
         let pack = PackLimits {
-            sequences: opts.pack.max(1),
+            // llama.cpp keeps room for one output row a sequence in every decode call (so at
+            // most `ubatch` sequences), and serves at most 256 sequences.
+            sequences: opts.pack.clamp(1, ubatch.min(256)),
             tokens: opts.pack_tokens.unwrap_or(ubatch).clamp(1, window),
         };
         let pack = pack.is_active().then_some(pack);
