@@ -50,6 +50,15 @@ pub struct LocalModelArgs {
     /// bit-identical for any --ubatch (flash attention moves them by ~1e-4 relative)
     #[arg(long)]
     pub exact_attention: bool,
+    /// Short documents run together in one decode batch, each its own sequence, at most this
+    /// many a batch (`score`, `profile`, `track` on documents), e.g. 16; 1 (or 0) runs each
+    /// document alone. Results are those of one document at a time within the attention
+    /// tolerance (docs/method.md, "Short documents packed")
+    #[arg(long, default_value_t = LlamaOptions::DEFAULT_PACK)]
+    pub pack: usize,
+    /// Most tokens of such a batch; longer documents run alone [default: --ubatch]
+    #[arg(long)]
+    pub pack_tokens: Option<usize>,
 }
 
 /// The model flags of a command that scores: the embedded engine's, and `--remote` to score
@@ -238,6 +247,8 @@ pub fn load_local_model(args: &LocalModelArgs) -> Result<Box<dyn Backend>> {
         ubatch: args.ubatch,
         gpu_layers: args.gpu_layers,
         flash_attention: !args.exact_attention,
+        pack: args.pack,
+        pack_tokens: args.pack_tokens,
     };
     let b = LlamaCppBackend::load(&path, &opts)
         .with_context(|| format!("loading model {}", path.display()))?;

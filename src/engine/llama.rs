@@ -24,6 +24,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::model_store::{self, Precision};
+use super::pack::{PackLimits, Packs, Request};
 use super::{
     fused, window, Backend, ChatTemplateSpec, EngineError, ModelInfo, Tokenized, Tokenizer,
 };
@@ -46,6 +47,19 @@ pub struct LlamaOptions {
     /// (relative) if the decode chunk size (`ubatch`) changes. Off = plain attention over an F32
     /// KV cache, bit-identical for any chunking.
     pub flash_attention: bool,
+    /// Most short documents run together in one decode batch, each its own sequence
+    /// ([`super::pack`]); 1 runs every document alone.
+    pub pack: usize,
+    /// Most input tokens of such a pack; `None` = `ubatch` (one decode call a pack).
+    pub pack_tokens: Option<usize>,
+}
+
+impl LlamaOptions {
+    /// Documents per pack by default: 1, packing off. Packed results depend (within the
+    /// attention tolerance, docs/method.md) on which documents share a pack, so a sharded or
+    /// resumed `profile` would no longer give byte-identical rows; and on a quiet CPU packing
+    /// gains nothing measurable (docs/benchmarks.md). 16 is a good value to turn it on.
+    pub const DEFAULT_PACK: usize = 1;
 }
 
 impl Default for LlamaOptions {
@@ -57,6 +71,8 @@ impl Default for LlamaOptions {
             ubatch: 512,
             gpu_layers: 0,
             flash_attention: false,
+            pack: Self::DEFAULT_PACK,
+            pack_tokens: None,
         }
     }
 }
@@ -338,6 +354,12 @@ pub struct LlamaCppBackend {
     ubatch: usize,
     /// Whether llama.cpp can shift this model's KV cache (see [`can_shift_kv_cache`]).
     can_shift: bool,
+    /// How short documents are packed (`None`: never).
+    pack: Option<PackLimits>,
+    /// The packs of the documents the flow announced ([`Backend::plan`]).
+    packs: Packs,
+    /// Documents answered from a pack so far.
+    packed: u64,
     info: ModelInfo,
 }
 
@@ -384,11 +406,22 @@ impl LlamaCppBackend {
             .max(1);
         let window = opts.window.unwrap_or(train_context).max(2);
         let ubatch = opts.ubatch.clamp(1, window);
+        let pack = PackLimits {
+            // llama.cpp keeps room for one output row a sequence in every decode call (so at
+            // most `ubatch` sequences), and serves at most 256 sequences.
+            sequences: opts.pack.clamp(1, ubatch.min(256)),
+            tokens: opts.pack_tokens.unwrap_or(ubatch).clamp(1, window),
+        };
+        let pack = pack.is_active().then_some(pack);
         let ctx_params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(window as u32))
             .with_n_batch(ubatch as u32)
             .with_n_ubatch(ubatch as u32)
-            .with_n_seq_max(1)
+            // One sequence a packed document; the KV cache is one buffer of `window` cells
+            // shared by all of them (not `window / n_seq_max` cells each), so that one long
+            // document still gets the whole window.
+            .with_n_seq_max(pack.map_or(1, |p| p.sequences) as u32)
+            .with_kv_unified(true)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
             // See LlamaOptions::flash_attention. The KV cache stays F32 either way: the model's
@@ -425,8 +458,18 @@ impl LlamaCppBackend {
             window,
             ubatch,
             can_shift,
+            pack,
+            packs: Packs::default(),
+            packed: 0,
             info,
         })
+    }
+}
+
+impl LlamaCppBackend {
+    /// How many documents were answered from a pack (run with others) so far.
+    pub fn documents_packed(&self) -> u64 {
+        self.packed
     }
 }
 
@@ -462,13 +505,35 @@ impl Backend for LlamaCppBackend {
         targets: Range<usize>,
         k: usize,
     ) -> Result<Vec<PositionStats>, EngineError> {
+        let mut packs = std::mem::take(&mut self.packs);
+        let packed = packs.answer(tokens, &targets, k, |members| self.forward_pack(members));
+        self.packs = packs;
+        if let Some(stats) = packed {
+            self.packed += 1;
+            return Ok(stats);
+        }
         let mut out = Vec::with_capacity(targets.len());
         let threads = self.info.threads;
         self.forward(tokens, targets, None, None, |rows| {
-            out.extend(reduce_rows(rows, tokens, k, threads)?);
+            out.extend(reduce_rows(&with_true_ids(rows, tokens), k, threads)?);
             Ok(())
         })?;
         Ok(out)
+    }
+
+    fn pack_limits(&self) -> Option<PackLimits> {
+        self.pack
+    }
+
+    fn plan(&mut self, requests: Vec<Request>) {
+        let Some(limits) = self.pack else { return };
+        let n_vocab = self.tok.vocab_size();
+        // A request the forward pass would refuse runs alone, to fail with its own message.
+        self.packs = Packs::new(requests, limits, |r| {
+            r.targets.start > 0
+                && r.targets.end <= r.tokens.len()
+                && r.tokens.iter().all(|&t| (t as usize) < n_vocab)
+        });
     }
 
     fn evaluate_selected(
@@ -569,16 +634,16 @@ impl GgufTokenizer {
 
 /// Reduces a decode chunk's rows on all threads (llama.cpp's workers are idle meanwhile);
 /// rows are independent, so the result is the same as a sequential pass, in order.
+/// Rows are (position, the token at it, logits row).
 fn reduce_rows(
-    rows: &[(usize, &[f32])],
-    tokens: &[u32],
+    rows: &[(usize, u32, &[f32])],
     k: usize,
     threads: usize,
 ) -> Result<Vec<PositionStats>, EngineError> {
-    let reduce = |part: &[(usize, &[f32])]| -> Result<Vec<PositionStats>, EngineError> {
+    let reduce = |part: &[(usize, u32, &[f32])]| -> Result<Vec<PositionStats>, EngineError> {
         part.iter()
-            .map(|&(t, row)| {
-                fused::reduce_row(row, tokens[t], k).map_err(|source| EngineError::Row {
+            .map(|&(t, id, row)| {
+                fused::reduce_row(row, id, k).map_err(|source| EngineError::Row {
                     position: t,
                     source,
                 })
@@ -602,7 +667,110 @@ fn reduce_rows(
     })
 }
 
+/// One document's (position, row) pairs with the token at each position.
+fn with_true_ids<'r>(rows: &[(usize, &'r [f32])], tokens: &[u32]) -> Vec<(usize, u32, &'r [f32])> {
+    rows.iter().map(|&(t, row)| (t, tokens[t], row)).collect()
+}
+
 impl LlamaCppBackend {
+    /// Runs several documents' requests (each valid for [`LlamaCppBackend::forward`], all with
+    /// one `k`, together within the pack's token budget) as sequences 0, 1, ... of one fresh KV
+    /// cache: document after document, in decode chunks of at most `ubatch` tokens (so at most
+    /// `ubatch` logits rows exist at once), each document at positions from 0. Returns each
+    /// document's statistics, as [`Backend::evaluate`] gives them alone (within the attention
+    /// tolerance of docs/method.md).
+    fn forward_pack(
+        &mut self,
+        members: &[&Request],
+    ) -> Result<Vec<Vec<PositionStats>>, EngineError> {
+        let result = self.forward_pack_once(members);
+        if result.is_err() {
+            // See reset_cache: the next pass must not meet what this one left.
+            self.ctx.clear_kv_cache();
+        }
+        result
+    }
+
+    fn forward_pack_once(
+        &mut self,
+        members: &[&Request],
+    ) -> Result<Vec<Vec<PositionStats>>, EngineError> {
+        let k = members.first().map_or(0, |r| r.k);
+        if members.iter().any(|r| r.k != k) {
+            return Err(EngineError::Forward("a pack mixes values of k".into()));
+        }
+        let threads = self.info.threads;
+        // (document, input index) of every token fed, document after document.
+        let fed: Vec<(usize, usize)> = members
+            .iter()
+            .enumerate()
+            .flat_map(|(d, r)| (0..r.inputs()).map(move |i| (d, i)))
+            .collect();
+        let mut out: Vec<Vec<PositionStats>> = members
+            .iter()
+            .map(|r| Vec::with_capacity(r.targets.len()))
+            .collect();
+        let wanted = |d: usize, i: usize| members[d].targets.contains(&(i + 1));
+        self.reset_cache();
+        let mut batch = LlamaBatch::new(self.ubatch, 1);
+        for chunk in fed.chunks(self.ubatch) {
+            batch.clear();
+            for &(d, i) in chunk {
+                batch
+                    .add(
+                        LlamaToken(members[d].tokens[i] as i32),
+                        i as i32,
+                        &[d as i32],
+                        wanted(d, i),
+                    )
+                    .map_err(|e| EngineError::Forward(e.to_string()))?;
+            }
+            let t0 = std::time::Instant::now();
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Forward(e.to_string()))?;
+            tracing::debug!(
+                documents = members.len(),
+                tokens = chunk.len(),
+                ms = t0.elapsed().as_millis() as u64,
+                "decode (packed)"
+            );
+            let rows: Vec<(usize, u32, &[f32])> = chunk
+                .iter()
+                .enumerate()
+                .filter(|&(_, &(d, i))| wanted(d, i))
+                .map(|(b, &(d, i))| {
+                    (
+                        i + 1,
+                        members[d].tokens[i + 1],
+                        self.ctx.get_logits_ith(b as i32),
+                    )
+                })
+                .collect();
+            let docs: Vec<usize> = chunk
+                .iter()
+                .filter(|&&(d, i)| wanted(d, i))
+                .map(|&(d, _)| d)
+                .collect();
+            for (d, s) in docs.into_iter().zip(reduce_rows(&rows, k, threads)?) {
+                out[d].push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Empties the KV cache for a fresh pass: only which cells are used is reset (llama.cpp's
+    /// `clear_kv_cache` also zeroes the whole buffer, ~0.4 GB for the default model's 8K
+    /// window, once per document). Cells left from earlier passes are masked out of attention
+    /// (flash attention skips them; plain attention weighs them by exactly 0), so the results
+    /// are the same; after a failed pass, which may have left non-finite values there (and
+    /// 0 x NaN is NaN), the buffer is zeroed too.
+    fn reset_cache(&mut self) {
+        if !matches!(self.ctx.clear_kv_cache_seq(None, None, None), Ok(true)) {
+            self.ctx.clear_kv_cache();
+        }
+    }
+
     /// [`LlamaCppBackend::forward`] with the rows reduced to statistics, `None` where not wanted.
     fn forward_selected(
         &mut self,
@@ -616,7 +784,7 @@ impl LlamaCppBackend {
         let mut out: Vec<Option<PositionStats>> = vec![None; targets.len()];
         let threads = self.info.threads;
         self.forward(tokens, targets, wanted, shift, |rows| {
-            let stats = reduce_rows(rows, tokens, k, threads)?;
+            let stats = reduce_rows(&with_true_ids(rows, tokens), k, threads)?;
             for (&(t, _), s) in rows.iter().zip(stats) {
                 out[t - start] = Some(s);
             }
@@ -636,6 +804,22 @@ impl LlamaCppBackend {
     /// of `shift.size` tokens keeps the first `shift.sinks` and evicts the oldest others as
     /// [`window::shift_plan`] says (the shift window policy).
     pub fn forward(
+        &mut self,
+        tokens: &[u32],
+        targets: Range<usize>,
+        wanted: Option<&[bool]>,
+        shift: Option<Shift>,
+        rows: impl FnMut(&[(usize, &[f32])]) -> Result<(), EngineError>,
+    ) -> Result<(), EngineError> {
+        let result = self.forward_once(tokens, targets, wanted, shift, rows);
+        if result.is_err() {
+            // See reset_cache: the next pass must not meet what this one left.
+            self.ctx.clear_kv_cache();
+        }
+        result
+    }
+
+    fn forward_once(
         &mut self,
         tokens: &[u32],
         targets: Range<usize>,
@@ -667,7 +851,7 @@ impl LlamaCppBackend {
                 "token id {bad} is outside the vocabulary ({n_vocab})"
             )));
         }
-        self.ctx.clear_kv_cache();
+        self.reset_cache();
         // The last target is never an input: feed tokens[..targets.end - 1].
         let inputs = &tokens[..targets.end - 1];
         let (size, sinks) = shift.map_or((self.window, 0), |s| (s.size, s.sinks));

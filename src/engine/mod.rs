@@ -5,6 +5,7 @@
 pub mod fused;
 pub mod llama;
 pub mod model_store;
+pub mod pack;
 pub mod remote;
 pub mod window;
 
@@ -83,6 +84,10 @@ pub enum EngineError {
     Config(String),
     #[error("remote server: {0}")]
     Remote(String),
+    /// What a [`pack::Recorder`] answers a forward pass with: the request was noted for
+    /// packing. Never reaches a user (the work it stops is thrown away).
+    #[error("the forward pass was deferred to be packed with other documents'")]
+    Deferred,
     /// The server could not be reached even after retries: every further document would fail
     /// the same way, so runs stop (and resume later) instead of skipping documents.
     #[error("remote server unavailable: {0}")]
@@ -215,6 +220,18 @@ pub trait Backend {
     fn parallelism(&self) -> usize {
         1
     }
+
+    /// How many short documents the backend can run in one decode batch
+    /// ([`pack`]); `None` (the default) runs every document alone.
+    fn pack_limits(&self) -> Option<pack::PackLimits> {
+        None
+    }
+
+    /// Announces the forward passes ([`Backend::evaluate`] calls) the next documents will ask
+    /// for, in order, so that a backend with [`Backend::pack_limits`] runs them together; the
+    /// answers are those of the same calls one at a time (within the attention tolerance of
+    /// docs/method.md). Replaces earlier plans. The default ignores it.
+    fn plan(&mut self, _requests: Vec<pack::Request>) {}
 }
 
 /// A boxed backend is a backend (the command line picks embedded or remote at run time).
@@ -264,6 +281,12 @@ impl<B: Backend + ?Sized> Backend for Box<B> {
     }
     fn parallelism(&self) -> usize {
         (**self).parallelism()
+    }
+    fn pack_limits(&self) -> Option<pack::PackLimits> {
+        (**self).pack_limits()
+    }
+    fn plan(&mut self, requests: Vec<pack::Request>) {
+        (**self).plan(requests)
     }
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use crate::engine::pack::{Recorder, Request};
 use crate::engine::Backend;
 
 /// Runs `work` on every item with the given backends (a main model and maybe a reference), and
@@ -13,13 +14,17 @@ use crate::engine::Backend;
 ///
 /// When every backend can [`Backend::fork`] and wants more than one document in flight, items
 /// are worked on by that many threads, each with its own forks, and at most twice as many are
-/// held at once; otherwise everything runs here, one item after another. `sink` always runs on
-/// the calling thread; an error from it stops the run (items in flight are finished and dropped).
+/// held at once; otherwise everything runs here, one item after another: with `pack`, and a
+/// first backend that packs short documents ([`Backend::pack_limits`]), a few items are read
+/// ahead and their forward passes announced to the backends first ([`announce`]). `sink` always
+/// runs on the calling thread; an error from it stops the run (items in flight are finished and
+/// dropped).
 pub fn for_each_ordered<T, R, E>(
     backends: &mut [&mut dyn Backend],
     items: impl Iterator<Item = T>,
     work: impl Fn(&mut [&mut dyn Backend], &T) -> R + Sync,
     mut sink: impl FnMut(&dyn Backend, T, R) -> Result<(), E>,
+    pack: bool,
 ) -> Result<(), E>
 where
     T: Send,
@@ -39,11 +44,33 @@ where
         None
     };
     let Some(forks) = forks else {
-        for item in items {
-            let r = work(backends, &item);
-            sink(&*backends[0], item, r)?;
+        let limits = backends.first().and_then(|b| b.pack_limits());
+        let Some(limits) = limits.filter(|l| pack && l.is_active()) else {
+            for item in items {
+                let r = work(backends, &item);
+                sink(&*backends[0], item, r)?;
+            }
+            return Ok(());
+        };
+        let mut items = items.fuse();
+        let result = loop {
+            let ahead: Vec<T> = items.by_ref().take(limits.lookahead()).collect();
+            if ahead.is_empty() {
+                break Ok(());
+            }
+            announce(backends, &ahead, &work);
+            let sunk = ahead.into_iter().try_for_each(|item| {
+                let r = work(backends, &item);
+                sink(&*backends[0], item, r)
+            });
+            if sunk.is_err() {
+                break sunk;
+            }
+        };
+        for b in backends.iter_mut() {
+            b.plan(Vec::new());
         }
-        return Ok(());
+        return result;
     };
 
     let (job_tx, job_rx) = mpsc::sync_channel::<(u64, T)>(n);
@@ -105,6 +132,35 @@ where
         drop(job_tx);
         outcome
     })
+}
+
+/// Tells each backend the forward passes the work on `items` will ask of it ([`Backend::plan`]),
+/// found by running the work against [`Recorder`]s, whose answers stop it at its first forward
+/// pass (what it returns then is dropped; the work must have no other effect).
+fn announce<T, R>(
+    backends: &mut [&mut dyn Backend],
+    items: &[T],
+    work: &impl Fn(&mut [&mut dyn Backend], &T) -> R,
+) {
+    let mut noted: Vec<Vec<Request>> = vec![Vec::new(); backends.len()];
+    for item in items {
+        let mut recorders: Vec<Recorder> = backends
+            .iter()
+            .map(|b| Recorder::new(&**b, b.pack_limits()))
+            .collect();
+        let mut refs: Vec<&mut dyn Backend> = recorders
+            .iter_mut()
+            .map(|r| r as &mut dyn Backend)
+            .collect();
+        drop(work(&mut refs, item));
+        drop(refs);
+        for (n, r) in noted.iter_mut().zip(recorders) {
+            n.extend(r.requests);
+        }
+    }
+    for (b, requests) in backends.iter_mut().zip(noted) {
+        b.plan(requests);
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +264,7 @@ pub(crate) mod tests {
                 got.push((x, y));
                 Ok(())
             },
+            false,
         );
         (got, r)
     }

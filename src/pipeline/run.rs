@@ -33,6 +33,11 @@ pub trait Unit {
     fn source(&self) -> &str;
     /// 1-based line (or row) in [`Unit::source`]; 0 when the unit is a whole file.
     fn line(&self) -> u64;
+    /// Whether the flow may announce the unit's forward pass before working on it, so that a
+    /// backend packs short units together ([`crate::engine::pack`]): the unit's work must then
+    /// be free of effects other than its result (it runs once more, stopped at its first
+    /// forward pass). Documents are; trajectories (long, rendered, scored selectively) are not.
+    const PACKABLE: bool = false;
     /// Problems the reader worked around, logged when the unit is worked on.
     fn warnings(&self) -> &[String] {
         &[]
@@ -48,6 +53,7 @@ pub trait Unit {
 
 impl Unit for Document {
     const KIND: &'static str = "document";
+    const PACKABLE: bool = true;
     fn id(&self) -> &str {
         &self.id
     }
@@ -78,6 +84,7 @@ impl Unit for Trajectory {
 /// A unit tagged with a number of the pipeline's own (e.g. profile's global document index).
 impl<U: Unit> Unit for (u64, U) {
     const KIND: &'static str = U::KIND;
+    const PACKABLE: bool = U::PACKABLE;
     fn id(&self) -> &str {
         self.1.id()
     }
@@ -295,7 +302,7 @@ impl<'r> Flow<'r> {
                 reporter.update(log);
                 Ok(())
             };
-        let result = for_each_ordered(backends, items, work, sink);
+        let result = for_each_ordered(backends, items, work, sink, U::PACKABLE);
         reporter.finish(log);
         result
     }

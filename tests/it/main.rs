@@ -19,6 +19,7 @@ mod golden_eval;
 mod hostile_inputs;
 mod input_forms;
 mod inputs;
+mod packing;
 mod profile_cli;
 mod proxy_metrics;
 mod real_model;
