@@ -34,15 +34,36 @@ fn with_path(path: &Path, e: io::Error) -> io::Error {
 /// temporary file, so the file is recognisable (`.NAME.XXXXXX.part`) and held under the
 /// operating system's advisory lock while written: the next write of the same output removes
 /// every such file of it that no live process holds.
+///
+/// A destination that exists and is not a regular file (`/dev/null`, a named pipe, a terminal)
+/// is written in place: renaming over it would replace the device or pipe itself with a file
+/// (for root, `-o /dev/null` would turn the machine's `/dev/null` into a regular file).
 pub struct AtomicFile {
     dest: PathBuf,
     /// `None` once committed.
-    inner: Option<BufWriter<tempfile::NamedTempFile>>,
+    inner: Option<Target>,
+}
+
+/// Where an [`AtomicFile`]'s bytes go until it is committed.
+enum Target {
+    Temporary(BufWriter<tempfile::NamedTempFile>),
+    /// A special file (device, pipe), written as it is.
+    InPlace(BufWriter<std::fs::File>),
 }
 
 impl AtomicFile {
     /// Starts writing `dest`, creating its parent directories if they are missing.
     pub fn create(dest: &Path) -> io::Result<Self> {
+        if std::fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(|e| with_path(dest, e))?;
+            return Ok(Self {
+                dest: dest.to_path_buf(),
+                inner: Some(Target::InPlace(BufWriter::with_capacity(BUF_SIZE, file))),
+            });
+        }
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -68,7 +89,7 @@ impl AtomicFile {
         }
         Ok(Self {
             dest: dest.to_path_buf(),
-            inner: Some(BufWriter::with_capacity(BUF_SIZE, tmp)),
+            inner: Some(Target::Temporary(BufWriter::with_capacity(BUF_SIZE, tmp))),
         })
     }
 
@@ -80,7 +101,10 @@ impl AtomicFile {
     /// Flushes, fsyncs and renames the file onto its destination, replacing any file there.
     pub fn commit(mut self) -> io::Result<()> {
         let dest = self.dest.clone();
-        let inner = self.inner.take().expect("present until commit");
+        let inner = match self.inner.take().expect("present until commit") {
+            Target::Temporary(inner) => inner,
+            Target::InPlace(mut file) => return file.flush().map_err(|e| with_path(&dest, e)),
+        };
         let tmp = inner
             .into_inner()
             .map_err(|e| with_path(&dest, e.into_error()))?;
@@ -109,8 +133,11 @@ impl AtomicFile {
         Ok(())
     }
 
-    fn writer(&mut self) -> &mut BufWriter<tempfile::NamedTempFile> {
-        self.inner.as_mut().expect("present until commit")
+    fn writer(&mut self) -> &mut dyn Write {
+        match self.inner.as_mut().expect("present until commit") {
+            Target::Temporary(w) => w,
+            Target::InPlace(w) => w,
+        }
     }
 }
 
@@ -364,6 +391,29 @@ mod tests {
     use super::*;
     use std::io::Read;
 
+    #[cfg(unix)]
+    #[test]
+    fn a_special_file_is_written_in_place_never_replaced() {
+        use std::os::unix::fs::FileTypeExt;
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("rows.jsonl");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+        };
+        let mut out = create_output(Some(&fifo)).unwrap();
+        out.write_all(b"{\"id\": 1}\n").unwrap();
+        out.finish().unwrap();
+        // Checked before joining the reader, which would wait forever on a replaced pipe.
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "the pipe was replaced: {kind:?}");
+        assert_eq!(reader.join().unwrap(), "{\"id\": 1}\n");
+        assert_eq!(files_in(d.path()), ["rows.jsonl"], "no temporary file left");
+    }
+
     fn files_in(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
@@ -415,7 +465,10 @@ mod tests {
         let mut live = AtomicFile::create(&dest).unwrap();
         live.write_all(b"live").unwrap();
         live.flush().unwrap();
-        let live_tmp = live.writer().get_ref().path().to_path_buf();
+        let Some(Target::Temporary(tmp)) = &live.inner else {
+            panic!("a new file is written through a temporary file")
+        };
+        let live_tmp = tmp.get_ref().path().to_path_buf();
         std::fs::File::options()
             .write(true)
             .open(&live_tmp)
