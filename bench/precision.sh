@@ -16,7 +16,7 @@ OUT=bench/results/precision-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 echo "load at start: $(uptime)" | tee "$OUT/load.txt"
 for p in $PRECISIONS; do
-  $H eval -T "$INPUT" --preset "$PRESET" --precision "$p" -t "$THREADS" --log error \
+  $H eval -T "$INPUT" --preset "$PRESET" --precision "$p" -t "$THREADS" --window-policy strided --log error \
     -o "$OUT/rows-$p.jsonl" --summary "$OUT/summary-$p.json"
   echo "after $p: $(uptime)" | tee -a "$OUT/load.txt"
 done

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The two window policies side by side (docs/benchmarks.md "Long trajectories: window policies",
 # docs/method.md "Texts longer than the window"):
-#   bash bench/window_policy.sh            (THREADS=2 REPS=3 WINDOWS="1024 2048" by default)
-# 1. metrics: `hesnr eval -T examples/trajectories --preset full` at each of WINDOWS under
+#   bash bench/window_policy.sh            (THREADS=2 REPS=3 WINDOWS="1024 2048 default" by default)
+# 1. metrics: `hesnr eval -T examples/trajectories --preset full` at each of WINDOWS (default:
+#    1024, 2048 and the model's own window) under
 #    strided (stride = window/2), shift with 4 sink tokens and shift without sinks: HE-SNR, PPL, |H|
 # 2. speed and memory: the ~30K-token trajectory of bench/make_long_trajectory.py at the default
 #    window (the model's 8192), strided and shift alternated REPS times under /usr/bin/time -v;
@@ -12,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}
 REPS=${REPS:-3}
-WINDOWS=${WINDOWS-"1024 2048"}   # WINDOWS="" skips the metrics step
+WINDOWS=${WINDOWS-"1024 2048 default"}   # WINDOWS="" skips the metrics step; "default" = the model's own window
 SPEED=${SPEED:-1}
 H=${HESNR_BIN:-./target/release/hesnr}
 OUT=bench/results/window-$(date +%Y%m%d-%H%M%S)
@@ -25,7 +26,8 @@ for w in $WINDOWS; do
       shift) flags="--window-policy shift --sink-tokens 4" ;;
       shift0) flags="--window-policy shift --sink-tokens 0" ;;
     esac
-    $H eval -T examples/trajectories --preset full --window "$w" -t "$THREADS" $flags --log error \
+    wflag="--window $w"; [ "$w" = default ] && wflag=""
+    $H eval -T examples/trajectories --preset full $wflag -t "$THREADS" $flags --log error \
       -o /dev/null --summary "$OUT/metrics-$w-$p.json"
   done
 done
@@ -57,7 +59,8 @@ for w in windows:
         s = j(f"metrics-{w}-{p}.json")
         pre = s["presets"][0] if "presets" in s else s
         rows[p] = (metric(pre, "scored_tokens", "tokens"), metric(pre, "he_snr"), metric(pre, "ppl"), metric(pre, "decision_tokens", "h_count"))
-    for p, label in [("strided", f"strided, stride {int(w)//2}"), ("shift", "shift, 4 sinks"), ("shift0", "shift, no sinks")]:
+    stride = "window/2" if w == "default" else int(w) // 2
+    for p, label in [("strided", f"strided, stride {stride}"), ("shift", "shift, 4 sinks"), ("shift0", "shift, no sinks")]:
         n, he, ppl, h = rows[p]
         print(f"| {w} | {label} | {n} | {he:.5f} | {ppl:.4f} | {h} | {100*(he/rows['strided'][1]-1):+.2f}% | {100*(ppl/rows['strided'][2]-1):+.2f}% |")
 if speed:

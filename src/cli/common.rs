@@ -119,12 +119,13 @@ pub struct MetricArgs {
     /// HE-SNR averaging: over all decision tokens, or the mean of per-document means
     #[arg(long, value_enum, default_value = "pooled")]
     pub pooling: PoolingArg,
-    /// How texts longer than the window are scored. `strided`: overlapping windows every --stride
-    /// tokens, each a fresh sequence (most tokens decoded twice with the default stride).
-    /// `shift`: every token decoded once through a sliding KV cache of --window tokens that keeps
-    /// the first --sink-tokens tokens, each token with at least the window minus
-    /// min(512, window/4) tokens of context (not with --remote).
-    /// E.g. `--window 2048 --window-policy shift --sink-tokens 4` [default: strided]
+    /// How texts longer than the window are scored. `shift`: every token decoded once through a
+    /// sliding KV cache of --window tokens that keeps the first --sink-tokens tokens, each token
+    /// with at least the window minus min(512, window/4) tokens of context. `strided`:
+    /// overlapping windows every --stride tokens, each a fresh sequence (most tokens decoded
+    /// twice with the default stride). E.g. `--window 2048 --window-policy strided --stride 512`
+    /// [default: shift; strided with --remote, with --stride, or for a model whose cache cannot
+    /// shift]
     #[arg(long, value_enum)]
     pub window_policy: Option<WindowPolicyArg>,
     /// Strided policy: distance between window starts [default: half the window]

@@ -231,6 +231,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     });
     let mut totals = EvalTotals::new(&presets, metrics);
     let proxy_template = args.metric.proxy_columns(backend.as_ref())?;
+    let precision = backend.info().precision.clone();
     let mut proxy = vec![proxy_template; presets.len()];
     let mut flow = Flow::new(&spinner);
     let mut explained = false;
@@ -255,7 +256,10 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             .map(|(j, columns)| columns.document(evaluated.scored_positions(j)))
             .collect();
         if let Some(out) = rows_out.as_mut() {
-            for (mut row, values) in eval::rows(&traj, &evaluated).into_iter().zip(proxy_values) {
+            for (mut row, values) in eval::rows(&traj, &evaluated, &precision)
+                .into_iter()
+                .zip(proxy_values)
+            {
                 row.proxy = values;
                 out.write(&row)?;
             }

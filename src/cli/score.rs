@@ -119,6 +119,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     let mut backend = load_model(&args.model)?;
     let settings = args.metric.settings(&backend)?;
     let mut proxy = args.metric.proxy_columns(backend.as_ref())?;
+    let precision = backend.info().precision.clone();
 
     let mut totals = RunTotals::new(metrics);
     let spinner = Spinner::new(|log| {
@@ -149,6 +150,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
                 tokens: scored.tokens.ids.len(),
                 metrics: scored.acc.summary(),
                 proxy: proxy_values,
+                precision: precision.clone(),
                 metadata: doc.metadata.clone(),
             })?;
         }

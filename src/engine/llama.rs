@@ -43,9 +43,11 @@ pub struct LlamaOptions {
     pub ubatch: usize,
     /// Layers to offload to a GPU (only with the `cuda` feature).
     pub gpu_layers: u32,
-    /// Flash attention (default): much faster on long windows; results then move by ~1e-4
-    /// (relative) if the decode chunk size (`ubatch`) changes. Off = plain attention over an F32
-    /// KV cache, bit-identical for any chunking.
+    /// Flash attention (the command line's default; off in `Default`, the exact setting): 1.5x
+    /// faster at 512-token documents, 1.75x at 2,048 and 2.1x on an 8K window on a 2-core CPU
+    /// (docs/benchmarks.md, "Flash or plain attention"); results then move by ~1e-4 (relative)
+    /// if the decode chunk size (`ubatch`) changes. Off = plain attention over an F32 KV cache,
+    /// bit-identical for any chunking.
     pub flash_attention: bool,
     /// Most short documents run together in one decode batch, each its own sequence
     /// ([`super::pack`]); 1 runs every document alone.
@@ -683,12 +685,29 @@ impl LlamaCppBackend {
         &mut self,
         members: &[&Request],
     ) -> Result<Vec<Vec<PositionStats>>, EngineError> {
-        let result = self.forward_pack_once(members);
+        self.zeroing_after_failure(|b| b.forward_pack_once(members))
+    }
+
+    /// Runs one pass; if it fails, zeroes the whole KV cache, which the pass may have left with
+    /// non-finite values (see [`Self::reset_cache`]): the next pass must not meet them.
+    fn zeroing_after_failure<T>(
+        &mut self,
+        pass: impl FnOnce(&mut Self) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        let result = pass(self);
         if result.is_err() {
-            // See reset_cache: the next pass must not meet what this one left.
             self.ctx.clear_kv_cache();
         }
         result
+    }
+
+    /// One decode call; returns how long it took in milliseconds, for the caller's debug log.
+    fn decode(&mut self, batch: &mut LlamaBatch) -> Result<u64, EngineError> {
+        let t0 = std::time::Instant::now();
+        self.ctx
+            .decode(batch)
+            .map_err(|e| EngineError::Forward(e.to_string()))?;
+        Ok(t0.elapsed().as_millis() as u64)
     }
 
     fn forward_pack_once(
@@ -725,14 +744,11 @@ impl LlamaCppBackend {
                     )
                     .map_err(|e| EngineError::Forward(e.to_string()))?;
             }
-            let t0 = std::time::Instant::now();
-            self.ctx
-                .decode(&mut batch)
-                .map_err(|e| EngineError::Forward(e.to_string()))?;
+            let ms = self.decode(&mut batch)?;
             tracing::debug!(
                 documents = members.len(),
                 tokens = chunk.len(),
-                ms = t0.elapsed().as_millis() as u64,
+                ms,
                 "decode (packed)"
             );
             let rows: Vec<(usize, u32, &[f32])> = chunk
@@ -811,12 +827,7 @@ impl LlamaCppBackend {
         shift: Option<Shift>,
         rows: impl FnMut(&[(usize, &[f32])]) -> Result<(), EngineError>,
     ) -> Result<(), EngineError> {
-        let result = self.forward_once(tokens, targets, wanted, shift, rows);
-        if result.is_err() {
-            // See reset_cache: the next pass must not meet what this one left.
-            self.ctx.clear_kv_cache();
-        }
-        result
+        self.zeroing_after_failure(|b| b.forward_once(tokens, targets, wanted, shift, rows))
     }
 
     fn forward_once(
@@ -884,16 +895,8 @@ impl LlamaCppBackend {
                     )
                     .map_err(|e| EngineError::Forward(e.to_string()))?;
             }
-            let t0 = std::time::Instant::now();
-            self.ctx
-                .decode(&mut batch)
-                .map_err(|e| EngineError::Forward(e.to_string()))?;
-            tracing::debug!(
-                evict = step.evict,
-                tokens = chunk.len(),
-                ms = t0.elapsed().as_millis() as u64,
-                "decode"
-            );
+            let ms = self.decode(&mut batch)?;
+            tracing::debug!(evict = step.evict, tokens = chunk.len(), ms, "decode");
             let chunk_rows: Vec<(usize, &[f32])> = chunk
                 .clone()
                 .filter(|&i| is_wanted(i + 1))

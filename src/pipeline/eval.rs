@@ -214,14 +214,20 @@ pub struct TrajectoryRow<'a> {
     #[serde(flatten)]
     pub proxy: ProxyValues,
     pub clean: &'a CleanStats,
+    /// The weights' precision the numbers were computed in ([`ModelInfo::precision`]).
+    pub precision: &'a str,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub warnings: &'a [String],
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<&'a serde_json::Value>,
 }
 
-/// The rows of one evaluated trajectory, one per preset.
-pub fn rows<'a>(traj: &'a Trajectory, eval: &'a EvaluatedTrajectory) -> Vec<TrajectoryRow<'a>> {
+/// The rows of one evaluated trajectory, one per preset, computed in `precision`.
+pub fn rows<'a>(
+    traj: &'a Trajectory,
+    eval: &'a EvaluatedTrajectory,
+    precision: &'a str,
+) -> Vec<TrajectoryRow<'a>> {
     eval.presets
         .iter()
         .map(|r| TrajectoryRow {
@@ -234,6 +240,7 @@ pub fn rows<'a>(traj: &'a Trajectory, eval: &'a EvaluatedTrajectory) -> Vec<Traj
             metrics: r.acc.summary(),
             proxy: ProxyValues::default(),
             clean: &r.clean,
+            precision,
             warnings: &traj.warnings,
             metadata: traj.metadata.as_ref(),
         })

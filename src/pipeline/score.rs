@@ -51,6 +51,9 @@ pub struct DocumentRow {
     /// The registry metrics asked for with `--metrics` (null where unavailable).
     #[serde(flatten)]
     pub proxy: ProxyValues,
+    /// The weights' precision the numbers were computed in ([`ModelInfo::precision`]), so that
+    /// rows of runs in different precisions stay told apart once concatenated.
+    pub precision: String,
     /// The input record's `metadata`, passed through so rows can be joined and filtered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metadata: Option<serde_json::Value>,

@@ -29,9 +29,7 @@ use crate::data::trajectory::read::{
 use crate::data::trajectory::render::TemplateChoice;
 use crate::data::trajectory::Trajectory;
 use crate::data::{self, digest, AtomicFile, Document, ReaderOptions};
-#[cfg(test)]
-use crate::engine::window::PolicyKind;
-use crate::engine::window::PolicyRequest;
+use crate::engine::window::{Policy, PolicyKind, PolicyRequest};
 use crate::engine::{model_store, Backend, EngineError};
 use crate::metrics::proxy::{self, ProxyContext};
 use crate::metrics::{
@@ -494,6 +492,9 @@ struct CacheMeta {
     /// The model's vocabulary size (for the normalised entropy).
     #[serde(default)]
     vocab_size: usize,
+    /// The weights' precision it was scored in (absent in entries written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    precision: Option<String>,
 }
 
 struct Scored {
@@ -732,8 +733,9 @@ pub const TRACKED_METRICS: [Metric; 7] = [
 /// fingerprint and the run's settings. Part of every cache key, so its JSON text must stay the
 /// same from version to version, or every cache entry is scored again (a test pins it).
 ///
-/// A strided request (the default) writes the text earlier versions wrote (their only policy), so
-/// their caches stay valid; a shift request adds `window_policy` and `sinks`.
+/// `opts.policy` is decided ([`PolicyRequest::decided`], as [`run_track`] makes it). The strided
+/// policy writes the text earlier versions wrote (their only policy), so their caches stay valid;
+/// the shift policy adds `window_policy` and `sinks`.
 fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::Value {
     let mut fp = serde_json::json!({
         "set": set,
@@ -743,9 +745,9 @@ fn run_fingerprint(set: serde_json::Value, opts: &TrackOptions) -> serde_json::V
         "engine": opts.engine,
         "version": CACHE_VERSION,
     });
-    if !opts.policy.is_strided() {
+    if opts.policy.kind == Some(PolicyKind::Shift) {
         fp["window_policy"] = serde_json::json!("shift");
-        fp["sinks"] = serde_json::json!(opts.policy.sinks);
+        fp["sinks"] = serde_json::json!(opts.policy.sinks.unwrap_or(Policy::DEFAULT_SINKS));
     }
     fp
 }
@@ -777,6 +779,13 @@ pub fn run_track(
     load: &mut ModelLoader,
     log: &mut dyn FnMut(&Checkpoint, CheckpointEvent, &str),
 ) -> Result<TrackReport, TrackError> {
+    // One window policy for every checkpoint, so that their numbers compare: the default (shift)
+    // only when none is served (a server cannot shift a cache for hesnr).
+    let all_local = manifest.checkpoints.iter().all(|c| c.remote.is_none());
+    let opts = &TrackOptions {
+        policy: opts.policy.decided(all_local),
+        ..opts.clone()
+    };
     let fingerprint = run_fingerprint(set.fingerprint()?, opts);
     let mut results = Vec::with_capacity(manifest.checkpoints.len());
     for c in &manifest.checkpoints {
@@ -828,6 +837,7 @@ pub fn run_track(
                         context_tokens,
                         positions_sha256: String::new(),
                         vocab_size,
+                        precision: Some(backend.info().precision.clone()),
                     },
                     units: units.into_iter().map(|(_, p)| p).collect(),
                 };
@@ -870,6 +880,7 @@ fn build_report(
                 model: c.model.display().to_string(),
                 step: c.step,
                 stage: c.stage.clone(),
+                precision: s.meta.precision.clone(),
                 downstream: c.downstream.clone(),
                 summary: acc.summary(),
                 entropy_hist: acc.entropy_hist.clone(),
@@ -1367,7 +1378,11 @@ mod tests {
             kind: Some(PolicyKind::Strided),
             ..PolicyRequest::default()
         };
-        assert_eq!(key(strided), key(PolicyRequest::default()));
+        // The default, decided: strided when a checkpoint is served, shift with 4 sinks when not.
+        let default = PolicyRequest::default();
+        assert_eq!(key(strided), key(default.decided(false)));
+        assert_eq!(key(shift(Some(4))), key(default.decided(true)));
+        assert_eq!(key(shift(Some(4))), key(shift(None)));
         assert!(!fp_with(strided).to_string().contains("window_policy"));
         let keys = [key(strided), key(shift(Some(4))), key(shift(Some(0)))];
         for a in 0..keys.len() {
@@ -1486,6 +1501,7 @@ mod tests {
             model: String::new(),
             step: None,
             stage: Some(stage.into()),
+            precision: Some("f32".into()),
             downstream: BTreeMap::new(),
             summary: s,
             entropy_hist: Vec::new(),

@@ -21,6 +21,9 @@ pub struct CheckpointResult {
     pub step: Option<f64>,
     /// Training stage label, e.g. `32k` or `128k` (context-extension stages).
     pub stage: Option<String>,
+    /// The weights' precision the checkpoint was scored in (`f32`, `bf16`, `as-is`, `server`);
+    /// `None` for cache entries written before it was recorded.
+    pub precision: Option<String>,
     /// Downstream scores by name (e.g. `swebench_verified`), where known.
     pub downstream: BTreeMap<String, f64>,
     /// The pooled metrics over the evaluation set at the run's eps.

@@ -131,6 +131,12 @@ fn summary_pools_the_documents_exactly() {
         .map(|r| r["scored_tokens"].as_u64().unwrap())
         .sum();
     assert_eq!(summary["scored_tokens"].as_u64().unwrap(), scored);
+    // The tiny model is an F32 file, run as it is.
+    assert_eq!(summary["model"]["precision"], "as-is");
+    assert!(
+        rows.iter().all(|r| r["precision"] == "as-is"),
+        "every row names its precision"
+    );
     let nll: f64 = rows
         .iter()
         .map(|r| r["mean_nll"].as_f64().unwrap() * r["scored_tokens"].as_f64().unwrap())
@@ -406,4 +412,51 @@ fn the_python_package_hooks_write_a_model_and_json_progress() {
         (Some(2), Some(1))
     );
     assert!(last["tokens"].as_u64().unwrap() > 0);
+}
+
+/// A text longer than the window is decoded once through a shifting cache unless another policy
+/// is asked for: the default's rows are those of `--window-policy shift`, and the summary says so.
+#[test]
+fn texts_longer_than_the_window_shift_by_default() {
+    let input = write(
+        "long-default.jsonl",
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "long", "text": CODE.repeat(6)})
+        )
+        .as_bytes(),
+    );
+    let model = model();
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["score", &input, "-m", &model, "--window", "64", "--json"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        let out = hesnr(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let default = run(&[]);
+    assert!(
+        default["tokens"].as_u64().unwrap() > 128,
+        "longer than two windows"
+    );
+    assert_eq!(default["settings"]["window_policy"], "shift");
+    assert_eq!(default["settings"]["sinks"], 4);
+    let shift = run(&["--window-policy", "shift"]);
+    let strided = run(&["--window-policy", "strided"]);
+    assert_eq!(strided["settings"]["window_policy"], "strided");
+    assert_eq!(default["mean_nll"], shift["mean_nll"]);
+    assert_ne!(
+        default["mean_nll"], strided["mean_nll"],
+        "the policies differ on long texts"
+    );
+    // A stride asks for the strided policy.
+    let with_stride = run(&["--stride", "32"]);
+    assert_eq!(with_stride["settings"]["window_policy"], "strided");
+    assert_eq!(with_stride["mean_nll"], strided["mean_nll"]);
 }

@@ -479,6 +479,11 @@ fn check_counts_what_eval_scores_and_skips_what_eval_skips() {
     let evaluated = read_rows(&eval_rows);
     assert_eq!(checked.len(), 7);
     assert_eq!(evaluated.len(), 7 * Preset::ALL.len());
+    // The tiny model is an F32 file, run as it is.
+    assert!(
+        evaluated.iter().all(|r| r["precision"] == "as-is"),
+        "every row names its precision"
+    );
     let mut compared = 0;
     for c in &checked {
         for p in c["presets"].as_array().unwrap() {

@@ -101,11 +101,14 @@ fn checkpoints_served_remotely_give_the_same_table() {
     let dir = scratch().join("remote");
     let models = checkpoints();
     let set = eval_set(&dir, 3);
-    let (embedded, _) = track(
+    // Served checkpoints are scored with the strided window policy (a server cannot shift a
+    // cache for hesnr); the embedded run asks for it, so that the two compare.
+    let (embedded, _) = track_with(
         &manifest(&dir, &models),
         &set,
         &dir.join("cache-a"),
         &dir.join("out-a"),
+        &["--window-policy", "strided"],
     );
     // The same checkpoints, each behind its own `hesnr serve`; the GGUFs give the tokenizer.
     let servers: Vec<Server> = models
@@ -136,7 +139,30 @@ fn checkpoints_served_remotely_give_the_same_table() {
         remote["checkpoints"].as_array().unwrap(),
     );
     assert_eq!(a.len(), 3);
+    // Each checkpoint says what it was computed in, on the page and in the tables too.
+    let csv = std::fs::read_to_string(dir.join("out-a").join("checkpoints.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "precision")
+        .expect("a precision column");
+    // The tiny checkpoints are F32 files, run as they are.
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(col) == Some("as-is")),
+        "{csv}"
+    );
+    let html = std::fs::read_to_string(dir.join("out-b").join("report.html")).unwrap();
+    assert!(
+        html.contains("&middot; server</div>"),
+        "no precision on the page"
+    );
     for (ca, cb) in a.iter().zip(b) {
+        assert_eq!(
+            (&ca["precision"], &cb["precision"]),
+            (&"as-is".into(), &"server".into())
+        );
         assert_eq!(
             ca["summary"]["scored_tokens"],
             cb["summary"]["scored_tokens"]

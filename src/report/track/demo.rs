@@ -110,6 +110,7 @@ pub fn demo_report() -> TrackReport {
                 model: format!("checkpoints/run-7/step-{step:05}.gguf"),
                 step: Some(step),
                 stage: Some(if i < 5 { "32k" } else { "128k" }.to_string()),
+                precision: Some("f32".to_string()),
                 downstream,
                 summary: Summary {
                     documents: 7,

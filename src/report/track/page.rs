@@ -105,6 +105,7 @@ fn leaderboard(r: &TrackReport) -> Vec<Board<'_>> {
 struct Row<'a> {
     name: &'a str,
     model: &'a str,
+    precision: Option<&'a str>,
     step: Option<f64>,
     stage: Option<&'a str>,
     tax: bool,
@@ -228,6 +229,7 @@ fn rows(r: &TrackReport) -> Vec<Row<'_>> {
         .map(|(c, tax)| Row {
             name: &c.name,
             model: &c.model,
+            precision: c.precision.as_deref(),
             step: c.step,
             stage: c.stage.as_deref(),
             tax,
