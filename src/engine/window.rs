@@ -67,9 +67,11 @@ impl PolicyRequest {
     ///
     /// The default is shift where the backend can: every token decoded once, each with more
     /// context (docs/method.md, "Texts longer than the window": on texts longer than the window
-    /// it was 1.23x faster on a 30K-token trajectory and moved HE-SNR by at most 0.6% on the
-    /// example set). A stride asks for the strided policy; a backend that cannot shift (a remote
-    /// server, a recurrent model) gets it too.
+    /// it was 1.18x faster on a 30K-token trajectory, median of three quiet pairs, and moved
+    /// HE-SNR by at most 0.6% on the example set). A stride asks for the strided policy; a
+    /// backend that cannot shift (a remote server, a recurrent model) gets it too. `track`
+    /// decides once for all checkpoints, so a local model that cannot shift fails there with
+    /// the advice to pass `--window-policy strided`.
     pub fn kind_for(&self, can_shift: bool) -> PolicyKind {
         match self.kind {
             Some(kind) => kind,
