@@ -155,6 +155,7 @@ impl RemoteBackend {
                 add_bos: false,
                 precision: "server".into(),
                 compute: String::new(),
+                kv_cache: String::new(),
                 threads: opts.concurrency.max(1),
             },
         };
@@ -548,6 +549,7 @@ pub fn probe(tokenizer: &Path, opts: &RemoteOptions) -> Result<ProbeReport, Engi
             add_bos: false,
             precision: "server".into(),
             compute: String::new(),
+            kv_cache: String::new(),
             threads: 1,
         },
     };
