@@ -120,7 +120,11 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
         metric_window: args.metric.metric_window,
         window: args.model.window,
         policy: args.metric.policy(),
-        engine: track_engine(&args.model),
+        engine: serde_json::json!({
+            "precision": args.model.precision.to_string(),
+            "exact_attention": args.model.exact_attention,
+            "ubatch": args.model.ubatch,
+        }),
         cache_dir: args
             .cache
             .clone()
@@ -182,22 +186,6 @@ const TABLE: [(Metric, usize); 4] = [
     (Metric::Ppl, 8),
     (Metric::Top1Acc, 7),
 ];
-
-/// The engine settings that change a checkpoint's cached positions (part of the cache key).
-/// Flash attention runs over an F16 KV cache since 2026-12-02 (`kv_cache`), which moves results
-/// by ~1e-5: its runs get new keys, so a cache of the F32-cache runs is scored again once; the
-/// exact setting keeps its F32 cache and its keys.
-fn track_engine(model: &ModelArgs) -> serde_json::Value {
-    let mut engine = serde_json::json!({
-        "precision": model.precision.to_string(),
-        "exact_attention": model.exact_attention,
-        "ubatch": model.ubatch,
-    });
-    if !model.exact_attention {
-        engine["kv_cache"] = "f16".into();
-    }
-    engine
-}
 
 fn print_report(r: &TrackReport) {
     let f = num4;

@@ -315,7 +315,6 @@ impl TokenizerOnly {
             add_bos: tok.add_bos(),
             precision: "none (tokenizer only)".into(),
             compute: "none (tokenizer only)".into(),
-            kv_cache: String::new(),
             threads: 1,
         };
         Ok(Self { tok, info })
@@ -427,14 +426,11 @@ impl LlamaCppBackend {
             .with_kv_unified(true)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
-            // See LlamaOptions::flash_attention. Flash attention's tiled CPU kernel reads keys
-            // and values as F16 whatever the cache holds, so an F16 cache halves it (180 MiB for
-            // the default model's 8K window) at the same speed and results within ~1e-5
-            // (docs/benchmarks.md, "Flash or plain attention"); plain attention, the exact
-            // setting, keeps the model's own F32.
+            // See LlamaOptions::flash_attention. The KV cache stays F32 either way: the model's
+            // own precision, not a 16-bit approximation of it.
             .with_flash_attention_policy(if opts.flash_attention { 1 } else { 0 })
-            .with_type_k(Self::kv_cache_type(opts.flash_attention))
-            .with_type_v(Self::kv_cache_type(opts.flash_attention));
+            .with_type_k(KvCacheType::F32)
+            .with_type_v(KvCacheType::F32);
         // SAFETY: the model is boxed (stable address) and outlives the context: both are owned by
         // the returned value, whose Drop releases the context first.
         let model_ref: &'static LlamaModel = unsafe { &*(tok.model.as_ref() as *const LlamaModel) };
@@ -455,7 +451,6 @@ impl LlamaCppBackend {
             add_bos: tok.add_bos(),
             precision: precision.to_string(),
             compute: compute_description(opts.gpu_layers),
-            kv_cache: if opts.flash_attention { "f16" } else { "f32" }.into(),
             threads,
         };
         tracing::info!(model = %info.name, precision = %info.precision, compute = %info.compute, threads, window, "model loaded");
@@ -474,15 +469,6 @@ impl LlamaCppBackend {
 }
 
 impl LlamaCppBackend {
-    /// The KV cache's element type: F16 under flash attention, F32 under plain attention.
-    fn kv_cache_type(flash_attention: bool) -> KvCacheType {
-        if flash_attention {
-            KvCacheType::F16
-        } else {
-            KvCacheType::F32
-        }
-    }
-
     /// How many documents were answered from a pack (run with others) so far.
     pub fn documents_packed(&self) -> u64 {
         self.packed

@@ -51,10 +51,6 @@ pub struct ModelInfo {
     pub precision: String,
     /// The compute backend and CPU kernel variant picked at load (e.g. `CPU (icelake)`).
     pub compute: String,
-    /// The KV cache's element type (`f16` under flash attention, `f32` under plain attention);
-    /// empty where hesnr does not run the model (a tokenizer, a remote server).
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub kv_cache: String,
     pub threads: usize,
 }
 

@@ -187,7 +187,6 @@ pub(crate) mod tests {
             add_bos: false,
             precision: String::new(),
             compute: String::new(),
-            kv_cache: String::new(),
             threads: 1,
         }
     }

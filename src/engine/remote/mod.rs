@@ -155,7 +155,6 @@ impl RemoteBackend {
                 add_bos: false,
                 precision: "server".into(),
                 compute: String::new(),
-                kv_cache: String::new(),
                 threads: opts.concurrency.max(1),
             },
         };
@@ -549,7 +548,6 @@ pub fn probe(tokenizer: &Path, opts: &RemoteOptions) -> Result<ProbeReport, Engi
             add_bos: false,
             precision: "server".into(),
             compute: String::new(),
-            kv_cache: String::new(),
             threads: 1,
         },
     };
