@@ -11,6 +11,8 @@ use clap::Args;
 use hesnr::data::trajectory::mask::{Preset, TokenRule};
 use hesnr::data::trajectory::render::TemplateChoice;
 use hesnr::data::{InputFormat, ReaderOptions};
+use hesnr::engine::llama::TokenizerOnly;
+use hesnr::engine::window::PolicyRequest;
 use hesnr::engine::{model_store, Backend};
 use hesnr::metrics::Metric;
 use hesnr::pipeline::track::{self, CheckpointEvent, EvalSet, TrackOptions};
@@ -88,6 +90,28 @@ fn parse_preset(s: &str) -> Result<Preset, String> {
     Preset::parse(s).ok_or_else(|| format!("unknown preset '{s}'"))
 }
 
+/// The run's one window policy ([`track::decide_policy`]): each local checkpoint's vocabulary
+/// (no weights) tells whether llama.cpp can shift its KV cache.
+fn window_policy(asked: PolicyRequest, manifest: &track::Manifest) -> PolicyRequest {
+    let mut architecture = String::new();
+    let (policy, strided_by) = track::decide_policy(asked, manifest, |c| {
+        let t = TokenizerOnly::load(&c.model).ok()?;
+        architecture = t.info().architecture.clone();
+        Some(t.can_shift_kv_cache())
+    });
+    if let Some(c) = strided_by {
+        let why = match c.remote {
+            Some(_) => "is served".to_string(),
+            None => format!("({architecture}) cannot shift its KV cache"),
+        };
+        eprintln!(
+            "track: checkpoint {} {why}: every checkpoint is scored with the strided window policy",
+            c.name
+        );
+    }
+    policy
+}
+
 pub fn run_track(args: TrackArgs) -> Result<()> {
     let manifest = track::read_manifest(&args.manifest)?;
     if !args.documents.is_empty() && args.draw.is_used() {
@@ -119,7 +143,7 @@ pub fn run_track(args: TrackArgs) -> Result<()> {
         selection: args.metric.selection()?,
         metric_window: args.metric.metric_window,
         window: args.model.window,
-        policy: args.metric.policy(),
+        policy: window_policy(args.metric.policy(), &manifest),
         engine: serde_json::json!({
             "precision": args.model.precision.to_string(),
             "exact_attention": args.model.exact_attention,

@@ -319,6 +319,12 @@ impl TokenizerOnly {
         };
         Ok(Self { tok, info })
     }
+
+    /// Whether llama.cpp can shift this model's KV cache (the shift window policy), known from
+    /// the architecture without loading the weights.
+    pub fn can_shift_kv_cache(&self) -> bool {
+        can_shift_kv_cache(&self.tok.model, &self.info.architecture)
+    }
 }
 
 impl Backend for TokenizerOnly {
@@ -356,6 +362,8 @@ pub struct LlamaCppBackend {
     ubatch: usize,
     /// Whether llama.cpp can shift this model's KV cache (see [`can_shift_kv_cache`]).
     can_shift: bool,
+    /// Flash attention on (see [`LlamaOptions::flash_attention`]).
+    flash_attention: bool,
     /// How short documents are packed (`None`: never).
     pack: Option<PackLimits>,
     /// The packs of the documents the flow announced ([`Backend::plan`]).
@@ -460,6 +468,7 @@ impl LlamaCppBackend {
             window,
             ubatch,
             can_shift,
+            flash_attention: opts.flash_attention,
             pack,
             packs: Packs::default(),
             packed: 0,
@@ -814,7 +823,8 @@ impl LlamaCppBackend {
     /// once, so memory does not grow with the document.
     ///
     /// With `wanted` (one flag per target), only the flagged targets get logits: the output
-    /// layer is skipped for the others.
+    /// layer is skipped for the others. Tokens after the targets are fed only under flash
+    /// attention, at most [`window::FLASH_TILE_ROWS`] - 1 of them ([`window::shift_plan_padded`]).
     ///
     /// Without `shift`, `tokens` must fit the window. With it, they may be any length: the cache
     /// of `shift.size` tokens keeps the first `shift.sinks` and evicts the oldest others as
@@ -863,13 +873,26 @@ impl LlamaCppBackend {
             )));
         }
         self.reset_cache();
-        // The last target is never an input: feed tokens[..targets.end - 1].
-        let inputs = &tokens[..targets.end - 1];
         let (size, sinks) = shift.map_or((self.window, 0), |s| (s.size, s.sinks));
+        // The last target is never an input: tokens[..targets.end - 1] are needed. Under flash
+        // attention the last chunk runs on into the tokens after the targets (never context
+        // for a target) so that its length, and the kernel, does not depend on which targets
+        // were asked for (window::FLASH_TILE_ROWS); and every chunk computes at least a few
+        // output rows (window::MIN_OUTPUT_ROWS): a position's numbers are the same whatever
+        // else is wanted.
+        let min_rows = if self.flash_attention {
+            window::FLASH_TILE_ROWS
+        } else {
+            1
+        };
+        let available = tokens.len() - 1;
+        let plan =
+            window::shift_plan_padded(targets.end - 1, available, size, self.ubatch, min_rows);
+        let inputs = &tokens[..plan.last().map_or(0, |s| s.inputs.end)];
         let mut batch = LlamaBatch::new(self.ubatch, 1);
         // Positions the cache has moved back by so far: input i sits at position i - shifted.
         let mut shifted = 0usize;
-        for step in window::shift_plan(inputs.len(), size, self.ubatch) {
+        for step in plan {
             if step.evict > 0 {
                 let (p0, p1) = (sinks as u32, (sinks + step.evict) as u32);
                 let kv = |e: llama_cpp_2::context::kv_cache::KvCacheConversionError| {
@@ -884,14 +907,17 @@ impl LlamaCppBackend {
                 shifted += step.evict;
             }
             let chunk = step.inputs;
+            // A few more rows than wanted where few are, for the same reason as the padding.
+            let wanted_here: Vec<bool> = chunk.clone().map(|i| is_wanted(i + 1)).collect();
+            let outputs = window::output_rows(&wanted_here);
             batch.clear();
-            for i in chunk.clone() {
+            for (i, &output) in chunk.clone().zip(&outputs) {
                 batch
                     .add(
                         LlamaToken(inputs[i] as i32),
                         (i - shifted) as i32,
                         &[0],
-                        is_wanted(i + 1),
+                        output,
                     )
                     .map_err(|e| EngineError::Forward(e.to_string()))?;
             }

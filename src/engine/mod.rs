@@ -160,6 +160,11 @@ pub trait Backend {
 
     /// Runs `tokens` as a fresh sequence and returns, for each t in `targets` (indices into
     /// `tokens`, all >= 1), the statistics of predicting `tokens[t]` from `tokens[..t]`.
+    ///
+    /// Tokens after the last target are never context for a target; a backend may still
+    /// decode some of them (the embedded engine does, up to 63, so that its last decode chunk
+    /// has the same attention kernel whichever targets were asked for). Here and in the other
+    /// `evaluate` methods.
     fn evaluate(
         &mut self,
         tokens: &[u32],
@@ -333,8 +338,8 @@ pub fn score_tokens(
 
 /// Scores the targets of a tokenized text that `wanted` selects (one flag per token), through
 /// the window policy: every token is still context, but only selected positions are computed,
-/// and no token after the last selected one is run (nor, under the strided policy, windows
-/// holding no selected target).
+/// and no token after the last selected one is run, beyond the few a backend may add to keep
+/// its decode chunks alike (nor, under the strided policy, windows holding no selected target).
 ///
 /// Returns one entry per position `first_target..ids.len()`, `Some` where selected. The values
 /// are those [`score_tokens`] gives at the same positions.
@@ -359,7 +364,7 @@ pub fn score_selected(
             match last {
                 Some(last) if last + 1 > windowing.size => {
                     out.extend(backend.evaluate_shifted(
-                        &tokens.ids[..last + 1],
+                        &tokens.ids,
                         first..last + 1,
                         Some(&wanted[first..last + 1]),
                         windowing.size,
@@ -380,12 +385,12 @@ pub fn score_selected(
             out.extend(std::iter::repeat_n(None, flags.len()));
             continue;
         }
-        // Run only up to the last wanted target: later tokens are not context for it.
+        // Targets end at the last wanted one: later tokens are not context for it (the backend
+        // gets them anyway and may decode a few to keep its chunks alike, Backend::evaluate).
         let last = w.targets.start + flags.iter().rposition(|&f| f).expect("one is wanted");
         let local = (w.targets.start - w.tokens.start)..(last + 1 - w.tokens.start);
-        let tokens_in = &tokens.ids[w.tokens.start..last + 1];
         out.extend(backend.evaluate_selected(
-            tokens_in,
+            &tokens.ids[w.tokens.clone()],
             local,
             &flags[..last + 1 - w.targets.start],
             k,

@@ -68,14 +68,16 @@ impl PolicyRequest {
     /// The default is shift where the backend can: every token decoded once, each with more
     /// context (docs/method.md, "Texts longer than the window": on texts longer than the window
     /// it was 1.18x faster on a 30K-token trajectory, median of three quiet pairs, and moved
-    /// HE-SNR by at most 0.6% on the example set). A stride asks for the strided policy; a
-    /// backend that cannot shift (a remote server, a recurrent model) gets it too. `track`
-    /// decides once for all checkpoints, so a local model that cannot shift fails there with
-    /// the advice to pass `--window-policy strided`.
+    /// HE-SNR by at most 0.6% on the example set). A stride asks for the strided policy, sink
+    /// tokens for the shift policy; otherwise a backend that cannot shift (a remote server, a
+    /// recurrent model) gets the strided one. `track` decides once for all checkpoints (its
+    /// command line reads each local checkpoint's architecture first).
     pub fn kind_for(&self, can_shift: bool) -> PolicyKind {
         match self.kind {
             Some(kind) => kind,
-            None if self.stride.is_some() || !can_shift => PolicyKind::Strided,
+            None if self.stride.is_some() => PolicyKind::Strided,
+            None if self.sinks.is_some() => PolicyKind::Shift,
+            None if !can_shift => PolicyKind::Strided,
             None => PolicyKind::Shift,
         }
     }
@@ -108,10 +110,14 @@ impl PolicyRequest {
                     return Err("a stride applies to the strided window policy only".into());
                 }
                 if !can_shift {
-                    return Err(
-                        "this backend cannot shift a KV cache (a remote server, or a model llama.cpp cannot shift): use --window-policy strided"
-                            .into(),
-                    );
+                    let advice = if self.kind.is_none() {
+                        "drop --sink-tokens (they ask for the shift policy)"
+                    } else {
+                        "use --window-policy strided"
+                    };
+                    return Err(format!(
+                        "this backend cannot shift a KV cache (a remote server, or a model llama.cpp cannot shift): {advice}"
+                    ));
                 }
                 Policy::Shift {
                     sinks: self.sinks.unwrap_or(Policy::DEFAULT_SINKS),
@@ -237,6 +243,65 @@ pub fn shift_plan(n_inputs: usize, size: usize, chunk: usize) -> Vec<ShiftStep> 
     steps
 }
 
+/// Fewest rows a decode chunk needs for ggml's CPU flash attention to take its tiled kernel
+/// (`GGML_FA_TILE_Q` in llama.cpp's `ggml-cpu/common.h`). A shorter chunk takes a row-by-row
+/// kernel, and a chunk of one row a split-KV one; the kernels sum in different orders, so the
+/// same position can come out ~1e-4 apart depending on how long its chunk is.
+pub const FLASH_TILE_ROWS: usize = 64;
+
+/// [`shift_plan`] for the first `n_inputs` inputs, with its last step lengthened, into the
+/// inputs up to `available`, to at least `min_rows` inputs where the plan's grid allows.
+///
+/// Why: a caller runs only up to the last position it wants, so without this the last chunk's
+/// length (and with it the attention kernel, [`FLASH_TILE_ROWS`]) would depend on which later
+/// positions were asked for, and a row could move with the presets requested. Lengthened, every
+/// wanted position's chunk has the same start, and either the same length or at least
+/// `min_rows`, whatever else is wanted. Costs at most `min_rows - 1` extra inputs a pass.
+pub fn shift_plan_padded(
+    n_inputs: usize,
+    available: usize,
+    size: usize,
+    chunk: usize,
+    min_rows: usize,
+) -> Vec<ShiftStep> {
+    let plan = shift_plan(n_inputs, size, chunk);
+    let Some(last) = plan.last() else {
+        return plan;
+    };
+    let padded_end = (last.inputs.start + min_rows).min(available);
+    if padded_end <= n_inputs {
+        return plan;
+    }
+    // The grid does not depend on the length (it is only cut there), so planning the longer
+    // run and dropping the steps that start after the wanted inputs lengthens only the last.
+    let mut padded = shift_plan(padded_end, size, chunk);
+    padded.retain(|s| s.inputs.start < n_inputs);
+    padded
+}
+
+/// Fewest output rows a decode chunk asks llama.cpp for, when it asks for any. Output rows
+/// go through the last layer's feed-forward and the output layer as one matrix multiplication,
+/// and ggml's CPU backend takes its tiled kernel (llamafile's sgemm) only from 2 rows on x86
+/// (4 on ARM); one row takes the vector kernel, which sums in another order. A position
+/// wanted alone in its chunk would then come out ~1e-7 apart from the same position computed
+/// beside others (measured on a tiny model).
+pub const MIN_OUTPUT_ROWS: usize = 4;
+
+/// Which inputs of a decode chunk get logits: the `wanted` ones and, when there are some but
+/// fewer than [`MIN_OUTPUT_ROWS`], the last others of the chunk up to that many. The caller
+/// drops the extra rows; each costs one row of the output layer.
+pub fn output_rows(wanted: &[bool]) -> Vec<bool> {
+    let mut rows = wanted.to_vec();
+    let n_wanted = wanted.iter().filter(|&&w| w).count();
+    if n_wanted > 0 {
+        let extra = MIN_OUTPUT_ROWS.saturating_sub(n_wanted);
+        for r in rows.iter_mut().rev().filter(|r| !**r).take(extra) {
+            *r = true;
+        }
+    }
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,7 +403,12 @@ mod tests {
             req(None, None, Some(2)).resolve(64, true),
             Ok(Policy::Shift { sinks: 2 })
         );
-        assert!(req(None, None, Some(2)).resolve(64, false).is_err());
+        // Sink tokens ask for the shift policy: where it cannot run, the error says to drop them.
+        let err = req(None, None, Some(2)).resolve(64, false).unwrap_err();
+        assert!(err.contains("drop --sink-tokens"), "{err}");
+        let err = req(shift, None, None).resolve(64, false).unwrap_err();
+        assert!(err.contains("use --window-policy strided"), "{err}");
+        assert_eq!(req(None, None, Some(2)).decided(false).kind, shift);
         assert_eq!(
             req(None, Some(16), None).resolve(64, true),
             Ok(Policy::Strided { stride: 16 })
@@ -387,6 +457,71 @@ mod tests {
         assert!(
             check_shift(16, 8).is_ok() && check_shift(16, 9).is_err() && check_shift(4, 0).is_err()
         );
+    }
+
+    #[test]
+    fn padded_plan_hand_computed() {
+        let step = |evict, inputs| ShiftStep { evict, inputs };
+        // 13 of 40 inputs wanted, chunks of 8, at least 6 rows: the last chunk 8..13 becomes 8..14.
+        assert_eq!(
+            shift_plan_padded(13, 40, 32, 8, 6),
+            vec![step(0, 0..8), step(0, 8..14)]
+        );
+        // Already long enough, or nothing more to feed: unchanged.
+        assert_eq!(shift_plan_padded(15, 40, 32, 8, 6), shift_plan(15, 32, 8));
+        assert_eq!(shift_plan_padded(13, 13, 32, 8, 6), shift_plan(13, 32, 8));
+        assert_eq!(shift_plan_padded(11, 12, 32, 8, 6), shift_plan(12, 32, 8));
+        // Never past the grid: chunks of 4 stay chunks of 4.
+        assert_eq!(
+            shift_plan_padded(9, 40, 32, 4, 6),
+            vec![step(0, 0..4), step(0, 4..8), step(0, 8..12)]
+        );
+        // Nor into the next segment: window 16 (block 4), the last step of the fill is 12..16.
+        assert_eq!(
+            shift_plan_padded(13, 40, 16, 6, 6),
+            vec![step(0, 0..6), step(0, 6..12), step(0, 12..16)]
+        );
+        assert!(shift_plan_padded(0, 40, 16, 6, 6).is_empty());
+    }
+
+    #[test]
+    fn output_rows_hand_computed() {
+        let (t, f) = (true, false);
+        // None wanted: none computed. Enough wanted: just those.
+        assert_eq!(output_rows(&[f, f, f, f, f]), vec![f; 5]);
+        assert_eq!(output_rows(&[t, f, t, t, t, f]), vec![t, f, t, t, t, f]);
+        // Fewer: topped up from the end of the chunk.
+        assert_eq!(output_rows(&[t, f, f, f, f, f]), vec![t, f, f, t, t, t]);
+        assert_eq!(output_rows(&[f, f, f, f, f, t]), vec![f, f, t, t, t, t]);
+        assert_eq!(output_rows(&[f, t, f, t, f, f]), vec![f, t, f, t, t, t]);
+        // A chunk shorter than that: all of it.
+        assert_eq!(output_rows(&[f, t]), vec![t, t]);
+        assert_eq!(output_rows(&[t]), vec![t]);
+    }
+
+    proptest! {
+        /// Whatever is wanted after it, a wanted input's chunk starts at the same input and is
+        /// as long, or both are at least `min_rows` long (the same attention kernel).
+        #[test]
+        fn padded_chunks_do_not_depend_on_later_wants(
+            a in 1usize..200, b in 1usize..200, extra in 0usize..100,
+            size in 8usize..80, chunk in 1usize..40, min_rows in 1usize..20,
+        ) {
+            let (n1, n2) = (a.min(b), a.max(b));
+            let available = n2 + extra;
+            let kernel = |s: &ShiftStep| (s.inputs.start, s.inputs.len().min(min_rows));
+            let short = shift_plan_padded(n1, available, size, chunk, min_rows);
+            let long = shift_plan_padded(n2, available, size, chunk, min_rows);
+            prop_assert!(short.last().is_some_and(|s| s.inputs.end >= n1 && s.inputs.end <= available));
+            prop_assert!(short.last().is_some_and(|s| s.inputs.end - n1 < min_rows.max(1)));
+            for i in 0..n1 {
+                let find = |plan: &[ShiftStep]| plan.iter().find(|s| s.inputs.contains(&i)).map(kernel);
+                prop_assert_eq!(find(&short), find(&long), "input {}", i);
+            }
+            // The steps before the last are the plain plan's.
+            let plain = shift_plan(n1, size, chunk);
+            prop_assert_eq!(&short[..short.len() - 1], &plain[..plain.len() - 1]);
+        }
     }
 
     proptest! {

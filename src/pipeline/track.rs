@@ -758,6 +758,28 @@ fn cache_key(identity: &str, fingerprint: &serde_json::Value) -> String {
     digest::sha256_hex(format!("{identity}\n{fingerprint}").as_bytes())[..32].to_string()
 }
 
+/// The window policy every checkpoint of `manifest` is scored with: the one asked for, with the
+/// default decided once for all so that their numbers compare. The default is the shift policy
+/// only when every checkpoint can shift its KV cache: none is served (a server cannot shift a
+/// cache for hesnr), and `can_shift` (from a local checkpoint's architecture; `None` when it
+/// cannot be told, left to fail where the checkpoint is scored) does not say no. Returns the
+/// decided request and the checkpoint that made the default strided, if one did.
+pub fn decide_policy(
+    asked: PolicyRequest,
+    manifest: &Manifest,
+    mut can_shift: impl FnMut(&Checkpoint) -> Option<bool>,
+) -> (PolicyRequest, Option<&Checkpoint>) {
+    // A kind, a stride or sink tokens ask for a policy of their own.
+    if asked.kind.is_some() || asked.stride.is_some() || asked.sinks.is_some() {
+        return (asked.decided(true), None);
+    }
+    let strided_by = manifest
+        .checkpoints
+        .iter()
+        .find(|c| c.remote.is_some() || can_shift(c) == Some(false));
+    (asked.decided(strided_by.is_none()), strided_by)
+}
+
 /// Loads a checkpoint's model for scoring (the CLI decides how).
 pub type ModelLoader<'a> = dyn FnMut(&Checkpoint) -> Result<Box<dyn Backend>, EngineError> + 'a;
 
@@ -779,11 +801,8 @@ pub fn run_track(
     load: &mut ModelLoader,
     log: &mut dyn FnMut(&Checkpoint, CheckpointEvent, &str),
 ) -> Result<TrackReport, TrackError> {
-    // One window policy for every checkpoint, so that their numbers compare: the default (shift)
-    // only when none is served (a server cannot shift a cache for hesnr).
-    let all_local = manifest.checkpoints.iter().all(|c| c.remote.is_none());
     let opts = &TrackOptions {
-        policy: opts.policy.decided(all_local),
+        policy: decide_policy(opts.policy, manifest, |_| None).0,
         ..opts.clone()
     };
     let fingerprint = run_fingerprint(set.fingerprint()?, opts);
@@ -1390,6 +1409,71 @@ mod tests {
                 assert_ne!(keys[a], keys[b], "requests {a} and {b}");
             }
         }
+    }
+
+    /// One policy for all checkpoints: the default is shift only when every checkpoint can
+    /// shift; a served one, or a local one whose architecture cannot, makes it strided for all.
+    #[test]
+    fn the_default_policy_is_decided_once_for_every_checkpoint() {
+        let local = |name: &str| Checkpoint {
+            name: name.into(),
+            model: PathBuf::from(format!("{name}.gguf")),
+            remote: None,
+            step: None,
+            stage: None,
+            downstream: BTreeMap::new(),
+        };
+        let served = Checkpoint {
+            remote: Some(RemoteCheckpoint {
+                url: "http://127.0.0.1:8080".into(),
+                served_model: None,
+            }),
+            ..local("served")
+        };
+        let manifest = |checkpoints: Vec<Checkpoint>| Manifest {
+            title: None,
+            checkpoints,
+        };
+        let (shift, strided) = (Some(PolicyKind::Shift), Some(PolicyKind::Strided));
+        let default = PolicyRequest::default();
+        // `mamba` cannot shift; `unknown` cannot be read (left to fail where it is scored).
+        let arch = |c: &Checkpoint| match c.name.as_str() {
+            "mamba" => Some(false),
+            "unknown" => None,
+            _ => Some(true),
+        };
+        let all_shift = manifest(vec![local("a"), local("unknown"), local("b")]);
+        let (p, by) = decide_policy(default, &all_shift, arch);
+        assert_eq!((p.kind, by), (shift, None));
+        let one_mamba = manifest(vec![local("a"), local("mamba"), local("b")]);
+        let (p, by) = decide_policy(default, &one_mamba, arch);
+        assert_eq!(
+            (p.kind, by.map(|c| c.name.as_str())),
+            (strided, Some("mamba"))
+        );
+        let one_served = manifest(vec![local("a"), served.clone()]);
+        let (p, by) = decide_policy(default, &one_served, arch);
+        assert_eq!(
+            (p.kind, by.map(|c| c.name.as_str())),
+            (strided, Some("served"))
+        );
+        // Asked for explicitly: kept, and no checkpoint is looked at.
+        let asked = PolicyRequest {
+            kind: shift,
+            ..default
+        };
+        let (p, by) = decide_policy(asked, &one_mamba, |_| panic!("not consulted"));
+        assert_eq!((p.kind, by), (shift, None));
+        let sinks = PolicyRequest {
+            sinks: Some(2),
+            ..default
+        };
+        assert_eq!(decide_policy(sinks, &one_served, arch).0.kind, shift);
+        let stride = PolicyRequest {
+            stride: Some(16),
+            ..default
+        };
+        assert_eq!(decide_policy(stride, &all_shift, arch).0.kind, strided);
     }
 
     /// A cache entry (metadata JSON, then the position file) loads as it is: it holds positions

@@ -3,7 +3,7 @@
 use crate::common::{default_tiny, scratch, shift, strided, tiny_model, CODE};
 use hesnr::engine::llama::{LlamaCppBackend, LlamaOptions};
 use hesnr::engine::model_store::{self, Precision};
-use hesnr::engine::{score_tokens, Backend};
+use hesnr::engine::{score_selected, score_tokens, Backend};
 use hesnr::gguf::tiny::{TinyLlamaSpec, TinyWeightType};
 
 fn load(path: &std::path::Path, opts: LlamaOptions) -> LlamaCppBackend {
@@ -364,5 +364,54 @@ fn shift_policy_scores_every_target_once_whatever_the_decode_chunk() {
             1e-3,
             &format!("flash attention, ubatch {ubatch}"),
         );
+    }
+}
+
+/// A position's numbers do not depend on which other positions are asked for, under flash
+/// attention (the command line's default) or plain: no decode chunk ends too short for the
+/// tiled attention kernel (window::FLASH_TILE_ROWS) or computes a single output row
+/// (window::MIN_OUTPUT_ROWS) because of what was asked. Each wanted set below ends at a
+/// different place in its chunk, and some positions are alone in theirs; the rows must be the
+/// very rows of a pass that computes every position.
+#[test]
+fn rows_do_not_depend_on_the_positions_asked_for() {
+    for flash_attention in [true, false] {
+        let mut b = load(
+            &default_tiny(),
+            LlamaOptions {
+                flash_attention,
+                ..opts(512, 512)
+            },
+        );
+        let t = b.tokenize(&CODE.repeat(5)).unwrap();
+        let n = t.ids.len();
+        assert!(n > 400 && n <= 512, "{n} tokens");
+        for windowing in [strided(512, 256), shift(256, 4)] {
+            let all = score_tokens(&mut b, &t, &windowing, 10).unwrap();
+            let (mut compared, mut asked) = (0, 0);
+            for last in [5, 30, 63, 64, 65, 100, 200, 250, 262, 290, n - 3] {
+                // A few positions, the last of them `last`; and `last` with its neighbour.
+                for wants in [vec![2, last / 2, last], vec![last - 1, last]] {
+                    let mut wanted = vec![false; n];
+                    for p in wants {
+                        wanted[p] = true;
+                    }
+                    asked += wanted.iter().filter(|&&w| w).count();
+                    let got = score_selected(&mut b, &t, &wanted, &windowing, 10).unwrap();
+                    for (i, p) in got.iter().enumerate() {
+                        if let Some(p) = p {
+                            let what =
+                                format!("flash {flash_attention}, {windowing:?}, last {last}");
+                            assert_eq!(p, &all[i], "{what}, position {}", i + 1);
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+            assert_eq!(
+                compared, asked,
+                "{windowing:?}: every wanted position computed"
+            );
+        }
     }
 }
