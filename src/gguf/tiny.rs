@@ -21,6 +21,26 @@ pub enum TinyWeightType {
     Q8_0,
 }
 
+/// The architecture a tiny model is written as (the weights are the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TinyArchitecture {
+    #[default]
+    Llama,
+    /// `qwen2vl`: the llama layout under multi-section RoPE (M-RoPE), whose KV cache llama.cpp
+    /// cannot shift; for testing what hesnr does with such models (the strided window policy).
+    Qwen2Vl,
+}
+
+impl TinyArchitecture {
+    /// The `general.architecture` value, also the prefix of the model's keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Llama => "llama",
+            Self::Qwen2Vl => "qwen2vl",
+        }
+    }
+}
+
 /// Shape and options of a tiny model. `head_dim = n_embd / n_head`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TinyLlamaSpec {
@@ -41,6 +61,7 @@ pub struct TinyLlamaSpec {
     pub tied_embeddings: bool,
     /// `tokenizer.ggml.add_bos_token`: whether llama.cpp prepends `<|im_start|>` (id 1).
     pub add_bos: bool,
+    pub architecture: TinyArchitecture,
 }
 
 impl Default for TinyLlamaSpec {
@@ -57,6 +78,7 @@ impl Default for TinyLlamaSpec {
             weight_type: TinyWeightType::F32,
             tied_embeddings: true,
             add_bos: false,
+            architecture: TinyArchitecture::Llama,
         }
     }
 }
@@ -166,9 +188,11 @@ pub fn write_tiny_llama(path: &Path, spec: &TinyLlamaSpec) -> Result<(), GgufErr
     );
     let s = |v: &str| GgufValue::String(v.to_string());
     let u = GgufValue::U32;
+    let arch = spec.architecture.name();
+    let key = |k: &str| format!("{arch}.{k}");
     let mut w = GgufWriter::new();
-    w.add_kv("general.architecture", s("llama"))
-        .add_kv("general.name", s("hesnr tiny llama"))
+    w.add_kv("general.architecture", s(arch))
+        .add_kv("general.name", s(&format!("hesnr tiny {arch}")))
         .add_kv(
             "general.file_type",
             // llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0.
@@ -178,19 +202,19 @@ pub fn write_tiny_llama(path: &Path, spec: &TinyLlamaSpec) -> Result<(), GgufErr
                 TinyWeightType::Q8_0 => 7,
             }),
         )
-        .add_kv("llama.context_length", u(spec.n_ctx))
-        .add_kv("llama.embedding_length", u(spec.n_embd))
-        .add_kv("llama.block_count", u(spec.n_layer))
-        .add_kv("llama.feed_forward_length", u(spec.n_ff))
-        .add_kv("llama.attention.head_count", u(spec.n_head))
-        .add_kv("llama.attention.head_count_kv", u(spec.n_head_kv))
-        .add_kv("llama.rope.freq_base", GgufValue::F32(100_000.0))
-        .add_kv("llama.rope.dimension_count", u(head_dim))
+        .add_kv(key("context_length"), u(spec.n_ctx))
+        .add_kv(key("embedding_length"), u(spec.n_embd))
+        .add_kv(key("block_count"), u(spec.n_layer))
+        .add_kv(key("feed_forward_length"), u(spec.n_ff))
+        .add_kv(key("attention.head_count"), u(spec.n_head))
+        .add_kv(key("attention.head_count_kv"), u(spec.n_head_kv))
+        .add_kv(key("rope.freq_base"), GgufValue::F32(100_000.0))
+        .add_kv(key("rope.dimension_count"), u(head_dim))
         .add_kv(
-            "llama.attention.layer_norm_rms_epsilon",
+            key("attention.layer_norm_rms_epsilon"),
             GgufValue::F32(1e-5),
         )
-        .add_kv("llama.vocab_size", u(n_vocab as u32))
+        .add_kv(key("vocab_size"), u(n_vocab as u32))
         .add_kv("tokenizer.ggml.add_space_prefix", GgufValue::Bool(false))
         .add_kv("tokenizer.ggml.model", s("gpt2"))
         .add_kv("tokenizer.ggml.pre", s("smollm"))
@@ -219,6 +243,17 @@ pub fn write_tiny_llama(path: &Path, spec: &TinyLlamaSpec) -> Result<(), GgufErr
             GgufValue::Bool(spec.add_bos),
         )
         .add_kv("tokenizer.chat_template", s(CHAT_TEMPLATE));
+    if spec.architecture == TinyArchitecture::Qwen2Vl {
+        // The rotary pairs split into time, height and width sections as Qwen2-VL splits them
+        // (16/24/24 of 64), scaled to this head; text positions use all three alike.
+        let pairs = head_dim / 2;
+        let (t, h) = (pairs / 4, (pairs - pairs / 4) / 2);
+        let sections = [t, h, pairs - t - h, 0].map(|v| GgufValue::I32(v as i32));
+        w.add_kv(
+            key("rope.dimension_sections"),
+            GgufValue::Array(sections.to_vec()),
+        );
+    }
 
     let mut rng = SplitMix64(spec.seed);
     // Uniform on [-a, a] has standard deviation a / sqrt(3).

@@ -2,7 +2,8 @@
 
 use std::path::Path;
 
-use crate::common::{default_tiny, hesnr, hesnr_command, scratch, CODE};
+use crate::common::{default_tiny, hesnr, hesnr_command, scratch, tiny_model, CODE};
+use hesnr::gguf::tiny::{TinyArchitecture, TinyLlamaSpec};
 use serde_json::Value;
 
 fn write(name: &str, content: &[u8]) -> String {
@@ -459,4 +460,59 @@ fn texts_longer_than_the_window_shift_by_default() {
     let with_stride = run(&["--stride", "32"]);
     assert_eq!(with_stride["settings"]["window_policy"], "strided");
     assert_eq!(with_stride["mean_nll"], strided["mean_nll"]);
+}
+
+/// A model whose KV cache llama.cpp cannot shift (M-RoPE, here a tiny `qwen2vl`) is scored with
+/// the strided policy by default; asking it for the shift policy, or for sink tokens, is a clear
+/// error that says what to do.
+#[test]
+fn a_model_that_cannot_shift_is_strided_by_default() {
+    let model = tiny_model(
+        "tiny-qwen2vl",
+        TinyLlamaSpec {
+            architecture: TinyArchitecture::Qwen2Vl,
+            ..Default::default()
+        },
+    );
+    let model = model.to_string_lossy().into_owned();
+    let input = write(
+        "long-mrope.jsonl",
+        format!(
+            "{}\n",
+            serde_json::json!({"id": "long", "text": CODE.repeat(6)})
+        )
+        .as_bytes(),
+    );
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["score", &input, "-m", &model, "--window", "64", "--json"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        hesnr(&args)
+    };
+    let out = run(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["settings"]["window_policy"], "strided");
+    assert!(
+        summary["tokens"].as_u64().unwrap() > 128,
+        "longer than two windows"
+    );
+    assert!(summary["mean_nll"].as_f64().unwrap().is_finite());
+    for (extra, advice) in [
+        (
+            &["--window-policy", "shift"][..],
+            "use --window-policy strided",
+        ),
+        (&["--sink-tokens", "2"][..], "drop --sink-tokens"),
+    ] {
+        let out = run(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} must fail");
+        assert!(
+            stderr.contains("cannot shift a KV cache") && stderr.contains(advice),
+            "{extra:?}: {stderr}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::{hesnr, hesnr_command, scratch, tiny_model, Server};
-use hesnr::gguf::tiny::TinyLlamaSpec;
+use hesnr::gguf::tiny::{TinyArchitecture, TinyLlamaSpec};
 use serde_json::{json, Value};
 
 /// Three "checkpoints": the same tiny architecture with different weights.
@@ -408,4 +408,38 @@ fn a_drawn_set_tracks_like_a_file_of_the_drawn_records() {
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not from --documents"));
+}
+
+/// One local checkpoint whose architecture cannot shift its KV cache (M-RoPE) makes the default
+/// window policy strided for every checkpoint, said once, instead of failing at that checkpoint;
+/// its cache entries are then those of an explicit `--window-policy strided` run.
+#[test]
+fn a_checkpoint_that_cannot_shift_makes_the_run_strided() {
+    let dir = scratch().join("mrope");
+    let mrope = tiny_model(
+        "ckpt-qwen2vl",
+        TinyLlamaSpec {
+            seed: 2,
+            architecture: TinyArchitecture::Qwen2Vl,
+            ..Default::default()
+        },
+    );
+    let models = [checkpoints()[0].clone(), mrope];
+    let set = eval_set(&dir, 2);
+    let (m, cache) = (manifest(&dir, &models), dir.join("cache"));
+    let (default, stderr) = track(&m, &set, &cache, &dir.join("out-a"));
+    assert!(
+        stderr.contains("(qwen2vl) cannot shift its KV cache: every checkpoint is scored with the strided window policy"),
+        "{stderr}"
+    );
+    assert_eq!(default["checkpoints"].as_array().unwrap().len(), 2);
+    let (strided, stderr) = track_with(
+        &m,
+        &set,
+        &cache,
+        &dir.join("out-b"),
+        &["--window-policy", "strided"],
+    );
+    assert_eq!(stderr.matches(": cached (cache key").count(), 2, "{stderr}");
+    assert_eq!(table(default), table(strided));
 }
