@@ -45,9 +45,9 @@ pub struct LlamaOptions {
     pub gpu_layers: u32,
     /// Flash attention (the command line's default; off in `Default`, the exact setting): 1.5x
     /// faster at 512-token documents, 1.75x at 2,048 and 2.1x on an 8K window on a 2-core CPU
-    /// (docs/benchmarks.md, "Flash or plain attention"); results then move by ~1e-4 (relative)
-    /// if the decode chunk size (`ubatch`) changes. Off = plain attention over an F32 KV cache,
-    /// bit-identical for any chunking.
+    /// (docs/benchmarks.md, "Flash or plain attention"); results are then the same for any
+    /// decode chunk size (`ubatch`) from 128 ([`window::decode_plan`]) and move slightly below
+    /// that. Off = plain attention over an F32 KV cache, bit-identical for any chunking.
     pub flash_attention: bool,
     /// Most short documents run together in one decode batch, each its own sequence
     /// ([`super::pack`]); 1 runs every document alone.
@@ -362,8 +362,6 @@ pub struct LlamaCppBackend {
     ubatch: usize,
     /// Whether llama.cpp can shift this model's KV cache (see [`can_shift_kv_cache`]).
     can_shift: bool,
-    /// Flash attention on (see [`LlamaOptions::flash_attention`]).
-    flash_attention: bool,
     /// How short documents are packed (`None`: never).
     pack: Option<PackLimits>,
     /// The packs of the documents the flow announced ([`Backend::plan`]).
@@ -468,7 +466,6 @@ impl LlamaCppBackend {
             window,
             ubatch,
             can_shift,
-            flash_attention: opts.flash_attention,
             pack,
             packs: Packs::default(),
             packed: 0,
@@ -823,8 +820,8 @@ impl LlamaCppBackend {
     /// once, so memory does not grow with the document.
     ///
     /// With `wanted` (one flag per target), only the flagged targets get logits: the output
-    /// layer is skipped for the others. Tokens after the targets are fed only under flash
-    /// attention, at most [`window::FLASH_TILE_ROWS`] - 1 of them ([`window::shift_plan_padded`]).
+    /// layer is skipped for the others. Up to [`window::FLASH_TILE_ROWS`] - 1 tokens after
+    /// the targets may be fed ([`window::decode_plan`]).
     ///
     /// Without `shift`, `tokens` must fit the window. With it, they may be any length: the cache
     /// of `shift.size` tokens keeps the first `shift.sinks` and evicts the oldest others as
@@ -874,20 +871,19 @@ impl LlamaCppBackend {
         }
         self.reset_cache();
         let (size, sinks) = shift.map_or((self.window, 0), |s| (s.size, s.sinks));
-        // The last target is never an input: tokens[..targets.end - 1] are needed. Under flash
-        // attention the last chunk runs on into the tokens after the targets (never context
-        // for a target) so that its length, and the kernel, does not depend on which targets
-        // were asked for (window::FLASH_TILE_ROWS); and every chunk computes at least a few
-        // output rows (window::MIN_OUTPUT_ROWS): a position's numbers are the same whatever
-        // else is wanted.
-        let min_rows = if self.flash_attention {
-            window::FLASH_TILE_ROWS
-        } else {
-            1
-        };
-        let available = tokens.len() - 1;
-        let plan =
-            window::shift_plan_padded(targets.end - 1, available, size, self.ubatch, min_rows);
+        // The last target is never an input: tokens[..targets.end - 1] are needed. The plan
+        // keeps every decode chunk at least FLASH_TILE_ROWS long where the text allows (running
+        // on past the last target if it must: those tokens are never context for a target),
+        // and every chunk computes at least MIN_OUTPUT_ROWS output rows: then ggml's kernels
+        // do not change with `ubatch` or with which targets are wanted, nor do a position's
+        // numbers (window::decode_plan, window::output_rows).
+        let plan = window::decode_plan(
+            targets.end - 1,
+            tokens.len() - 1,
+            size,
+            self.ubatch,
+            window::FLASH_TILE_ROWS,
+        );
         let inputs = &tokens[..plan.last().map_or(0, |s| s.inputs.end)];
         let mut batch = LlamaBatch::new(self.ubatch, 1);
         // Positions the cache has moved back by so far: input i sits at position i - shifted.

@@ -245,38 +245,64 @@ pub fn shift_plan(n_inputs: usize, size: usize, chunk: usize) -> Vec<ShiftStep> 
 
 /// Fewest rows a decode chunk needs for ggml's CPU flash attention to take its tiled kernel
 /// (`GGML_FA_TILE_Q` in llama.cpp's `ggml-cpu/common.h`). A shorter chunk takes a row-by-row
-/// kernel, and a chunk of one row a split-KV one; the kernels sum in different orders, so the
-/// same position can come out ~1e-4 apart depending on how long its chunk is.
+/// kernel (and a chunk of one row a split-KV one) that sums in another order and is less
+/// accurate: on the same positions it was ~4x further from exact attention (docs/method.md).
 pub const FLASH_TILE_ROWS: usize = 64;
 
-/// [`shift_plan`] for the first `n_inputs` inputs, with its last step lengthened, into the
-/// inputs up to `available`, to at least `min_rows` inputs where the plan's grid allows.
+/// The decode calls of one pass over `n_inputs` inputs ([`shift_plan`]), shaped so that every
+/// position lands in a chunk of at least `min_rows` inputs wherever the text allows: then the
+/// chunk sizes no longer decide a position's kernel (see [`FLASH_TILE_ROWS`]), so a position's
+/// numbers depend neither on the decode chunk size (`chunk` >= 2 x `min_rows`) nor on which
+/// later positions were asked for.
 ///
-/// Why: a caller runs only up to the last position it wants, so without this the last chunk's
-/// length (and with it the attention kernel, [`FLASH_TILE_ROWS`]) would depend on which later
-/// positions were asked for, and a row could move with the presets requested. Lengthened, every
-/// wanted position's chunk has the same start, and either the same length or at least
-/// `min_rows`, whatever else is wanted. Costs at most `min_rows - 1` extra inputs a pass.
-pub fn shift_plan_padded(
+/// Two changes to the plain plan, neither changing what any position sees:
+/// - a segment (the inputs between two evictions) cut short by the last wanted input runs on,
+///   into the inputs up to `available` (never context for a wanted one), to at least
+///   `min_rows` inputs; at most `min_rows - 1` extra inputs a pass;
+/// - a segment's last chunk shorter than `min_rows` starts earlier, taking inputs from the
+///   chunk before it (when that leaves both at least `min_rows` long).
+pub fn decode_plan(
     n_inputs: usize,
     available: usize,
     size: usize,
     chunk: usize,
     min_rows: usize,
 ) -> Vec<ShiftStep> {
-    let plan = shift_plan(n_inputs, size, chunk);
-    let Some(last) = plan.last() else {
-        return plan;
+    let plain = shift_plan(n_inputs, size, chunk);
+    let Some(segment_start) = plain
+        .iter()
+        .rev()
+        .find(|s| s.evict > 0)
+        .map_or(plain.first().map(|s| s.inputs.start), |s| {
+            Some(s.inputs.start)
+        })
+    else {
+        return plain;
     };
-    let padded_end = (last.inputs.start + min_rows).min(available);
-    if padded_end <= n_inputs {
-        return plan;
+    let padded_end = (segment_start + min_rows).min(available);
+    let mut steps = if padded_end > n_inputs {
+        // The grid does not depend on the length (it is only cut there): plan the longer run
+        // and drop the steps that start after the wanted inputs.
+        let mut longer = shift_plan(padded_end, size, chunk);
+        longer.retain(|s| s.inputs.start < n_inputs);
+        longer
+    } else {
+        plain
+    };
+    for i in 1..steps.len() {
+        let last_of_segment = steps.get(i + 1).is_none_or(|next| next.evict > 0);
+        let (prev, cur) = (&steps[i - 1].inputs, &steps[i].inputs);
+        if last_of_segment
+            && steps[i].evict == 0
+            && cur.len() < min_rows
+            && prev.len() + cur.len() >= 2 * min_rows
+        {
+            let boundary = cur.end - min_rows;
+            steps[i - 1].inputs.end = boundary;
+            steps[i].inputs.start = boundary;
+        }
     }
-    // The grid does not depend on the length (it is only cut there), so planning the longer
-    // run and dropping the steps that start after the wanted inputs lengthens only the last.
-    let mut padded = shift_plan(padded_end, size, chunk);
-    padded.retain(|s| s.inputs.start < n_inputs);
-    padded
+    steps
 }
 
 /// Fewest output rows a decode chunk asks llama.cpp for, when it asks for any. Output rows
@@ -289,7 +315,8 @@ pub const MIN_OUTPUT_ROWS: usize = 4;
 
 /// Which inputs of a decode chunk get logits: the `wanted` ones and, when there are some but
 /// fewer than [`MIN_OUTPUT_ROWS`], the last others of the chunk up to that many. The caller
-/// drops the extra rows; each costs one row of the output layer.
+/// drops the extra rows; each costs one row of the output layer. With [`decode_plan`], a
+/// position's numbers then do not depend on what else is wanted.
 pub fn output_rows(wanted: &[bool]) -> Vec<bool> {
     let mut rows = wanted.to_vec();
     let n_wanted = wanted.iter().filter(|&&w| w).count();
@@ -460,28 +487,36 @@ mod tests {
     }
 
     #[test]
-    fn padded_plan_hand_computed() {
+    fn decode_plan_hand_computed() {
         let step = |evict, inputs| ShiftStep { evict, inputs };
-        // 13 of 40 inputs wanted, chunks of 8, at least 6 rows: the last chunk 8..13 becomes 8..14.
+        // 13 of 40 inputs wanted, chunks of 8, at least 6 rows: enough rows, but the last
+        // chunk 8..13 is short: it starts earlier (both chunks keep at least 6).
         assert_eq!(
-            shift_plan_padded(13, 40, 32, 8, 6),
-            vec![step(0, 0..8), step(0, 8..14)]
+            decode_plan(13, 40, 32, 8, 6),
+            vec![step(0, 0..7), step(0, 7..13)]
         );
-        // Already long enough, or nothing more to feed: unchanged.
-        assert_eq!(shift_plan_padded(15, 40, 32, 8, 6), shift_plan(15, 32, 8));
-        assert_eq!(shift_plan_padded(13, 13, 32, 8, 6), shift_plan(13, 32, 8));
-        assert_eq!(shift_plan_padded(11, 12, 32, 8, 6), shift_plan(12, 32, 8));
-        // Never past the grid: chunks of 4 stay chunks of 4.
+        // 4 wanted: the segment runs on to 6 rows.
+        assert_eq!(decode_plan(4, 40, 32, 8, 6), vec![step(0, 0..6)]);
+        // Nothing more to feed: as planned.
+        assert_eq!(decode_plan(4, 4, 32, 8, 6), vec![step(0, 0..4)]);
+        // Long enough already: the plain plan.
+        assert_eq!(decode_plan(15, 40, 32, 8, 6), shift_plan(15, 32, 8));
+        // Chunks too small to balance (4 + 1 < 2 x 6): left as they are.
         assert_eq!(
-            shift_plan_padded(9, 40, 32, 4, 6),
-            vec![step(0, 0..4), step(0, 4..8), step(0, 8..12)]
+            decode_plan(9, 9, 32, 4, 6),
+            vec![step(0, 0..4), step(0, 4..8), step(0, 8..9)]
         );
-        // Nor into the next segment: window 16 (block 4), the last step of the fill is 12..16.
+        // Window 16 (block 4): the segment after an eviction is balanced on its own, and one
+        // wanted input into a new segment runs on to its end (it is shorter than 6).
         assert_eq!(
-            shift_plan_padded(13, 40, 16, 6, 6),
-            vec![step(0, 0..6), step(0, 6..12), step(0, 12..16)]
+            decode_plan(17, 40, 16, 10, 6),
+            vec![step(0, 0..10), step(0, 10..16), step(4, 16..20)]
         );
-        assert!(shift_plan_padded(0, 40, 16, 6, 6).is_empty());
+        assert_eq!(
+            decode_plan(15, 40, 16, 12, 6),
+            vec![step(0, 0..9), step(0, 9..15)]
+        );
+        assert!(decode_plan(0, 40, 16, 6, 6).is_empty());
     }
 
     #[test]
@@ -500,27 +535,36 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever is wanted after it, a wanted input's chunk starts at the same input and is
-        /// as long, or both are at least `min_rows` long (the same attention kernel).
+        /// A wanted input's chunk is at least `min_rows` long in both of two plans, or equally
+        /// long, whatever else is wanted and whatever the chunk size (from 2 x `min_rows`); and
+        /// the plan still feeds every input once, in order, through the same evictions.
         #[test]
-        fn padded_chunks_do_not_depend_on_later_wants(
+        fn decode_plan_chunks_do_not_depend_on_wants_or_chunk_size(
             a in 1usize..200, b in 1usize..200, extra in 0usize..100,
-            size in 8usize..80, chunk in 1usize..40, min_rows in 1usize..20,
+            size in 8usize..80, chunk_a in 1usize..40, chunk_b in 1usize..40, min_rows in 1usize..12,
         ) {
             let (n1, n2) = (a.min(b), a.max(b));
             let available = n2 + extra;
-            let kernel = |s: &ShiftStep| (s.inputs.start, s.inputs.len().min(min_rows));
-            let short = shift_plan_padded(n1, available, size, chunk, min_rows);
-            let long = shift_plan_padded(n2, available, size, chunk, min_rows);
-            prop_assert!(short.last().is_some_and(|s| s.inputs.end >= n1 && s.inputs.end <= available));
-            prop_assert!(short.last().is_some_and(|s| s.inputs.end - n1 < min_rows.max(1)));
-            for i in 0..n1 {
-                let find = |plan: &[ShiftStep]| plan.iter().find(|s| s.inputs.contains(&i)).map(kernel);
-                prop_assert_eq!(find(&short), find(&long), "input {}", i);
+            let (ca, cb) = (chunk_a.max(2 * min_rows), chunk_b.max(2 * min_rows));
+            let short = decode_plan(n1, available, size, ca, min_rows);
+            let long = decode_plan(n2, available, size, cb, min_rows);
+            for plan in [&short, &long] {
+                let mut next = 0;
+                for s in plan.iter() {
+                    prop_assert_eq!(s.inputs.start, next);
+                    prop_assert!(!s.inputs.is_empty() && s.inputs.len() <= ca.max(cb));
+                    next = s.inputs.end;
+                }
+                prop_assert!(next <= available);
             }
-            // The steps before the last are the plain plan's.
-            let plain = shift_plan(n1, size, chunk);
-            prop_assert_eq!(&short[..short.len() - 1], &plain[..plain.len() - 1]);
+            prop_assert!(short.last().is_some_and(|s| s.inputs.end >= n1 && s.inputs.end < n1 + min_rows));
+            // Evictions where the plain plan has them.
+            let evictions = |p: &[ShiftStep]| p.iter().filter(|s| s.evict > 0).map(|s| (s.inputs.start, s.evict)).collect::<Vec<_>>();
+            prop_assert_eq!(evictions(&short), evictions(&shift_plan(short.last().unwrap().inputs.end, size, ca)));
+            for i in 0..n1 {
+                let rows = |plan: &[ShiftStep]| plan.iter().find(|s| s.inputs.contains(&i)).map(|s| s.inputs.len().min(min_rows));
+                prop_assert_eq!(rows(&short), rows(&long), "input {}", i);
+            }
         }
     }
 

@@ -367,14 +367,15 @@ fn shift_policy_scores_every_target_once_whatever_the_decode_chunk() {
     }
 }
 
-/// A position's numbers do not depend on which other positions are asked for, under flash
-/// attention (the command line's default) or plain: no decode chunk ends too short for the
-/// tiled attention kernel (window::FLASH_TILE_ROWS) or computes a single output row
-/// (window::MIN_OUTPUT_ROWS) because of what was asked. Each wanted set below ends at a
-/// different place in its chunk, and some positions are alone in theirs; the rows must be the
-/// very rows of a pass that computes every position.
+/// A position's numbers depend neither on which other positions are asked for nor on the decode
+/// chunk size (from 128), under flash attention (the command line's default) or plain: no
+/// decode chunk is too short for the tiled attention kernel (window::FLASH_TILE_ROWS) or
+/// computes a single output row (window::MIN_OUTPUT_ROWS) because of what was asked or how the
+/// text was cut. Each wanted set below ends at a different place in its chunk, and some
+/// positions are alone in theirs; the rows must be the very rows of a pass that computes every
+/// position, and that pass the same with other chunk sizes.
 #[test]
-fn rows_do_not_depend_on_the_positions_asked_for() {
+fn rows_do_not_depend_on_the_positions_asked_for_or_the_chunk_size() {
     for flash_attention in [true, false] {
         let mut b = load(
             &default_tiny(),
@@ -388,6 +389,20 @@ fn rows_do_not_depend_on_the_positions_asked_for() {
         assert!(n > 400 && n <= 512, "{n} tokens");
         for windowing in [strided(512, 256), shift(256, 4)] {
             let all = score_tokens(&mut b, &t, &windowing, 10).unwrap();
+            for ubatch in [128, 200] {
+                let mut other = load(
+                    &default_tiny(),
+                    LlamaOptions {
+                        flash_attention,
+                        ..opts(512, ubatch)
+                    },
+                );
+                let got = score_tokens(&mut other, &t, &windowing, 10).unwrap();
+                assert!(
+                    got == all,
+                    "flash {flash_attention}, {windowing:?}: ubatch {ubatch} differs from 512"
+                );
+            }
             let (mut compared, mut asked) = (0, 0);
             for last in [5, 30, 63, 64, 65, 100, 200, 250, 262, 290, n - 3] {
                 // A few positions, the last of them `last`; and `last` with its neighbour.
