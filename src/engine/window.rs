@@ -269,16 +269,12 @@ pub fn decode_plan(
     min_rows: usize,
 ) -> Vec<ShiftStep> {
     let plain = shift_plan(n_inputs, size, chunk);
-    let Some(segment_start) = plain
-        .iter()
-        .rev()
-        .find(|s| s.evict > 0)
-        .map_or(plain.first().map(|s| s.inputs.start), |s| {
-            Some(s.inputs.start)
-        })
-    else {
+    let Some(first) = plain.first() else {
         return plain;
     };
+    // The last segment starts at the last eviction, or with the text.
+    let segment_start = plain.iter().rev().find(|s| s.evict > 0).unwrap_or(first);
+    let segment_start = segment_start.inputs.start;
     let padded_end = (segment_start + min_rows).min(available);
     let mut steps = if padded_end > n_inputs {
         // The grid does not depend on the length (it is only cut there): plan the longer run
@@ -506,8 +502,8 @@ mod tests {
             decode_plan(9, 9, 32, 4, 6),
             vec![step(0, 0..4), step(0, 4..8), step(0, 8..9)]
         );
-        // Window 16 (block 4): the segment after an eviction is balanced on its own, and one
-        // wanted input into a new segment runs on to its end (it is shorter than 6).
+        // Window 16 (block 4): one wanted input into the segment after an eviction runs on to
+        // that segment's end (it is shorter than 6); a segment's chunks are balanced within it.
         assert_eq!(
             decode_plan(17, 40, 16, 10, 6),
             vec![step(0, 0..10), step(0, 10..16), step(4, 16..20)]

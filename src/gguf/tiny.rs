@@ -61,6 +61,7 @@ pub struct TinyLlamaSpec {
     pub tied_embeddings: bool,
     /// `tokenizer.ggml.add_bos_token`: whether llama.cpp prepends `<|im_start|>` (id 1).
     pub add_bos: bool,
+    /// The architecture written (llama by default).
     pub architecture: TinyArchitecture,
 }
 
