@@ -415,25 +415,29 @@ fn the_python_package_hooks_write_a_model_and_json_progress() {
     assert!(last["tokens"].as_u64().unwrap() > 0);
 }
 
+/// A one-document input longer than two 64-token windows.
+fn long_text(name: &str) -> String {
+    let record = serde_json::json!({"id": "long", "text": CODE.repeat(6)});
+    write(name, format!("{record}\n").as_bytes())
+}
+
+/// `hesnr score` of `input` in 64-token windows, the summary as JSON on stdout.
+fn score_in_small_windows(input: &str, model: &str, extra: &[&str]) -> std::process::Output {
+    let args: Vec<&str> = ["score", input, "-m", model, "--window", "64", "--json"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    hesnr(&args)
+}
+
 /// A text longer than the window is decoded once through a shifting cache unless another policy
 /// is asked for: the default's rows are those of `--window-policy shift`, and the summary says so.
 #[test]
 fn texts_longer_than_the_window_shift_by_default() {
-    let input = write(
-        "long-default.jsonl",
-        format!(
-            "{}\n",
-            serde_json::json!({"id": "long", "text": CODE.repeat(6)})
-        )
-        .as_bytes(),
-    );
+    let input = long_text("long-default.jsonl");
     let model = model();
     let run = |extra: &[&str]| {
-        let args: Vec<&str> = ["score", &input, "-m", &model, "--window", "64", "--json"]
-            .into_iter()
-            .chain(extra.iter().copied())
-            .collect();
-        let out = hesnr(&args);
+        let out = score_in_small_windows(&input, &model, extra);
         assert!(
             out.status.success(),
             "{}",
@@ -475,21 +479,8 @@ fn a_model_that_cannot_shift_is_strided_by_default() {
         },
     );
     let model = model.to_string_lossy().into_owned();
-    let input = write(
-        "long-mrope.jsonl",
-        format!(
-            "{}\n",
-            serde_json::json!({"id": "long", "text": CODE.repeat(6)})
-        )
-        .as_bytes(),
-    );
-    let run = |extra: &[&str]| {
-        let args: Vec<&str> = ["score", &input, "-m", &model, "--window", "64", "--json"]
-            .into_iter()
-            .chain(extra.iter().copied())
-            .collect();
-        hesnr(&args)
-    };
+    let input = long_text("long-mrope.jsonl");
+    let run = |extra: &[&str]| score_in_small_windows(&input, &model, extra);
     let out = run(&[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
